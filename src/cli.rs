@@ -1,0 +1,211 @@
+//! Native command-line shell over the library: file reading, argument parsing, output.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::{Error, Result};
+use crate::loader::{LoadedModel, ModelFiles, load};
+use crate::model::{Intervention, KvCache, read_f32};
+
+/// taskvec: task vectors for small vision-language models.
+#[derive(Parser, Debug)]
+#[command(name = "taskvec", version, about)]
+pub struct Cli {
+    /// Compute backend.
+    #[arg(long, global = true, value_enum, default_value_t = Backend::Cpu)]
+    pub device: Backend,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Which burn backend runs the model.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum Backend {
+    /// burn's pure-Rust CPU backend (flex).
+    Cpu,
+    /// burn's wgpu backend (Vulkan/Metal natively), when built with the `wgpu` feature.
+    Wgpu,
+}
+
+/// Where the model comes from.
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// A `.gguf` file or a Hugging Face directory (config.json, *.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// llama.cpp vision projector GGUF (`mmproj-*.gguf`) for a SmolVLM GGUF.
+    #[arg(long)]
+    pub mmproj: Option<PathBuf>,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Greedy continuation of a prompt; prints only the generated text.
+    Generate {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Prompt text (no chat template is applied); `<image>` marks where the image goes.
+        #[arg(long)]
+        prompt: String,
+        /// An image file for the prompt's `<image>` (put first when the prompt has none).
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Most tokens to generate.
+        #[arg(long)]
+        max_tokens: usize,
+    },
+    /// Writes every layer's hidden states, the logits and the ids of a prompt to safetensors.
+    Hidden {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Prompt text.
+        #[arg(long, conflicts_with = "ids", required_unless_present = "ids")]
+        prompt: Option<String>,
+        /// Token ids, comma-separated, used as given (they already hold the image tokens).
+        #[arg(long, value_delimiter = ',')]
+        ids: Option<Vec<u32>>,
+        /// An image file filling the `<image>` tokens.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Output `.safetensors` path.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+/// Reads a file with its path in the error.
+pub fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })
+}
+
+/// Reads the model files named on the command line.
+pub fn model_files(args: &ModelArgs) -> Result<ModelFiles> {
+    let p = &args.model;
+    if p.is_dir() {
+        let text = |name: &str| -> Result<Option<String>> {
+            let f = p.join(name);
+            if !f.exists() {
+                return Ok(None);
+            }
+            String::from_utf8(read(&f)?).map(Some).map_err(|_| Error::load(format!("{} is not UTF-8 text", f.display())))
+        };
+        let config = text("config.json")?.ok_or_else(|| Error::load(format!("{} has no config.json", p.display())))?;
+        let tokenizer = read(&p.join("tokenizer.json"))
+            .map_err(|_| Error::load(format!("{} has no tokenizer.json", p.display())))?;
+        let mut shards: Vec<PathBuf> = std::fs::read_dir(p)
+            .map_err(|source| Error::Io { path: p.display().to_string(), source })?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|f| f.extension().is_some_and(|x| x == "safetensors"))
+            .collect();
+        shards.sort();
+        if shards.is_empty() {
+            return Err(Error::load(format!("{} has no *.safetensors file", p.display())));
+        }
+        let weights = shards.iter().map(|f| read(f)).collect::<Result<_>>()?;
+        Ok(ModelFiles::HuggingFace { config, preprocessor: text("preprocessor_config.json")?, tokenizer, weights })
+    } else {
+        let model = read(p)?;
+        let mmproj = args.mmproj.as_deref().map(read).transpose()?;
+        Ok(ModelFiles::Gguf { model, mmproj })
+    }
+}
+
+/// The device for a backend choice.
+pub fn device(b: Backend) -> Result<Device> {
+    match b {
+        Backend::Cpu => Ok(Device::flex()),
+        #[cfg(feature = "wgpu")]
+        Backend::Wgpu => Ok(Device::wgpu(Default::default())),
+        #[cfg(not(feature = "wgpu"))]
+        Backend::Wgpu => Err(Error::Backend("this build has no wgpu backend (rebuild with --features wgpu)".into())),
+    }
+}
+
+/// Loads the model named on the command line.
+pub fn load_model(args: &ModelArgs, dev: &Device) -> Result<LoadedModel> {
+    load(model_files(args)?, dev)
+}
+
+fn image_list(path: &Option<PathBuf>) -> Result<Vec<Vec<u8>>> {
+    path.as_deref().map(read).into_iter().collect()
+}
+
+/// Runs a parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    let dev = device(cli.device)?;
+    match cli.command {
+        Command::Generate { model, prompt, image, max_tokens } => {
+            let m = load_model(&model, &dev)?;
+            let images = image_list(&image)?;
+            let prompt = if !images.is_empty() && !prompt.contains(crate::tokenize::IMAGE_PLACEHOLDER) {
+                format!("{}{prompt}", crate::tokenize::IMAGE_PLACEHOLDER)
+            } else {
+                prompt
+            };
+            let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
+            let (ids, pixels) = m.prompt(&prompt, &refs)?;
+            let x = m.model.embed(&ids, &pixels)?;
+            let mut new = pollster::block_on(m.model.generate(x, &Intervention::default(), max_tokens, &m.tokenizer.eos))?;
+            if new.last().is_some_and(|t| m.tokenizer.eos.contains(t)) {
+                new.pop();
+            }
+            print!("{}", m.tokenizer.decode(&new)?);
+            Ok(())
+        }
+        Command::Hidden { model, prompt, ids, image, out } => {
+            let m = load_model(&model, &dev)?;
+            let images = image_list(&image)?;
+            let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
+            let (ids, pixels) = match (prompt, ids) {
+                (Some(p), _) => m.prompt(&p, &refs)?,
+                (None, Some(ids)) => {
+                    let pixels = match &m.model.config.vision {
+                        Some(v) => refs.iter().map(|b| crate::preprocess::load_image(b, v, m.longest_edge)).collect::<Result<_>>()?,
+                        None if refs.is_empty() => Vec::new(),
+                        None => return Err(Error::model("this model has no vision encoder: it cannot take images")),
+                    };
+                    (ids, pixels)
+                }
+                (None, None) => unreachable!("clap requires --prompt or --ids"),
+            };
+            let x = m.model.embed(&ids, &pixels)?;
+            let seq = ids.len();
+            let iv = Intervention { capture: (0..seq).collect(), patches: vec![], all_logits: true };
+            let o = m.model.forward(x, KvCache::new(m.model.num_layers()), &iv)?;
+            let hidden = o.hidden.expect("captured");
+            let hdims = hidden.dims();
+            let ldims = o.logits.dims();
+            let hidden = pollster::block_on(read_f32(hidden))?;
+            let logits = pollster::block_on(read_f32(o.logits))?;
+            let ids64: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+            write_safetensors(
+                &out,
+                &[("hidden", f32_bytes(&hidden), hdims.to_vec(), safetensors::Dtype::F32),
+                  ("logits", f32_bytes(&logits), ldims.to_vec(), safetensors::Dtype::F32),
+                  ("input_ids", ids64.iter().flat_map(|v| v.to_le_bytes()).collect(), vec![seq], safetensors::Dtype::I64)],
+            )
+        }
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Writes named tensors (raw little-endian bytes) to a safetensors file.
+pub fn write_safetensors(path: &Path, tensors: &[(&str, Vec<u8>, Vec<usize>, safetensors::Dtype)]) -> Result<()> {
+    let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
+        .iter()
+        .map(|(n, b, s, d)| {
+            safetensors::tensor::TensorView::new(*d, s.clone(), b)
+                .map(|v| (n.to_string(), v))
+                .map_err(|e| Error::model(format!("safetensors: {e}")))
+        })
+        .collect::<Result<_>>()?;
+    let bytes = safetensors::serialize(views, None).map_err(|e| Error::model(format!("safetensors: {e}")))?;
+    std::fs::write(path, bytes).map_err(|source| Error::Io { path: path.display().to_string(), source })
+}

@@ -1,0 +1,188 @@
+//! Turning model files (bytes, so it works in wasm too) into a ready model + tokenizer: a GGUF
+//! (with an optional llama.cpp mmproj GGUF for the vision side) or a Hugging Face directory's
+//! files (config.json, *.safetensors, tokenizer.json, preprocessor_config.json).
+
+use burn::tensor::Device;
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result};
+use crate::model::{Model, ModelConfig, TextConfig, VisionConfig};
+use crate::tokenize::TextTokenizer;
+use crate::weights::{GgufSource, SafetensorsSource, Sources, TensorSource, gguf::is_gguf};
+
+/// The files that make a model, already read into memory.
+pub enum ModelFiles {
+    /// A llama.cpp GGUF, and optionally its vision `mmproj` GGUF.
+    Gguf {
+        /// The language model GGUF.
+        model: Vec<u8>,
+        /// The vision encoder + projector GGUF.
+        mmproj: Option<Vec<u8>>,
+    },
+    /// A Hugging Face checkpoint's files.
+    HuggingFace {
+        /// `config.json` text.
+        config: String,
+        /// `preprocessor_config.json` text, if any.
+        preprocessor: Option<String>,
+        /// `tokenizer.json` bytes.
+        tokenizer: Vec<u8>,
+        /// The `*.safetensors` files.
+        weights: Vec<Vec<u8>>,
+    },
+}
+
+/// What was loaded, for display and for matching task vectors to models.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelInfo {
+    /// Human-readable model name (GGUF `general.name` or the config's architecture).
+    pub name: String,
+    /// `gguf` or `safetensors`.
+    pub format: String,
+    /// Storage type of the weights (e.g. `q4_1`, `f32`, `mixed`).
+    pub quant: String,
+    /// Total size of the model files.
+    pub file_bytes: usize,
+    /// Short SHA-256 of the weight files: identifies the exact weights.
+    pub fingerprint: String,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Residual stream width.
+    pub hidden: usize,
+    /// Whether the model takes images.
+    pub vision: bool,
+}
+
+/// A model ready to run, with its tokenizer.
+pub struct LoadedModel {
+    /// The network.
+    pub model: Model,
+    /// Its tokenizer.
+    pub tokenizer: TextTokenizer,
+    /// Description.
+    pub info: ModelInfo,
+    /// The image processor's first resize target (`size.longest_edge`), when known.
+    pub longest_edge: Option<u32>,
+}
+
+fn fingerprint(files: &[&[u8]]) -> String {
+    let mut h = Sha256::new();
+    for f in files {
+        h.update((f.len() as u64).to_le_bytes());
+        h.update(f);
+    }
+    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Loads a model from its files onto `device`.
+pub fn load(files: ModelFiles, device: &Device) -> Result<LoadedModel> {
+    match files {
+        ModelFiles::Gguf { model, mmproj } => load_gguf(model, mmproj, device),
+        ModelFiles::HuggingFace { config, preprocessor, tokenizer, weights } => {
+            let cfg = ModelConfig::from_hf_json(&config, preprocessor.as_deref())?;
+            let tok = TextTokenizer::from_json(&tokenizer)?;
+            let fp = fingerprint(&weights.iter().map(Vec::as_slice).collect::<Vec<_>>());
+            let src = SafetensorsSource::new(weights)?;
+            let file_bytes = src.file_bytes();
+            let model = Model::load(cfg.clone(), &src, device)?;
+            let longest_edge = preprocessor
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+                .and_then(|p| p.get("size")?.get("longest_edge")?.as_u64())
+                .map(|v| v as u32);
+            Ok(LoadedModel {
+                info: ModelInfo {
+                    name: if cfg.vision.is_some() { "idefics3".into() } else { "llama".into() },
+                    format: "safetensors".into(),
+                    quant: "f32".into(),
+                    file_bytes,
+                    fingerprint: fp,
+                    layers: cfg.text.num_layers,
+                    hidden: cfg.text.hidden_size,
+                    vision: cfg.vision.is_some(),
+                },
+                model,
+                tokenizer: tok,
+                longest_edge,
+            })
+        }
+    }
+}
+
+fn load_gguf(model: Vec<u8>, mmproj: Option<Vec<u8>>, device: &Device) -> Result<LoadedModel> {
+    if !is_gguf(&model) {
+        return Err(Error::load("the model file is not a GGUF file"));
+    }
+    let fp = fingerprint(&[&model]);
+    let text_src = GgufSource::new(model)?;
+    let h = &text_src.header;
+    let text = TextConfig::from_gguf(h)?;
+    let tokenizer = TextTokenizer::from_gguf(h)?;
+    let name = h.get("general.name").and_then(|v| v.as_str()).unwrap_or("gguf model").to_string();
+    let quant = {
+        let mut types: Vec<&str> = h
+            .tensors
+            .iter()
+            .filter(|(_, t)| t.dims.len() == 2 && h.tensors.len() > 1)
+            .map(|(_, t)| t.ty.name())
+            .collect();
+        types.sort_unstable();
+        types.dedup();
+        types.join("+")
+    };
+    let mut file_bytes = text_src.file_bytes();
+    let mut sources: Vec<Box<dyn TensorSource>> = Vec::new();
+    let mut vision = None;
+    let mut image_token_id = None;
+    if let Some(mm) = mmproj {
+        let mm_src = GgufSource::new(mm)?;
+        vision = Some(VisionConfig::from_gguf(&mm_src.header)?);
+        image_token_id = Some(
+            tokenizer
+                .token_id(crate::tokenize::IMAGE_PLACEHOLDER)
+                .ok_or_else(|| Error::Unsupported("the text model's vocabulary has no <image> token: it is not a SmolVLM text model".into()))?,
+        );
+        file_bytes += mm_src.file_bytes();
+        sources.push(Box::new(mm_src));
+    }
+    sources.insert(0, Box::new(text_src));
+    let cfg = ModelConfig { text, vision, image_token_id };
+    let model = Model::load(cfg.clone(), &Sources(sources), device)?;
+    Ok(LoadedModel {
+        info: ModelInfo {
+            name,
+            format: "gguf".into(),
+            quant,
+            file_bytes,
+            fingerprint: fp,
+            layers: cfg.text.num_layers,
+            hidden: cfg.text.hidden_size,
+            vision: cfg.vision.is_some(),
+        },
+        model,
+        tokenizer,
+        longest_edge: None,
+    })
+}
+
+impl LoadedModel {
+    /// Token ids and preprocessed images for a prompt whose `<image>` placeholders are filled
+    /// by `images` (encoded image files) in order.
+    pub fn prompt(&self, text: &str, images: &[&[u8]]) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
+        let (text, n) = match &self.model.config.vision {
+            Some(v) => self.tokenizer.expand_images(text, v)?,
+            None => (text.to_string(), 0),
+        };
+        if n != images.len() {
+            return Err(Error::model(format!("the prompt has {n} <image> placeholder(s) but {} image(s) were given", images.len())));
+        }
+        let pixels = match &self.model.config.vision {
+            Some(v) => images
+                .iter()
+                .map(|b| crate::preprocess::load_image(b, v, self.longest_edge))
+                .collect::<Result<_>>()?,
+            None => Vec::new(),
+        };
+        Ok((self.tokenizer.encode(&text)?, pixels))
+    }
+}

@@ -1,0 +1,107 @@
+//! Building blocks shared by the vision encoder and the text decoder: linear layers, norms,
+//! and moving host tensors to a device.
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::error::Result;
+use crate::weights::{HostTensor, Part, TensorSource};
+
+/// Puts a host tensor on the device with rank `D`.
+pub fn upload<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(t.data, t.shape), device)
+}
+
+/// A dense layer `y = x W + b`, with `W` stored as [in, out].
+#[derive(Debug, Clone)]
+pub struct Linear {
+    /// Weight, [in, out].
+    pub weight: Tensor<2>,
+    /// Optional bias, [out].
+    pub bias: Option<Tensor<1>>,
+}
+
+impl Linear {
+    /// Loads `{prefix}.weight` (PyTorch [out, in]) and, if `bias`, `{prefix}.bias`.
+    pub fn load(
+        src: &dyn TensorSource,
+        part: Part,
+        prefix: &str,
+        in_out: [usize; 2],
+        bias: bool,
+        device: &Device,
+    ) -> Result<Self> {
+        let wn = format!("{prefix}.weight");
+        let w = src.require(part, &wn)?.expect_shape(&wn, &[in_out[1], in_out[0]])?;
+        let bias = if bias {
+            let bn = format!("{prefix}.bias");
+            Some(upload(src.require(part, &bn)?.expect_shape(&bn, &[in_out[1]])?, device))
+        } else {
+            None
+        };
+        Ok(Linear { weight: upload(w.transposed(), device), bias })
+    }
+
+    /// Applies the layer to rows of `x` ([rows, in] → [rows, out]).
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let y = x.matmul(self.weight.clone());
+        match &self.bias {
+            Some(b) => y + b.clone().unsqueeze_dim::<2>(0),
+            None => y,
+        }
+    }
+}
+
+/// Loads a 1-D parameter with a checked length.
+pub fn load_vec(src: &dyn TensorSource, part: Part, name: &str, n: usize, device: &Device) -> Result<Tensor<1>> {
+    Ok(upload(src.require(part, name)?.expect_shape(name, &[n])?, device))
+}
+
+/// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * w`.
+pub fn rms_norm(x: Tensor<2>, w: &Tensor<1>, eps: f64) -> Tensor<2> {
+    let ms = x.clone().powf_scalar(2.0).mean_dim(1);
+    x * (ms + eps).sqrt().recip() * w.clone().unsqueeze_dim::<2>(0)
+}
+
+/// LayerNorm over the last dimension with weight and bias.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    /// Scale.
+    pub weight: Tensor<1>,
+    /// Shift.
+    pub bias: Tensor<1>,
+    /// Epsilon.
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    /// Loads `{prefix}.weight` and `{prefix}.bias`.
+    pub fn load(src: &dyn TensorSource, part: Part, prefix: &str, n: usize, eps: f64, device: &Device) -> Result<Self> {
+        Ok(LayerNorm {
+            weight: load_vec(src, part, &format!("{prefix}.weight"), n, device)?,
+            bias: load_vec(src, part, &format!("{prefix}.bias"), n, device)?,
+            eps,
+        })
+    }
+
+    /// Normalizes each row of `x`.
+    pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        let mean = x.clone().mean_dim(1);
+        let c = x - mean;
+        let var = c.clone().powf_scalar(2.0).mean_dim(1);
+        c * (var + self.eps).sqrt().recip() * self.weight.clone().unsqueeze_dim::<2>(0)
+            + self.bias.clone().unsqueeze_dim::<2>(0)
+    }
+}
+
+/// Scaled dot-product attention for one sequence: q [H, S, d], k/v [H, T, d], optional additive
+/// mask [S, T]. Returns [S, H·d].
+pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<2> {
+    let [h, s, d] = q.dims();
+    let scale = 1.0 / (d as f64).sqrt();
+    let mut scores = q.matmul(k.swap_dims(1, 2)) * scale;
+    if let Some(m) = mask {
+        scores = scores + m.unsqueeze_dim::<3>(0);
+    }
+    let probs = burn::tensor::activation::softmax(scores, 2);
+    probs.matmul(v).swap_dims(0, 1).reshape([s, h * d])
+}

@@ -1,0 +1,254 @@
+//! The model: SigLIP vision encoder → connector → Llama decoder (Idefics3 / SmolVLM), or a plain
+//! Llama LM (SmolLM2). Its public surface is the *intervention interface*: run a prompt while
+//! capturing the residual stream at chosen positions of every layer, or replacing it at
+//! (layer, position), and resume a run from any layer. Task-vector code uses nothing else.
+
+pub mod cache;
+pub mod config;
+pub mod layers;
+pub mod text;
+pub mod vision;
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+pub use cache::KvCache;
+pub use config::{ImageTokens, ModelConfig, TextConfig, VisionConfig};
+use text::{CacheMode, Replace, TextModel};
+use vision::VisionModel;
+
+use crate::error::{Error, Result};
+use crate::weights::TensorSource;
+
+/// A loaded model on one device.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Configuration of both parts.
+    pub config: ModelConfig,
+    /// The language model.
+    pub text: TextModel,
+    /// The vision encoder and connector, for a VLM.
+    pub vision: Option<VisionModel>,
+}
+
+/// A residual-stream replacement: at the output of decoder layer `layer`, position `position`
+/// (absolute, in the prompt), the stream becomes `vector`.
+#[derive(Debug, Clone)]
+pub struct Patch {
+    /// Decoder layer, 0-based.
+    pub layer: usize,
+    /// Absolute position in the sequence.
+    pub position: usize,
+    /// The replacement, `hidden` values.
+    pub vector: Vec<f32>,
+}
+
+/// What a forward pass should do besides computing logits.
+#[derive(Debug, Clone, Default)]
+pub struct Intervention {
+    /// Positions whose residual stream is captured at every layer (and the embeddings).
+    pub capture: Vec<usize>,
+    /// Replacements applied during the pass.
+    pub patches: Vec<Patch>,
+    /// Compute logits at every position (else only at the last).
+    pub all_logits: bool,
+}
+
+/// The result of a forward pass over a prompt.
+#[derive(Debug, Clone)]
+pub struct ForwardOutput {
+    /// Logits [positions, vocab]: every position or only the last (see [`Intervention`]).
+    pub logits: Tensor<2>,
+    /// Captured residual stream [num_layers + 1, captured positions, hidden]: index 0 is the
+    /// input embeddings (after the image merge), index l+1 the raw output of decoder layer l.
+    pub hidden: Option<Tensor<3>>,
+    /// Keys/values of the whole prompt, for continuing.
+    pub cache: KvCache,
+}
+
+impl Model {
+    /// Builds the model for `config` from a weight source.
+    pub fn load(config: ModelConfig, src: &dyn TensorSource, device: &Device) -> Result<Self> {
+        let text = TextModel::load(config.text.clone(), src, device)?;
+        let vision = match &config.vision {
+            Some(v) => Some(VisionModel::load(v.clone(), config.text.hidden_size, src, device)?),
+            None => None,
+        };
+        Ok(Model { config, text, vision })
+    }
+
+    /// Number of decoder layers.
+    pub fn num_layers(&self) -> usize {
+        self.config.text.num_layers
+    }
+
+    /// Residual stream width.
+    pub fn hidden_size(&self) -> usize {
+        self.config.text.hidden_size
+    }
+
+    /// The device the model runs on.
+    pub fn device(&self) -> &Device {
+        self.text.device()
+    }
+
+    /// Input embeddings for a prompt: token embeddings, with the `<image>` positions overwritten
+    /// by the features of `images` (preprocessed pixels, one entry per image, in order).
+    pub fn embed(&self, ids: &[u32], images: &[Vec<f32>]) -> Result<Tensor<2>> {
+        if ids.is_empty() {
+            return Err(Error::model("the prompt is empty"));
+        }
+        let emb = self.text.embed(ids)?;
+        let image_id = self.config.image_token_id;
+        let n_img_tokens = image_id.map_or(0, |t| ids.iter().filter(|&&i| i == t).count());
+        if images.is_empty() && n_img_tokens == 0 {
+            return Ok(emb);
+        }
+        let vision = self
+            .vision
+            .as_ref()
+            .ok_or_else(|| Error::model("this model has no vision encoder: it cannot take images"))?;
+        let per = vision.config.tokens_per_image();
+        if n_img_tokens != images.len() * per {
+            return Err(Error::model(format!(
+                "the prompt has {n_img_tokens} <image> tokens but {} image(s) × {per} tokens were given",
+                images.len()
+            )));
+        }
+        let feats: Vec<Tensor<2>> = images.iter().map(|px| vision.features(px)).collect::<Result<_>>()?;
+        let feats = Tensor::cat(feats, 0);
+        // Rebuild row by row from runs of text and image tokens.
+        let (mut parts, mut i, mut f) = (Vec::new(), 0usize, 0usize);
+        let d = self.hidden_size();
+        let image_id = image_id.expect("checked above");
+        while i < ids.len() {
+            let is_img = ids[i] == image_id;
+            let j = (i..ids.len()).find(|&j| (ids[j] == image_id) != is_img).unwrap_or(ids.len());
+            if is_img {
+                parts.push(feats.clone().slice([f..f + (j - i), 0..d]));
+                f += j - i;
+            } else {
+                parts.push(emb.clone().slice([i..j, 0..d]));
+            }
+            i = j;
+        }
+        Ok(Tensor::cat(parts, 0))
+    }
+
+    fn replaces(&self, patches: &[Patch], start: usize, len: usize) -> Result<Vec<Replace>> {
+        let d = self.hidden_size();
+        patches
+            .iter()
+            .map(|p| {
+                if p.vector.len() != d {
+                    return Err(Error::model(format!("patch vector has {} values, the model's hidden size is {d}", p.vector.len())));
+                }
+                if p.position < start || p.position >= start + len {
+                    return Err(Error::model(format!("patch position {} is outside the run {start}..{}", p.position, start + len)));
+                }
+                Ok(Replace {
+                    layer: p.layer,
+                    position: p.position - start,
+                    vector: Tensor::from_data(TensorData::new(p.vector.clone(), [d]), self.device()),
+                })
+            })
+            .collect()
+    }
+
+    /// Runs the decoder over input embeddings `x` ([len, hidden]) continuing `cache` (empty for
+    /// a fresh prompt), applying the intervention. Captured positions and patch positions are
+    /// absolute; captured positions must lie in this run.
+    pub fn forward(&self, x: Tensor<2>, cache: KvCache, iv: &Intervention) -> Result<ForwardOutput> {
+        let [len, d] = x.dims();
+        let start = cache.len();
+        let mut cache = cache;
+        let rel: Vec<usize> = iv
+            .capture
+            .iter()
+            .map(|&p| {
+                p.checked_sub(start).filter(|&r| r < len).ok_or_else(|| {
+                    Error::model(format!("capture position {p} is outside the run {start}..{}", start + len))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let replace = self.replaces(&iv.patches, start, len)?;
+        let mut states = Vec::new();
+        if !rel.is_empty() {
+            let idx: Vec<i64> = rel.iter().map(|&p| p as i64).collect();
+            let t = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(idx, [rel.len()]), self.device());
+            states.push(x.clone().select(0, t));
+        }
+        let capture = (!rel.is_empty()).then_some((rel.as_slice(), &mut states));
+        let h = self.text.run_layers(x, start, 0..self.num_layers(), &mut cache, CacheMode::Store, &replace, capture)?;
+        let h = if iv.all_logits { h } else { h.slice([len - 1..len, 0..d]) };
+        Ok(ForwardOutput {
+            logits: self.text.logits(h),
+            hidden: (!states.is_empty()).then(|| Tensor::stack(states, 0)),
+            cache,
+        })
+    }
+
+    /// Replaces the residual stream of the next position (the one after `cache`) at the output
+    /// of layer `layer` with `residual` ([hidden]) and runs the remaining layers for that one
+    /// position, leaving the cache unchanged. Returns its logits [1, vocab]. The layer sweep
+    /// branches from one prefill with this.
+    pub fn resume_after_layer(&self, residual: &[f32], layer: usize, cache: &KvCache) -> Result<Tensor<2>> {
+        let d = self.hidden_size();
+        if residual.len() != d || layer >= self.num_layers() {
+            return Err(Error::model(format!(
+                "cannot resume after layer {layer} with a vector of {} values (model: {} layers, hidden {d})",
+                residual.len(),
+                self.num_layers()
+            )));
+        }
+        let x = Tensor::<2>::from_data(TensorData::new(residual.to_vec(), [1, d]), self.device());
+        let mut c = cache.clone();
+        let h = self.text.run_layers(x, cache.len(), layer + 1..self.num_layers(), &mut c, CacheMode::ReadOnly, &[], None)?;
+        Ok(self.text.logits(h))
+    }
+
+    /// Greedy decoding: runs the prompt (with the intervention's patches), then appends up to
+    /// `max_new` tokens, stopping after any id in `stop`. Returns the new ids.
+    pub async fn generate(&self, x: Tensor<2>, iv: &Intervention, max_new: usize, stop: &[u32]) -> Result<Vec<u32>> {
+        let mut iv = iv.clone();
+        iv.all_logits = false;
+        iv.capture.clear();
+        let out = self.forward(x, KvCache::new(self.num_layers()), &iv)?;
+        let (mut logits, mut cache) = (out.logits, out.cache);
+        let mut new = Vec::new();
+        while new.len() < max_new {
+            let next = argmax_last(logits).await?;
+            new.push(next);
+            if stop.contains(&next) || new.len() == max_new {
+                break;
+            }
+            let out = self.forward(self.text.embed(&[next])?, cache, &Intervention::default())?;
+            logits = out.logits;
+            cache = out.cache;
+        }
+        Ok(new)
+    }
+}
+
+/// Reads a tensor back to the host as f32 (works on every backend, including WebGPU).
+pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
+    let data = t.into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
+    data.try_into_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
+}
+
+/// The index of the largest value of the last row of `logits`.
+pub async fn argmax_last(logits: Tensor<2>) -> Result<u32> {
+    let [n, v] = logits.dims();
+    let row = read_f32(logits.slice([n - 1..n, 0..v])).await?;
+    Ok(argmax(&row) as u32)
+}
+
+/// Index of the largest value (first one on ties).
+pub fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best
+}

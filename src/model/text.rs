@@ -1,0 +1,266 @@
+//! The Llama / SmolLM2 decoder: RMSNorm (f32), rotate-half RoPE, grouped-query attention,
+//! SwiGLU MLP, untied or tied LM head. Runs any contiguous range of layers over a chunk of
+//! positions, so a forward pass can be resumed from any layer (the layer sweep needs it).
+
+use std::ops::Range;
+
+use burn::tensor::{Device, Int, Tensor, TensorData, activation::silu};
+
+use super::cache::KvCache;
+use super::config::TextConfig;
+use super::layers::{Linear, attention, load_vec, rms_norm, upload};
+use crate::error::{Error, Result};
+use crate::weights::{Part, TensorSource};
+
+/// One decoder block.
+#[derive(Debug, Clone)]
+struct Block {
+    attn_norm: Tensor<1>,
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    mlp_norm: Tensor<1>,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+}
+
+/// The language model: embeddings, decoder blocks, final norm, LM head.
+#[derive(Debug, Clone)]
+pub struct TextModel {
+    /// Its configuration.
+    pub config: TextConfig,
+    embed: Tensor<2>,
+    blocks: Vec<Block>,
+    norm: Tensor<1>,
+    lm_head: Tensor<2>,
+    inv_freq: Vec<f32>,
+    device: Device,
+}
+
+/// Replace the residual stream (output of decoder layer `layer`) at chunk position `position`.
+#[derive(Debug, Clone)]
+pub struct Replace {
+    /// Decoder layer (0-based) whose output is replaced.
+    pub layer: usize,
+    /// Position inside the chunk being run.
+    pub position: usize,
+    /// The new residual vector, [hidden].
+    pub vector: Tensor<1>,
+}
+
+/// Whether a chunk's keys and values are kept in the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheMode {
+    /// Append the chunk's keys/values (normal prefill and decoding).
+    Store,
+    /// Attend to the cache but leave it unchanged (branching runs of the layer sweep).
+    ReadOnly,
+}
+
+impl TextModel {
+    /// Builds the model from weights named like Hugging Face's `LlamaForCausalLM`.
+    pub fn load(config: TextConfig, src: &dyn TensorSource, device: &Device) -> Result<Self> {
+        let c = &config;
+        let (d, hd) = (c.hidden_size, c.head_dim);
+        let p = Part::Text;
+        let lin = |name: String, i: usize, o: usize| Linear::load(src, p, &name, [i, o], false, device);
+        let mut blocks = Vec::with_capacity(c.num_layers);
+        for l in 0..c.num_layers {
+            let n = |s: &str| format!("layers.{l}.{s}");
+            blocks.push(Block {
+                attn_norm: load_vec(src, p, &n("input_layernorm.weight"), d, device)?,
+                q: lin(n("self_attn.q_proj"), d, c.num_heads * hd)?,
+                k: lin(n("self_attn.k_proj"), d, c.num_kv_heads * hd)?,
+                v: lin(n("self_attn.v_proj"), d, c.num_kv_heads * hd)?,
+                o: lin(n("self_attn.o_proj"), c.num_heads * hd, d)?,
+                mlp_norm: load_vec(src, p, &n("post_attention_layernorm.weight"), d, device)?,
+                gate: lin(n("mlp.gate_proj"), d, c.intermediate_size)?,
+                up: lin(n("mlp.up_proj"), d, c.intermediate_size)?,
+                down: lin(n("mlp.down_proj"), c.intermediate_size, d)?,
+            });
+        }
+        let embed_host = src
+            .require(p, "embed_tokens.weight")?
+            .expect_shape("embed_tokens.weight", &[c.vocab_size, d])?;
+        let head_host = match src.get(p, "lm_head.weight")? {
+            Some(h) if !c.tie_word_embeddings => h.expect_shape("lm_head.weight", &[c.vocab_size, d])?,
+            _ => embed_host.clone(),
+        };
+        // transformers: inv_freq = 1 / theta^(2i/d), in f32.
+        let inv_freq = (0..hd / 2)
+            .map(|i| 1.0 / (c.rope_theta as f32).powf((2 * i) as f32 / hd as f32))
+            .collect();
+        Ok(TextModel {
+            embed: upload(embed_host, device),
+            lm_head: upload(head_host.transposed(), device),
+            norm: load_vec(src, p, "norm.weight", d, device)?,
+            blocks,
+            inv_freq,
+            device: device.clone(),
+            config,
+        })
+    }
+
+    /// The device the weights live on.
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// Token embeddings for `ids`, [len, hidden]. Ids must be < vocab size.
+    pub fn embed(&self, ids: &[u32]) -> Result<Tensor<2>> {
+        if let Some(&bad) = ids.iter().find(|&&i| i as usize >= self.config.vocab_size) {
+            return Err(Error::model(format!(
+                "token id {bad} is outside the vocabulary ({})",
+                self.config.vocab_size
+            )));
+        }
+        let idx: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+        let t = Tensor::<1, Int>::from_data(TensorData::new(idx, [ids.len()]), &self.device);
+        Ok(self.embed.clone().select(0, t))
+    }
+
+    /// cos and sin tables [len, head_dim] for positions `start..start+len` (rotate-half layout).
+    fn rope_tables(&self, start: usize, len: usize) -> (Tensor<3>, Tensor<3>) {
+        let hd = self.config.head_dim;
+        let mut cos = Vec::with_capacity(len * hd);
+        let mut sin = Vec::with_capacity(len * hd);
+        for p in start..start + len {
+            let f: Vec<f32> = self.inv_freq.iter().map(|&w| p as f32 * w).collect();
+            for _ in 0..2 {
+                cos.extend(f.iter().map(|x| x.cos()));
+                sin.extend(f.iter().map(|x| x.sin()));
+            }
+        }
+        let mk = |v| Tensor::<2>::from_data(TensorData::new(v, [len, hd]), &self.device).unsqueeze_dim::<3>(0);
+        (mk(cos), mk(sin))
+    }
+
+    /// Runs decoder layers `layers` over a chunk `x` ([len, hidden]) whose first position is
+    /// absolute position `start` (the cache must hold exactly `start` positions). `replace`
+    /// overwrites layer outputs; `capture` receives each layer's output (raw residual stream)
+    /// at the given chunk positions. Returns the residual stream after the last layer run.
+    pub fn run_layers(
+        &self,
+        mut x: Tensor<2>,
+        start: usize,
+        layers: Range<usize>,
+        cache: &mut KvCache,
+        mode: CacheMode,
+        replace: &[Replace],
+        mut capture: Option<(&[usize], &mut Vec<Tensor<2>>)>,
+    ) -> Result<Tensor<2>> {
+        let c = &self.config;
+        let [len, d] = x.dims();
+        if layers.end > c.num_layers || layers.start > layers.end {
+            return Err(Error::model(format!("layer range {layers:?} outside 0..{}", c.num_layers)));
+        }
+        if start + len > c.max_positions {
+            return Err(Error::model(format!(
+                "sequence of {} tokens exceeds the model's context of {}",
+                start + len,
+                c.max_positions
+            )));
+        }
+        for r in replace {
+            if r.position >= len || r.layer >= c.num_layers || r.vector.dims() != [d] {
+                return Err(Error::model(format!(
+                    "replacement at layer {} position {} does not fit a chunk of {len} positions and {} layers (vector {:?})",
+                    r.layer, r.position, c.num_layers, r.vector.dims()
+                )));
+            }
+        }
+        let (cos, sin) = self.rope_tables(start, len);
+        let total = start + len;
+        let mask = (len > 1).then(|| {
+            let mut m = vec![0f32; len * total];
+            for i in 0..len {
+                for j in start + i + 1..total {
+                    m[i * total + j] = f32::NEG_INFINITY;
+                }
+            }
+            Tensor::<2>::from_data(TensorData::new(m, [len, total]), &self.device)
+        });
+        for l in layers {
+            x = self.block(l, x, &cos, &sin, mask.clone(), cache, mode);
+            for r in replace.iter().filter(|r| r.layer == l) {
+                x = x.slice_assign([r.position..r.position + 1, 0..d], r.vector.clone().unsqueeze_dim::<2>(0));
+            }
+            if let Some((pos, out)) = capture.as_mut() {
+                out.push(select_rows(&x, pos, &self.device));
+            }
+        }
+        if mode == CacheMode::Store {
+            cache.advance(len);
+        }
+        Ok(x)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn block(
+        &self,
+        l: usize,
+        x: Tensor<2>,
+        cos: &Tensor<3>,
+        sin: &Tensor<3>,
+        mask: Option<Tensor<2>>,
+        cache: &mut KvCache,
+        mode: CacheMode,
+    ) -> Tensor<2> {
+        let c = &self.config;
+        let b = &self.blocks[l];
+        let [len, _] = x.dims();
+        let hd = c.head_dim;
+        let h = rms_norm(x.clone(), &b.attn_norm, c.rms_norm_eps);
+        let heads = |t: Tensor<2>, n: usize| t.reshape([len, n, hd]).swap_dims(0, 1);
+        let q = rope(heads(b.q.forward(h.clone()), c.num_heads), cos, sin);
+        let k = rope(heads(b.k.forward(h.clone()), c.num_kv_heads), cos, sin);
+        let v = heads(b.v.forward(h), c.num_kv_heads);
+        let (k, v) = cache.extend(l, k, v, mode == CacheMode::Store);
+        let group = c.num_heads / c.num_kv_heads;
+        let (k, v) = (repeat_kv(k, group), repeat_kv(v, group));
+        let a = attention(q, k, v, mask);
+        let x = x + b.o.forward(a);
+        let h = rms_norm(x.clone(), &b.mlp_norm, c.rms_norm_eps);
+        let m = silu(b.gate.forward(h.clone())) * b.up.forward(h);
+        x + b.down.forward(m)
+    }
+
+    /// Final norm + LM head on residual rows ([n, hidden] → logits [n, vocab]); also the logit
+    /// lens when applied to an intermediate layer's residual stream.
+    pub fn logits(&self, h: Tensor<2>) -> Tensor<2> {
+        rms_norm(h, &self.norm, self.config.rms_norm_eps).matmul(self.lm_head.clone())
+    }
+}
+
+/// Rows `pos` of `x` as a new [pos.len(), hidden] tensor.
+fn select_rows(x: &Tensor<2>, pos: &[usize], device: &Device) -> Tensor<2> {
+    let [len, d] = x.dims();
+    if pos.len() == len && pos.iter().enumerate().all(|(i, &p)| i == p) {
+        return x.clone();
+    }
+    if let [p] = pos {
+        return x.clone().slice([*p..*p + 1, 0..d]);
+    }
+    let idx: Vec<i64> = pos.iter().map(|&p| p as i64).collect();
+    x.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(idx, [pos.len()]), device))
+}
+
+/// Rotate-half RoPE on [heads, len, d].
+fn rope(x: Tensor<3>, cos: &Tensor<3>, sin: &Tensor<3>) -> Tensor<3> {
+    let [h, len, d] = x.dims();
+    let x1 = x.clone().slice([0..h, 0..len, 0..d / 2]);
+    let x2 = x.clone().slice([0..h, 0..len, d / 2..d]);
+    let rot = Tensor::cat(vec![x2.neg(), x1], 2);
+    x * cos.clone() + rot * sin.clone()
+}
+
+/// Repeats each key/value head `n` times ([kv, T, d] → [kv·n, T, d]).
+fn repeat_kv(x: Tensor<3>, n: usize) -> Tensor<3> {
+    if n == 1 {
+        return x;
+    }
+    let [kv, t, d] = x.dims();
+    x.unsqueeze_dim::<4>(1).expand([kv, n, t, d]).reshape([kv * n, t, d])
+}

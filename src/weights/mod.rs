@@ -1,0 +1,259 @@
+//! Weight sources: safetensors and GGUF files held in memory, both answering requests for
+//! tensors by their Hugging Face name (relative to the text or vision model), as f32 on the host.
+
+pub mod gguf;
+pub mod quant;
+pub mod safetensors;
+
+pub use self::gguf::GgufHeader;
+pub use self::safetensors::SafetensorsSource;
+
+use crate::error::{Error, Result};
+
+/// A tensor on the host in row-major order (PyTorch shape).
+#[derive(Debug, Clone)]
+pub struct HostTensor {
+    /// Shape, outermost first.
+    pub shape: Vec<usize>,
+    /// Values in row-major order.
+    pub data: Vec<f32>,
+}
+
+impl HostTensor {
+    /// Checks the shape, naming the tensor in the error.
+    pub fn expect_shape(self, name: &str, shape: &[usize]) -> Result<Self> {
+        if self.shape != shape {
+            return Err(Error::weights(format!(
+                "tensor '{name}' has shape {:?}, the config needs {:?} (weights and config do not match)",
+                self.shape, shape
+            )));
+        }
+        Ok(self)
+    }
+
+    /// Transposes a 2-D tensor (used to store Linear weights as [in, out]).
+    pub fn transposed(&self) -> HostTensor {
+        let (r, c) = (self.shape[0], self.shape[1]);
+        let mut out = vec![0f32; r * c];
+        for i in 0..r {
+            for j in 0..c {
+                out[j * r + i] = self.data[i * c + j];
+            }
+        }
+        HostTensor { shape: vec![c, r], data: out }
+    }
+}
+
+/// The part of a checkpoint a tensor name refers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// The language model (names like `layers.0.self_attn.q_proj.weight`, `lm_head.weight`).
+    Text,
+    /// The vision encoder (names like `encoder.layers.0.mlp.fc1.weight`).
+    Vision,
+    /// The connector (`modality_projection.proj.weight`).
+    Connector,
+}
+
+/// Anything that can hand out tensors by their Hugging Face name.
+pub trait TensorSource {
+    /// The tensor with this name in this part, or `None` when absent.
+    fn get(&self, part: Part, name: &str) -> Result<Option<HostTensor>>;
+
+    /// The tensor, or an error naming it when absent.
+    fn require(&self, part: Part, name: &str) -> Result<HostTensor> {
+        self.get(part, name)?.ok_or_else(|| {
+            Error::weights(format!(
+                "tensor '{name}' ({part:?}) is missing: the file is not a complete model of this architecture"
+            ))
+        })
+    }
+}
+
+/// A GGUF file (llama text model, or llama.cpp's `clip` mmproj for the vision side) as a source.
+pub struct GgufSource {
+    /// Parsed header.
+    pub header: GgufHeader,
+    bytes: Vec<u8>,
+    heads: usize,
+    kv_heads: usize,
+}
+
+impl GgufSource {
+    /// Parses a GGUF file held in memory.
+    pub fn new(bytes: Vec<u8>) -> Result<Self> {
+        let header = GgufHeader::parse(&bytes)?;
+        let arch = header.architecture().unwrap_or("").to_string();
+        let (heads, kv_heads) = if arch == "clip" {
+            (0, 0)
+        } else {
+            let h = header.req_u64(&format!("{arch}.attention.head_count"))? as usize;
+            let kv = header
+                .get(&format!("{arch}.attention.head_count_kv"))
+                .and_then(gguf::Value::as_u64)
+                .map_or(h, |v| v as usize);
+            (h, kv)
+        };
+        Ok(GgufSource { header, bytes, heads, kv_heads })
+    }
+
+    /// Size of the file in bytes.
+    pub fn file_bytes(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Reads a GGUF tensor by its GGUF name, dequantized, in PyTorch shape.
+    pub fn tensor(&self, gguf_name: &str) -> Option<HostTensor> {
+        let info = self.header.tensors.get(gguf_name)?;
+        let raw = &self.bytes[info.offset..info.offset + info.size];
+        Some(HostTensor { shape: info.torch_shape(), data: quant::dequantize(info.ty, raw) })
+    }
+}
+
+/// Maps a Hugging Face llama name to its llama.cpp GGUF name.
+fn gguf_text_name(name: &str) -> Option<String> {
+    let fixed = match name {
+        "embed_tokens.weight" => Some("token_embd.weight"),
+        "norm.weight" => Some("output_norm.weight"),
+        "lm_head.weight" => Some("output.weight"),
+        _ => None,
+    };
+    if let Some(f) = fixed {
+        return Some(f.to_string());
+    }
+    let rest = name.strip_prefix("layers.")?;
+    let (idx, tail) = rest.split_once('.')?;
+    let t = match tail {
+        "input_layernorm.weight" => "attn_norm.weight",
+        "self_attn.q_proj.weight" => "attn_q.weight",
+        "self_attn.k_proj.weight" => "attn_k.weight",
+        "self_attn.v_proj.weight" => "attn_v.weight",
+        "self_attn.o_proj.weight" => "attn_output.weight",
+        "post_attention_layernorm.weight" => "ffn_norm.weight",
+        "mlp.gate_proj.weight" => "ffn_gate.weight",
+        "mlp.up_proj.weight" => "ffn_up.weight",
+        "mlp.down_proj.weight" => "ffn_down.weight",
+        _ => return None,
+    };
+    Some(format!("blk.{idx}.{t}"))
+}
+
+/// Maps a Hugging Face SigLIP / connector name to llama.cpp's mmproj name.
+fn gguf_vision_name(part: Part, name: &str) -> Option<String> {
+    if part == Part::Connector {
+        return (name == "modality_projection.proj.weight").then(|| "mm.model.fc.weight".into());
+    }
+    let fixed = match name {
+        "embeddings.patch_embedding.weight" => Some("v.patch_embd.weight"),
+        "embeddings.patch_embedding.bias" => Some("v.patch_embd.bias"),
+        "embeddings.position_embedding.weight" => Some("v.position_embd.weight"),
+        "post_layernorm.weight" => Some("v.post_ln.weight"),
+        "post_layernorm.bias" => Some("v.post_ln.bias"),
+        _ => None,
+    };
+    if let Some(f) = fixed {
+        return Some(f.to_string());
+    }
+    let rest = name.strip_prefix("encoder.layers.")?;
+    let (idx, tail) = rest.split_once('.')?;
+    let (module, kind) = tail.rsplit_once('.')?;
+    let m = match module {
+        "self_attn.q_proj" => "attn_q",
+        "self_attn.k_proj" => "attn_k",
+        "self_attn.v_proj" => "attn_v",
+        "self_attn.out_proj" => "attn_out",
+        "layer_norm1" => "ln1",
+        "layer_norm2" => "ln2",
+        "mlp.fc1" => "ffn_up",
+        "mlp.fc2" => "ffn_down",
+        _ => return None,
+    };
+    Some(format!("v.blk.{idx}.{m}.{kind}"))
+}
+
+/// Undoes llama.cpp's row permutation of Q/K weights (it converts rotate-half RoPE into the
+/// interleaved form): rows `[h, 2, d/2]` were stored as `[h, d/2, 2]`.
+fn unpermute_rows(t: HostTensor, heads: usize) -> Result<HostTensor> {
+    let (rows, cols) = (t.shape[0], t.shape[1]);
+    if heads == 0 || rows % (2 * heads) != 0 {
+        return Err(Error::weights(format!(
+            "Q/K weight with {rows} rows does not split into {heads} heads"
+        )));
+    }
+    let half = rows / heads / 2;
+    let mut out = vec![0f32; rows * cols];
+    for hh in 0..heads {
+        for i in 0..half {
+            for two in 0..2 {
+                let src = hh * 2 * half + i * 2 + two; // stored order [h, d/2, 2]
+                let dst = hh * 2 * half + two * half + i; // wanted order [h, 2, d/2]
+                out[dst * cols..(dst + 1) * cols]
+                    .copy_from_slice(&t.data[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    Ok(HostTensor { shape: t.shape, data: out })
+}
+
+impl TensorSource for GgufSource {
+    fn get(&self, part: Part, name: &str) -> Result<Option<HostTensor>> {
+        let gname = match part {
+            Part::Text => gguf_text_name(name),
+            _ => gguf_vision_name(part, name),
+        };
+        let Some(gname) = gname else { return Ok(None) };
+        let Some(t) = self.tensor(&gname) else { return Ok(None) };
+        match (part, name.rsplit('.').nth(1)) {
+            (Part::Text, Some("q_proj")) => unpermute_rows(t, self.heads).map(Some),
+            (Part::Text, Some("k_proj")) => unpermute_rows(t, self.kv_heads).map(Some),
+            _ => Ok(Some(t)),
+        }
+    }
+}
+
+/// Several sources consulted in order (e.g. a text GGUF plus an mmproj GGUF).
+pub struct Sources(pub Vec<Box<dyn TensorSource>>);
+
+impl TensorSource for Sources {
+    fn get(&self, part: Part, name: &str) -> Result<Option<HostTensor>> {
+        for s in &self.0 {
+            if let Some(t) = s.get(part, name)? {
+                return Ok(Some(t));
+            }
+        }
+        Ok(None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unpermute_inverts_llama_cpp_permute() {
+        // 2 heads, head dim 4, 1 column: rows 0..8
+        let heads = 2;
+        let orig: Vec<f32> = (0..8).map(|v| v as f32).collect();
+        // llama.cpp: reshape(h, 2, d/2).swapaxes(1, 2)
+        let mut perm = vec![0f32; 8];
+        for hh in 0..heads {
+            for two in 0..2 {
+                for i in 0..2 {
+                    perm[hh * 4 + i * 2 + two] = orig[hh * 4 + two * 2 + i];
+                }
+            }
+        }
+        let t = HostTensor { shape: vec![8, 1], data: perm };
+        assert_eq!(unpermute_rows(t, heads).unwrap().data, orig);
+    }
+
+    #[test]
+    fn names_map_both_ways() {
+        assert_eq!(gguf_text_name("layers.3.mlp.down_proj.weight").unwrap(), "blk.3.ffn_down.weight");
+        assert_eq!(
+            gguf_vision_name(Part::Vision, "encoder.layers.1.self_attn.out_proj.bias").unwrap(),
+            "v.blk.1.attn_out.bias"
+        );
+        assert!(gguf_text_name("layers.x").is_none());
+    }
+}
