@@ -206,6 +206,17 @@ impl Model {
         Ok(self.text.logits(h))
     }
 
+    /// Logit lens: final norm + LM head applied to residual-stream rows ([n][hidden]), giving
+    /// logits [n, vocab].
+    pub fn logit_lens(&self, rows: &[Vec<f32>]) -> Result<Tensor<2>> {
+        let d = self.hidden_size();
+        if rows.is_empty() || rows.iter().any(|r| r.len() != d) {
+            return Err(Error::model(format!("logit lens needs rows of {d} values")));
+        }
+        let flat: Vec<f32> = rows.concat();
+        Ok(self.text.logits(Tensor::from_data(TensorData::new(flat, [rows.len(), d]), self.device())))
+    }
+
     /// Greedy decoding: runs the prompt (with the intervention's patches), then appends up to
     /// `max_new` tokens, stopping after any id in `stop`. Returns the new ids.
     pub async fn generate(&self, x: Tensor<2>, iv: &Intervention, max_new: usize, stop: &[u32]) -> Result<Vec<u32>> {

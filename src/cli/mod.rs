@@ -75,6 +75,127 @@ pub enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Extracts a task vector (every layer) and writes it as JSON.
+    Extract {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        task: TaskArgs,
+        /// Instruction text ending in ':' (instruction vector), e.g. "The capital city of the country:".
+        #[arg(long)]
+        instruction: Option<String>,
+        /// Specification: examples (`text`, also for image examples), `instruction`, or `ensemble`.
+        #[arg(long, value_enum)]
+        spec: Option<SpecArg>,
+        /// Extraction prompts to average (one per example, up to this many).
+        #[arg(long, default_value_t = 30)]
+        prompts: usize,
+        /// Seed of the split and the demonstration draws.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Also run the accuracy protocol and store its accuracies and best layer.
+        #[arg(long)]
+        sweep: bool,
+        /// Output JSON path.
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Applies a task vector to a zero-shot query and prints the answer with baselines.
+    Apply {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Task-vector JSON file.
+        #[arg(long)]
+        vector: PathBuf,
+        /// Layer to patch (default: the file's recommended layer).
+        #[arg(long)]
+        layer: Option<usize>,
+        /// Text query.
+        #[arg(long, conflicts_with = "image", required_unless_present = "image")]
+        text: Option<String>,
+        /// Image query.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Accept a vector made with another model of the same shape (e.g. SmolLM2 → SmolVLM).
+        #[arg(long)]
+        allow_transfer: bool,
+        /// Most tokens to generate.
+        #[arg(long, default_value_t = 8)]
+        max_tokens: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs the paper's protocol: zero-shot, 5-shot ICL and patched accuracy per layer.
+    Sweep {
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        task: TaskArgs,
+        /// Specification of the vector.
+        #[arg(long, value_enum, default_value_t = SpecArg::Text)]
+        spec: SpecArg,
+        /// Extraction prompts (one per validation example, up to this many).
+        #[arg(long, default_value_t = 30)]
+        prompts: usize,
+        /// Seed of the split and the demonstration draws.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print exactly one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Logit lens: what each layer's last-position residual stream predicts.
+    Lens {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Prompt text.
+        #[arg(long)]
+        prompt: String,
+        /// An image for the prompt's `<image>`.
+        #[arg(long)]
+        image: Option<PathBuf>,
+        /// Words whose first token's probability is followed across layers.
+        #[arg(long, num_args = 1..)]
+        track: Vec<String>,
+        /// Top tokens shown per layer.
+        #[arg(long, default_value_t = 3)]
+        top: usize,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cosine similarity per layer between task vectors (a matrix for more than two).
+    Similarity {
+        /// Two or more task-vector JSON files.
+        #[arg(num_args = 2.., required = true)]
+        files: Vec<PathBuf>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Which examples define the task.
+#[derive(Args, Debug, Clone)]
+pub struct TaskArgs {
+    /// A built-in task (country_capital, country_currency, animal_latin, animal_young, food_color, food_flavor).
+    #[arg(long, conflicts_with = "pairs")]
+    pub task: Option<String>,
+    /// A TSV of `input<TAB>output` lines; an input naming an existing image file is an image example.
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
+}
+
+/// Specification choice on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum SpecArg {
+    /// Examples (text or image).
+    Text,
+    /// The instruction.
+    Instruction,
+    /// Average of examples and instruction vectors.
+    Ensemble,
 }
 
 /// Reads a file with its path in the error.
@@ -189,8 +310,12 @@ pub fn run(cli: Cli) -> Result<()> {
                   ("input_ids", ids64.iter().flat_map(|v| v.to_le_bytes()).collect(), vec![seq], safetensors::Dtype::I64)],
             )
         }
+        other => run_task_command(other, &dev),
     }
 }
+
+mod tasks;
+use tasks::run_task_command;
 
 fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()

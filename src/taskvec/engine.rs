@@ -1,0 +1,260 @@
+//! Extraction, patching and the fast layer sweep, using only the model's intervention
+//! interface (capture at a position, replace at (layer, position), resume after a layer).
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+
+use super::task::{Example, Input, Prompt, draw_demos};
+use crate::error::{Error, Result};
+use crate::loader::LoadedModel;
+use crate::model::{Intervention, KvCache, Patch, argmax, read_f32};
+
+/// Demonstrations per prompt, as in the paper.
+pub const DEMOS: usize = 5;
+
+/// A task vector: one residual-stream vector per decoder layer, [layers][hidden].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskVector {
+    /// Row `l` is the mean residual stream at the output of decoder layer `l`.
+    pub layers: Vec<Vec<f32>>,
+}
+
+impl TaskVector {
+    /// Number of layers.
+    pub fn num_layers(&self) -> usize {
+        self.layers.len()
+    }
+    /// Width of each layer's vector.
+    pub fn hidden(&self) -> usize {
+        self.layers.first().map_or(0, Vec::len)
+    }
+    /// Per-layer mean of several vectors of the same shape (the ensemble).
+    pub fn mean(vs: &[&TaskVector]) -> Result<TaskVector> {
+        let first = vs.first().ok_or_else(|| Error::TaskVector("nothing to average".into()))?;
+        if vs.iter().any(|v| v.num_layers() != first.num_layers() || v.hidden() != first.hidden()) {
+            return Err(Error::TaskVector("vectors to ensemble have different shapes (layers × hidden)".into()));
+        }
+        let n = vs.len() as f32;
+        let layers = (0..first.num_layers())
+            .map(|l| (0..first.hidden()).map(|i| vs.iter().map(|v| v.layers[l][i]).sum::<f32>() / n).collect())
+            .collect();
+        Ok(TaskVector { layers })
+    }
+}
+
+/// A generated answer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Answer {
+    /// Decoded text of the new tokens.
+    pub text: String,
+    /// New token ids.
+    pub ids: Vec<u32>,
+    /// Most probable first tokens with their probabilities.
+    pub top: Vec<(String, f32)>,
+}
+
+/// The first-token prediction at one patched layer.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LayerPrediction {
+    /// Patched layer.
+    pub layer: usize,
+    /// Greedy first token id.
+    pub token: u32,
+    /// Its text.
+    pub text: String,
+    /// Its probability.
+    pub prob: f32,
+}
+
+/// Softmax of a logit row.
+pub fn softmax(v: &[f32]) -> Vec<f32> {
+    let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let e: Vec<f32> = v.iter().map(|x| (x - m).exp()).collect();
+    let s: f32 = e.iter().sum();
+    e.into_iter().map(|x| x / s).collect()
+}
+
+/// Indices of the `k` largest values, largest first.
+pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..v.len()).collect();
+    let k = k.min(v.len());
+    if k == 0 {
+        return vec![];
+    }
+    idx.select_nth_unstable_by(k - 1, |&a, &b| v[b].total_cmp(&v[a]));
+    idx.truncate(k);
+    idx.sort_by(|&a, &b| v[b].total_cmp(&v[a]));
+    idx
+}
+
+/// Task-vector operations on one loaded model.
+pub struct Engine<'a> {
+    /// The model.
+    pub m: &'a LoadedModel,
+}
+
+impl<'a> Engine<'a> {
+    /// Wraps a loaded model.
+    pub fn new(m: &'a LoadedModel) -> Self {
+        Engine { m }
+    }
+
+    fn encode(&self, p: &Prompt) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
+        let refs: Vec<&[u8]> = p.images.iter().map(Vec::as_slice).collect();
+        self.m.prompt(&p.text, &refs)
+    }
+
+    /// Residual stream at the prompt's last position for every layer: [layers + 1][hidden]
+    /// (index 0 = embeddings, l+1 = output of decoder layer l).
+    pub async fn last_states(&self, p: &Prompt) -> Result<Vec<Vec<f32>>> {
+        let (ids, px) = self.encode(p)?;
+        let last = ids.len() - 1;
+        let x = self.m.model.embed(&ids, &px)?;
+        let iv = Intervention { capture: vec![last], ..Default::default() };
+        let out = self.m.model.forward(x, KvCache::new(self.m.model.num_layers()), &iv)?;
+        let flat = read_f32(out.hidden.expect("captured")).await?;
+        Ok(flat.chunks(self.m.model.hidden_size()).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Mean over prompts of the last-position residual stream of decoder layers.
+    pub async fn mean_states(&self, prompts: &[Prompt], mut progress: impl FnMut(usize, usize)) -> Result<TaskVector> {
+        if prompts.is_empty() {
+            return Err(Error::TaskVector("no prompts to extract from".into()));
+        }
+        let (l, d) = (self.m.model.num_layers(), self.m.model.hidden_size());
+        let mut acc = vec![vec![0f64; d]; l];
+        for (i, p) in prompts.iter().enumerate() {
+            let s = self.last_states(p).await?;
+            for (a, row) in acc.iter_mut().zip(&s[1..]) {
+                for (x, y) in a.iter_mut().zip(row) {
+                    *x += *y as f64;
+                }
+            }
+            progress(i + 1, prompts.len());
+        }
+        let n = prompts.len() as f64;
+        Ok(TaskVector { layers: acc.into_iter().map(|r| r.into_iter().map(|x| (x / n) as f32).collect()).collect() })
+    }
+
+    /// The extraction prompts for exemplar vectors: one per example (up to `n`), each with
+    /// [`DEMOS`] random other examples as demonstrations.
+    pub fn exemplar_prompts(examples: &[Example], n: usize, seed: u64) -> Result<Vec<Prompt>> {
+        if examples.len() < 2 {
+            return Err(Error::TaskVector(format!(
+                "at least 2 examples are needed for an exemplar task vector, got {}",
+                examples.len()
+            )));
+        }
+        let mut rng = StdRng::seed_from_u64(seed);
+        Ok(examples
+            .iter()
+            .enumerate()
+            .take(n.max(1))
+            .map(|(i, q)| Prompt::few_shot(&draw_demos(examples, Some(i), &q.input, DEMOS, &mut rng), &q.input))
+            .collect())
+    }
+
+    /// Exemplar task vector (text or image examples).
+    pub async fn extract_examples(&self, examples: &[Example], n: usize, seed: u64, progress: impl FnMut(usize, usize)) -> Result<TaskVector> {
+        self.mean_states(&Self::exemplar_prompts(examples, n, seed)?, progress).await
+    }
+
+    /// Instruction task vector: the instruction's last-token residual stream.
+    pub async fn extract_instruction(&self, instruction: &str) -> Result<TaskVector> {
+        self.mean_states(&[Prompt::instruction(instruction)?], |_, _| {}).await
+    }
+
+    fn check_vector(&self, v: &TaskVector) -> Result<()> {
+        let (l, d) = (self.m.model.num_layers(), self.m.model.hidden_size());
+        if v.num_layers() != l || v.hidden() != d {
+            return Err(Error::TaskVector(format!(
+                "the vector has {} layers × {} values, this model has {l} layers × {d}: it was made for a different architecture",
+                v.num_layers(),
+                v.hidden()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Greedy answer to `prompt`, optionally with `vector`'s row `layer` replacing the residual
+    /// stream of the last position at that layer.
+    pub async fn answer(&self, prompt: &Prompt, patch: Option<(&TaskVector, usize)>, max_new: usize) -> Result<Answer> {
+        let (ids, px) = self.encode(prompt)?;
+        let mut iv = Intervention::default();
+        if let Some((v, layer)) = patch {
+            self.check_vector(v)?;
+            if layer >= v.num_layers() {
+                return Err(Error::TaskVector(format!("layer {layer} is out of range 0..{}", v.num_layers())));
+            }
+            iv.patches.push(Patch { layer, position: ids.len() - 1, vector: v.layers[layer].clone() });
+        }
+        let x = self.m.model.embed(&ids, &px)?;
+        let first = self.m.model.forward(x.clone(), KvCache::new(self.m.model.num_layers()), &iv)?;
+        let probs = softmax(&read_f32(first.logits).await?);
+        let top = top_k(&probs, 5)
+            .into_iter()
+            .map(|i| Ok((self.m.tokenizer.decode(&[i as u32])?, probs[i])))
+            .collect::<Result<_>>()?;
+        let mut new = self.m.model.generate(x, &iv, max_new, &self.m.tokenizer.eos).await?;
+        if new.last().is_some_and(|t| self.m.tokenizer.eos.contains(t)) {
+            new.pop();
+        }
+        Ok(Answer { text: self.m.tokenizer.decode(&new)?, ids: new, top })
+    }
+
+    fn prediction(&self, layer: usize, logits: &[f32]) -> Result<LayerPrediction> {
+        let probs = softmax(logits);
+        let token = argmax(&probs);
+        Ok(LayerPrediction { layer, token: token as u32, text: self.m.tokenizer.decode(&[token as u32])?, prob: probs[token] })
+    }
+
+    /// First-token prediction for every patch layer, fast: one prefill of the query without its
+    /// last token, then per layer only the last token through the layers after the patch.
+    pub async fn sweep(&self, prompt: &Prompt, v: &TaskVector) -> Result<Vec<LayerPrediction>> {
+        self.check_vector(v)?;
+        let (ids, px) = self.encode(prompt)?;
+        let n = ids.len();
+        let x = self.m.model.embed(&ids, &px)?;
+        let d = self.m.model.hidden_size();
+        let cache = if n > 1 {
+            let prefix = x.slice([0..n - 1, 0..d]);
+            self.m.model.forward(prefix, KvCache::new(self.m.model.num_layers()), &Intervention::default())?.cache
+        } else {
+            KvCache::new(self.m.model.num_layers())
+        };
+        let mut out = Vec::with_capacity(v.num_layers());
+        for (l, row) in v.layers.iter().enumerate() {
+            let logits = self.m.model.resume_after_layer(row, l, &cache)?;
+            out.push(self.prediction(l, &read_f32(logits).await?)?);
+        }
+        Ok(out)
+    }
+
+    /// The same as [`Engine::sweep`] by one full patched forward pass per layer (the paper's
+    /// way); kept to check and benchmark the fast sweep.
+    pub async fn sweep_naive(&self, prompt: &Prompt, v: &TaskVector) -> Result<Vec<LayerPrediction>> {
+        self.check_vector(v)?;
+        let (ids, px) = self.encode(prompt)?;
+        let x = self.m.model.embed(&ids, &px)?;
+        let mut out = Vec::with_capacity(v.num_layers());
+        for (l, row) in v.layers.iter().enumerate() {
+            let iv = Intervention { patches: vec![Patch { layer: l, position: ids.len() - 1, vector: row.clone() }], ..Default::default() };
+            let o = self.m.model.forward(x.clone(), KvCache::new(self.m.model.num_layers()), &iv)?;
+            out.push(self.prediction(l, &read_f32(o.logits).await?)?);
+        }
+        Ok(out)
+    }
+
+    /// Greedy first token of an unpatched prompt.
+    pub async fn first_token(&self, prompt: &Prompt) -> Result<LayerPrediction> {
+        let (ids, px) = self.encode(prompt)?;
+        let x = self.m.model.embed(&ids, &px)?;
+        let o = self.m.model.forward(x, KvCache::new(self.m.model.num_layers()), &Intervention::default())?;
+        self.prediction(usize::MAX, &read_f32(o.logits).await?)
+    }
+
+    /// The zero-shot query prompt for an input.
+    pub fn query(input: &Input) -> Prompt {
+        Prompt::zero_shot(input)
+    }
+}

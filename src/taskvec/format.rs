@@ -1,0 +1,249 @@
+//! The task-vector sharing format, version 1: one self-describing JSON file with every layer's
+//! vector as plain JSON numbers (readable from any language). Schema:
+//! `schema/taskvec-vector-v1.schema.json`. Import checks everything and explains refusals.
+
+use serde::{Deserialize, Serialize};
+
+use super::engine::TaskVector;
+use super::protocol::SweepReport;
+use crate::error::{Error, Result};
+use crate::loader::ModelInfo;
+
+/// The `format` field's value.
+pub const FORMAT: &str = "taskvec.vector";
+/// The version this build writes and reads.
+pub const VERSION: u32 = 1;
+/// Largest file accepted on import.
+pub const MAX_BYTES: usize = 64 << 20;
+
+/// The model a vector belongs to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelRef {
+    /// Model name.
+    pub id: String,
+    /// Decoder layers.
+    pub layers: usize,
+    /// Hidden size.
+    pub hidden: usize,
+    /// Short SHA-256 of the weight files.
+    pub fingerprint: String,
+}
+
+/// How the task was specified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpecKind {
+    /// Text examples.
+    TextExamples,
+    /// Image examples.
+    ImageExamples,
+    /// An instruction.
+    Instruction,
+    /// Average of other vectors.
+    Ensemble,
+}
+
+/// One example as recorded in the file (an image is recorded by its label).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExampleRecord {
+    /// The input text, or the image's label.
+    pub input: String,
+    /// The answer.
+    pub output: String,
+    /// Whether the input was an image.
+    #[serde(default)]
+    pub image: bool,
+}
+
+/// The task and its provenance.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRecord {
+    /// Task name.
+    pub name: String,
+    /// Specification kind.
+    pub spec: SpecKind,
+    /// Examples used (empty for an instruction).
+    #[serde(default)]
+    pub examples: Vec<ExampleRecord>,
+    /// Instruction text, when used.
+    #[serde(default)]
+    pub instruction: Option<String>,
+    /// Number of extraction prompts averaged.
+    pub prompts: usize,
+    /// Seed of the demonstration draws.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+/// Prompt format and position the vectors were taken at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptFormat {
+    /// Demonstration template.
+    pub demonstration: String,
+    /// Query template.
+    pub query: String,
+    /// Which position.
+    pub position: String,
+    /// Which stream.
+    pub stream: String,
+}
+
+impl Default for PromptFormat {
+    fn default() -> Self {
+        PromptFormat {
+            demonstration: "Q:{x}\nA:{y}\n\n".into(),
+            query: "Q:{x}\nA:".into(),
+            position: "last token (the query's final ':')".into(),
+            stream: "raw output of each decoder layer (residual stream, before the final norm); row l = layer l".into(),
+        }
+    }
+}
+
+/// Sweep accuracies stored with a vector.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SweepRecord {
+    /// Zero-shot accuracy.
+    pub zero_shot: f32,
+    /// 5-shot in-context accuracy.
+    pub icl: f32,
+    /// Patched accuracy per layer.
+    pub patched: Vec<f32>,
+}
+
+/// A task-vector file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VectorFile {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// Always [`VERSION`] for this build.
+    pub version: u32,
+    /// The model.
+    pub model: ModelRef,
+    /// The task.
+    pub task: TaskRecord,
+    /// Prompt format.
+    pub prompt_format: PromptFormat,
+    /// `f32`: vectors are JSON numbers to be read as 32-bit floats.
+    pub encoding: String,
+    /// `[layers][hidden]`.
+    pub vectors: Vec<Vec<f32>>,
+    /// Layer to patch by default.
+    pub recommended_layer: usize,
+    /// Accuracies, when a sweep was run.
+    #[serde(default)]
+    pub sweep: Option<SweepRecord>,
+    /// Tool that made the file.
+    pub created_by: String,
+    /// RFC 3339 time of creation.
+    pub created_at: String,
+}
+
+impl VectorFile {
+    /// Wraps a vector with its provenance.
+    pub fn new(v: &TaskVector, model: &ModelInfo, task: TaskRecord, recommended_layer: usize, sweep: Option<&SweepReport>, created_at: String) -> Self {
+        VectorFile {
+            format: FORMAT.into(),
+            version: VERSION,
+            model: ModelRef { id: model.name.clone(), layers: model.layers, hidden: model.hidden, fingerprint: model.fingerprint.clone() },
+            task,
+            prompt_format: PromptFormat::default(),
+            encoding: "f32".into(),
+            vectors: v.layers.clone(),
+            recommended_layer,
+            sweep: sweep.map(|s| SweepRecord { zero_shot: s.zero_shot, icl: s.icl, patched: s.patched.clone() }),
+            created_by: concat!("taskvec ", env!("CARGO_PKG_VERSION")).into(),
+            created_at,
+        }
+    }
+
+    /// The vectors.
+    pub fn vector(&self) -> TaskVector {
+        TaskVector { layers: self.vectors.clone() }
+    }
+
+    /// Pretty JSON text.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("a VectorFile always serializes")
+    }
+
+    /// Parses and validates a file's text on its own (not against a model).
+    pub fn from_json(text: &str) -> Result<Self> {
+        let refuse = |m: String| Err(Error::TaskVector(m));
+        if text.len() > MAX_BYTES {
+            return refuse(format!("the file is {} MiB; vector files are at most {} MiB", text.len() >> 20, MAX_BYTES >> 20));
+        }
+        if text.trim().is_empty() {
+            return refuse("the file is empty".into());
+        }
+        let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::TaskVector(format!("not valid JSON: {e}")))?;
+        match raw.get("format").and_then(|v| v.as_str()) {
+            Some(FORMAT) => {}
+            Some(other) => return refuse(format!("not a taskvec vector file (format is {other:?})")),
+            None => return refuse("not a taskvec vector file (no \"format\" field)".into()),
+        }
+        match raw.get("version").and_then(|v| v.as_u64()) {
+            Some(1) => {}
+            Some(v) => return refuse(format!("version {v} is not supported by this taskvec (it reads version {VERSION}); update taskvec")),
+            None => return refuse("the file has no integer \"version\"".into()),
+        }
+        // NaN/Infinity are not JSON: they arrive as null or strings and fail typed parsing below.
+        let f: VectorFile = serde_json::from_value(raw).map_err(|e| Error::TaskVector(format!("the file does not follow format version 1: {e}")))?;
+        f.validate()?;
+        Ok(f)
+    }
+
+    /// Checks shapes and values.
+    pub fn validate(&self) -> Result<()> {
+        let refuse = |m: String| Err(Error::TaskVector(m));
+        if self.encoding != "f32" {
+            return refuse(format!("unknown encoding {:?} (expected \"f32\")", self.encoding));
+        }
+        let (l, d) = (self.model.layers, self.model.hidden);
+        if l == 0 || d == 0 {
+            return refuse("the file declares zero layers or zero hidden size".into());
+        }
+        if self.vectors.len() != l {
+            return refuse(format!("the file declares {l} layers but holds {} vectors", self.vectors.len()));
+        }
+        if let Some((i, v)) = self.vectors.iter().enumerate().find(|(_, v)| v.len() != d) {
+            return refuse(format!("vector {i} has {} values; the declared hidden size is {d}", v.len()));
+        }
+        if let Some(i) = self.vectors.iter().position(|v| v.iter().any(|x| !x.is_finite())) {
+            return refuse(format!("vector {i} contains a non-finite value (NaN or infinity)"));
+        }
+        if self.recommended_layer >= l {
+            return refuse(format!("recommended layer {} is outside 0..{l}", self.recommended_layer));
+        }
+        if let Some(s) = &self.sweep
+            && s.patched.len() != l
+        {
+            return refuse(format!("the sweep has {} layers, the vectors {l}", s.patched.len()));
+        }
+        Ok(())
+    }
+
+    /// Checks that the vector fits `model`: same layers and hidden size always; the same
+    /// weights unless `allow_transfer` (e.g. an LLM vector applied to its VLM).
+    pub fn check_model(&self, model: &ModelInfo, allow_transfer: bool) -> Result<()> {
+        let m = &self.model;
+        if m.layers != model.layers || m.hidden != model.hidden {
+            return Err(Error::TaskVector(format!(
+                "this vector was made with '{}' ({} layers × {} hidden); the loaded model '{}' has {} layers × {} hidden, so it cannot be applied",
+                m.id, m.layers, m.hidden, model.name, model.layers, model.hidden
+            )));
+        }
+        if m.fingerprint != model.fingerprint && !allow_transfer {
+            return Err(Error::TaskVector(format!(
+                "this vector was made with another model ('{}', fingerprint {}; loaded: '{}', {}). The shapes match, so it can be transferred (e.g. SmolLM2 → SmolVLM): allow transfer to use it",
+                m.id, m.fingerprint, model.name, model.fingerprint
+            )));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,101 @@
+//! Logit lens and vector similarity: what each layer's residual stream at the last position
+//! would predict (final norm + LM head), and cosine similarity between task vectors.
+
+use super::engine::{Engine, softmax, top_k};
+use super::task::Prompt;
+use crate::error::{Error, Result};
+use crate::model::read_f32;
+
+/// One layer of the logit lens.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LensLayer {
+    /// Decoder layer (0-based).
+    pub layer: usize,
+    /// Most probable tokens with probabilities.
+    pub top: Vec<(String, f32)>,
+    /// Probability of each tracked token, in the order given.
+    pub tracked: Vec<f32>,
+}
+
+/// The logit lens of a prompt.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Lens {
+    /// Tracked words and the token used for each (the first token of the word).
+    pub tracked_tokens: Vec<(String, String)>,
+    /// One entry per decoder layer.
+    pub layers: Vec<LensLayer>,
+}
+
+impl Engine<'_> {
+    /// Logit lens at the prompt's last position, with `track`ed words' first tokens.
+    pub async fn lens(&self, prompt: &Prompt, track: &[String], k: usize) -> Result<Lens> {
+        let mut tracked_ids = Vec::new();
+        let mut tracked_tokens = Vec::new();
+        for w in track {
+            let ids = self.m.tokenizer.encode(w)?;
+            let id = *ids.iter().find(|&&i| Some(i) != self.m.tokenizer.add_bos).ok_or_else(|| {
+                Error::TaskVector(format!("the tracked word {w:?} has no tokens"))
+            })?;
+            tracked_ids.push(id as usize);
+            tracked_tokens.push((w.clone(), self.m.tokenizer.decode(&[id])?));
+        }
+        let states = self.last_states(prompt).await?;
+        let logits = read_f32(self.m.model.logit_lens(&states[1..])?).await?;
+        let vocab = logits.len() / (states.len() - 1);
+        let layers = logits
+            .chunks(vocab)
+            .enumerate()
+            .map(|(layer, row)| {
+                let p = softmax(row);
+                let top = top_k(&p, k)
+                    .into_iter()
+                    .map(|i| Ok((self.m.tokenizer.decode(&[i as u32])?, p[i])))
+                    .collect::<Result<_>>()?;
+                Ok(LensLayer { layer, top, tracked: tracked_ids.iter().map(|&i| p[i]).collect() })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Lens { tracked_tokens, layers })
+    }
+}
+
+/// Cosine similarity of two vectors (0 when either is zero).
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let (mut ab, mut aa, mut bb) = (0f64, 0f64, 0f64);
+    for (x, y) in a.iter().zip(b) {
+        ab += (*x as f64) * (*y as f64);
+        aa += (*x as f64).powi(2);
+        bb += (*y as f64).powi(2);
+    }
+    if aa == 0.0 || bb == 0.0 { 0.0 } else { (ab / (aa.sqrt() * bb.sqrt())) as f32 }
+}
+
+/// Per-layer cosine similarity between two task vectors of the same shape.
+pub fn cosine_per_layer(a: &super::TaskVector, b: &super::TaskVector) -> Result<Vec<f32>> {
+    if a.num_layers() != b.num_layers() || a.hidden() != b.hidden() {
+        return Err(Error::TaskVector(format!(
+            "cannot compare vectors of {}×{} and {}×{}",
+            a.num_layers(),
+            a.hidden(),
+            b.num_layers(),
+            b.hidden()
+        )));
+    }
+    Ok(a.layers.iter().zip(&b.layers).map(|(x, y)| cosine(x, y)).collect())
+}
+
+/// Similarity matrix across vectors: at `layer`, or averaged over layers when `None`.
+pub fn similarity_matrix(vs: &[&super::TaskVector], layer: Option<usize>) -> Result<Vec<Vec<f32>>> {
+    vs.iter()
+        .map(|a| {
+            vs.iter()
+                .map(|b| {
+                    let per = cosine_per_layer(a, b)?;
+                    match layer {
+                        Some(l) => per.get(l).copied().ok_or_else(|| Error::TaskVector(format!("layer {l} out of range"))),
+                        None => Ok(per.iter().sum::<f32>() / per.len().max(1) as f32),
+                    }
+                })
+                .collect()
+        })
+        .collect()
+}
