@@ -87,7 +87,7 @@ pub fn load(files: ModelFiles, device: &Device) -> Result<LoadedModel> {
             let model = Model::load(cfg.clone(), &src, device)?;
             let longest_edge = preprocessor
                 .as_deref()
-                .and_then(|p| serde_json::from_str::<serde_json::Value>(p).ok())
+                .and_then(crate::model::config::image_processor_json)
                 .and_then(|p| p.get("size")?.get("longest_edge")?.as_u64())
                 .map(|v| v as u32);
             Ok(LoadedModel {

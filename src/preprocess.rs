@@ -1,10 +1,10 @@
 //! Image preprocessing as Idefics3's image processor does it without image splitting: decode,
 //! RGB, resize the longest edge (aspect kept, even side), resize to the encoder's square input
-//! (Lanczos), rescale by 1/255, normalize with the config's mean and std. Channel-first f32.
+//! (Lanczos, with Pillow's exact fixed-point arithmetic, so the pixels equal transformers'),
+//! rescale by 1/255, normalize with the config's mean and std. Channel-first f32.
 
 use std::io::Cursor;
 
-use image::imageops::{FilterType, resize};
 use image::{ImageReader, Limits, RgbImage};
 
 use crate::error::{Error, Result};
@@ -68,11 +68,11 @@ pub fn preprocess(img: &RgbImage, cfg: &VisionConfig, longest_edge: Option<u32>)
     if let Some(le) = longest_edge {
         let (w, h) = longest_edge_size(cur.width(), cur.height(), le);
         if (w, h) != cur.dimensions() {
-            cur = resize(&cur, w, h, FilterType::Lanczos3);
+            cur = resize_lanczos(&cur, w, h);
         }
     }
     if cur.dimensions() != (s, s) {
-        cur = resize(&cur, s, s, FilterType::Lanczos3);
+        cur = resize_lanczos(&cur, s, s);
     }
     let n = (s * s) as usize;
     let mut out = vec![0f32; 3 * n];
@@ -87,4 +87,86 @@ pub fn preprocess(img: &RgbImage, cfg: &VisionConfig, longest_edge: Option<u32>)
 /// Decodes and preprocesses image bytes.
 pub fn load_image(bytes: &[u8], cfg: &VisionConfig, longest_edge: Option<u32>) -> Result<Vec<f32>> {
     Ok(preprocess(&decode(bytes)?, cfg, longest_edge))
+}
+
+/// Fixed-point precision of Pillow's 8-bit resampling.
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+fn lanczos3(x: f64) -> f64 {
+    let sinc = |x: f64| if x == 0.0 { 1.0 } else { (x * std::f64::consts::PI).sin() / (x * std::f64::consts::PI) };
+    if (-3.0..3.0).contains(&x) { sinc(x) * sinc(x / 3.0) } else { 0.0 }
+}
+
+/// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`: for each output index, the first
+/// input index and the fixed-point weights.
+fn coefficients(in_size: u32, out_size: u32) -> Vec<(usize, Vec<i32>)> {
+    let scale = in_size as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = 3.0 * filterscale;
+    (0..out_size)
+        .map(|xx| {
+            let center = (xx as f64 + 0.5) * scale;
+            let ss = 1.0 / filterscale;
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize; // C cast truncates
+            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+            let w: Vec<f64> = (xmin..xmax.max(xmin)).map(|x| lanczos3((x as f64 - center + 0.5) * ss)).collect();
+            let total: f64 = w.iter().sum();
+            let k = w
+                .iter()
+                .map(|&v| {
+                    let v = if total != 0.0 { v / total } else { v };
+                    let f = v * (1u32 << PRECISION_BITS) as f64;
+                    (if f < 0.0 { -0.5 + f } else { 0.5 + f }) as i32
+                })
+                .collect();
+            (xmin, k)
+        })
+        .collect()
+}
+
+fn clip8(v: i64) -> u8 {
+    (v >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// Resizes an RGB image with Pillow's Lanczos (`Image.resize(..., LANCZOS)`): a horizontal
+/// then a vertical pass in 8-bit fixed point, bit-exact with Pillow.
+pub fn resize_lanczos(img: &RgbImage, w: u32, h: u32) -> RgbImage {
+    let (iw, ih) = img.dimensions();
+    let src = img.as_raw();
+    let half = 1i64 << (PRECISION_BITS - 1);
+    let tmp: Vec<u8> = if w != iw {
+        let cx = coefficients(iw, w);
+        let mut t = vec![0u8; (w * ih * 3) as usize];
+        for y in 0..ih as usize {
+            for (x, (x0, k)) in cx.iter().enumerate() {
+                for c in 0..3 {
+                    let mut acc = half;
+                    for (i, &kv) in k.iter().enumerate() {
+                        acc += src[(y * iw as usize + x0 + i) * 3 + c] as i64 * kv as i64;
+                    }
+                    t[(y * w as usize + x) * 3 + c] = clip8(acc);
+                }
+            }
+        }
+        t
+    } else {
+        src.to_vec()
+    };
+    if h == ih {
+        return RgbImage::from_raw(w, h, tmp).expect("buffer size");
+    }
+    let cy = coefficients(ih, h);
+    let mut out = vec![0u8; (w * h * 3) as usize];
+    for (y, (y0, k)) in cy.iter().enumerate() {
+        for x in 0..w as usize {
+            for c in 0..3 {
+                let mut acc = half;
+                for (i, &kv) in k.iter().enumerate() {
+                    acc += tmp[((y0 + i) * w as usize + x) * 3 + c] as i64 * kv as i64;
+                }
+                out[(y * w as usize + x) * 3 + c] = clip8(acc);
+            }
+        }
+    }
+    RgbImage::from_raw(w, h, out).expect("buffer size")
 }

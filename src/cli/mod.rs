@@ -227,7 +227,7 @@ pub fn model_files(args: &ModelArgs) -> Result<ModelFiles> {
             return Err(Error::load(format!("{} has no *.safetensors file", p.display())));
         }
         let weights = shards.iter().map(|f| read(f)).collect::<Result<_>>()?;
-        Ok(ModelFiles::HuggingFace { config, preprocessor: text("preprocessor_config.json")?, tokenizer, weights })
+        Ok(ModelFiles::HuggingFace { config, preprocessor: text("preprocessor_config.json")?.or(text("processor_config.json")?), tokenizer, weights })
     } else {
         let model = read(p)?;
         let mmproj = args.mmproj.as_deref().map(read).transpose()?;

@@ -124,7 +124,11 @@ impl TextConfig {
             num_kv_heads: get_usize(t, "num_key_value_heads", Some(heads))?,
             head_dim: get_usize(t, "head_dim", Some(hidden / heads))?,
             rms_norm_eps: get_f64(t, "rms_norm_eps", 1e-6),
-            rope_theta: get_f64(t, "rope_theta", 10000.0),
+            rope_theta: t
+                .get("rope_parameters")
+                .and_then(|r| r.get("rope_theta"))
+                .and_then(J::as_f64)
+                .unwrap_or_else(|| get_f64(t, "rope_theta", 10000.0)),
             max_positions: get_usize(t, "max_position_embeddings", Some(2048))?,
             tie_word_embeddings: t.get("tie_word_embeddings").and_then(J::as_bool).unwrap_or(false),
         };
@@ -256,12 +260,22 @@ impl VisionConfig {
     }
 }
 
+/// The image-processor settings from `preprocessor_config.json` (flat) or transformers 5's
+/// `processor_config.json` (under `image_processor`).
+pub fn image_processor_json(text: &str) -> Option<J> {
+    let j: J = serde_json::from_str(text).ok()?;
+    match j.get("image_processor") {
+        Some(inner) => Some(inner.clone()),
+        None => Some(j),
+    }
+}
+
 impl ModelConfig {
     /// Parses a Hugging Face `config.json` (plus the optional `preprocessor_config.json`).
     pub fn from_hf_json(config: &str, preprocessor: Option<&str>) -> Result<Self> {
         let j: J = serde_json::from_str(config)
             .map_err(|e| Error::load(format!("config.json is not valid JSON: {e}")))?;
-        let pre: Option<J> = preprocessor.and_then(|p| serde_json::from_str(p).ok());
+        let pre: Option<J> = preprocessor.and_then(image_processor_json);
         let mt = j.get("model_type").and_then(J::as_str).unwrap_or("");
         match mt {
             "idefics3" | "smolvlm" => {

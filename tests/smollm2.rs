@@ -1,0 +1,96 @@
+//! The real SmolLM2-135M-Instruct (Q4_1 GGUF) against transformers (fixtures made by
+//! `tests/fixtures/make_smollm2_ref.py`): tokenizer ids, every layer's last-position hidden
+//! state, logits, greedy continuations, and the task-vector accuracy on Country-Capital.
+
+mod common;
+
+use common::*;
+use taskvec::model::{Intervention, KvCache, read_f32};
+use taskvec::taskvec::{Engine, Spec, Task, evaluate};
+
+#[test]
+fn tokenizer_ids_equal_transformers() {
+    let m = smollm2();
+    let cases: serde_json::Value = serde_json::from_slice(&read(&fixture("smollm2/tokenizer_cases.json"))).unwrap();
+    let strings = cases["strings"].as_array().unwrap();
+    assert!(strings.len() >= 30);
+    let mut bad = Vec::new();
+    for (s, want) in strings.iter().zip(cases["ids"].as_array().unwrap()) {
+        let s = s.as_str().unwrap();
+        let want: Vec<u32> = want.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let got = m.tokenizer.encode(s).unwrap();
+        if got != want {
+            bad.push(format!("{s:?}: got {got:?} want {want:?}"));
+        }
+    }
+    assert!(bad.is_empty(), "{} of {} strings differ:\n{}", bad.len(), strings.len(), bad.join("\n"));
+}
+
+#[test]
+fn every_layer_matches_transformers() {
+    let m = smollm2();
+    let f = read(&fixture("smollm2/hidden_ref.safetensors"));
+    let d = m.model.hidden_size();
+    let mut worst_cos = 1f64;
+    let mut worst_rel = 0f64;
+    let mut k = 0;
+    while let Ok(st) = safetensors::SafeTensors::deserialize(&f) {
+        if st.tensor(&format!("p{k}.input_ids")).is_err() {
+            break;
+        }
+        let ids = ids(&f, &format!("p{k}.input_ids"));
+        let (_, want) = tensor(&f, &format!("p{k}.last_hidden"));
+        let (_, want_logits) = tensor(&f, &format!("p{k}.last_logits"));
+        let x = m.model.embed(&ids, &[]).unwrap();
+        let iv = Intervention { capture: vec![ids.len() - 1], ..Default::default() };
+        let o = m.model.forward(x, KvCache::new(30), &iv).unwrap();
+        let got = pollster::block_on(read_f32(o.hidden.unwrap())).unwrap();
+        let logits = pollster::block_on(read_f32(o.logits)).unwrap();
+        for l in 0..=m.model.num_layers() {
+            let c = cosine(&got[l * d..(l + 1) * d], &want[l * d..(l + 1) * d]);
+            let r = rel_err(&got[l * d..(l + 1) * d], &want[l * d..(l + 1) * d]);
+            worst_cos = worst_cos.min(c);
+            worst_rel = worst_rel.max(r);
+            assert!(c >= 0.999, "prompt {k} layer {l}: cosine {c}");
+            assert!(r < 1e-3, "prompt {k} layer {l}: relative error {r}");
+        }
+        let e = rel_err(&logits, &want_logits);
+        assert!(e < 1e-3, "prompt {k}: logits relative error {e}");
+        eprintln!("prompt {k}: min layer cosine so far {worst_cos:.8}, max layer rel err {worst_rel:.2e}, logits rel err {e:.2e}");
+        k += 1;
+    }
+    assert!(k >= 3, "fixture has {k} prompts");
+}
+
+#[test]
+fn greedy_continuations_equal_transformers() {
+    let m = smollm2();
+    let g: serde_json::Value = serde_json::from_slice(&read(&fixture("smollm2/greedy.json"))).unwrap();
+    let prompts = g["input_ids"].as_array().unwrap();
+    let mut same = 0;
+    for (p, want) in prompts.iter().zip(g["new_ids"].as_array().unwrap()) {
+        let ids: Vec<u32> = p.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let want: Vec<u32> = want.as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+        let x = m.model.embed(&ids, &[]).unwrap();
+        let got = pollster::block_on(m.model.generate(x, &Intervention::default(), want.len(), &[])).unwrap();
+        if got == want {
+            same += 1;
+        } else {
+            eprintln!("differs: got {got:?} want {want:?}");
+        }
+    }
+    assert!(prompts.len() >= 5);
+    assert_eq!(same, prompts.len(), "{same} of {} continuations identical", prompts.len());
+}
+
+#[test]
+fn country_capital_task_vector_beats_zero_shot() {
+    let m = smollm2();
+    let task = Task::builtin("country_capital").unwrap();
+    let (r, v) = pollster::block_on(evaluate(&Engine::new(&m), &task, Spec::Text, 30, 0, |_, _| {})).unwrap();
+    eprintln!("zero-shot {:.3} icl {:.3} best {:.3} at layer {}; per layer {:?}", r.zero_shot, r.icl, r.patched[r.best_layer], r.best_layer, r.patched);
+    assert_eq!(v.num_layers(), 30);
+    let best = r.patched[r.best_layer];
+    assert!(best >= 0.15, "best patched accuracy {best}");
+    assert!(best >= 3.0 * r.zero_shot, "best {best} vs zero-shot {}", r.zero_shot);
+}
