@@ -84,16 +84,10 @@ impl GgufSource {
     pub fn new(bytes: Vec<u8>) -> Result<Self> {
         let header = GgufHeader::parse(&bytes)?;
         let arch = header.architecture().unwrap_or("").to_string();
-        let (heads, kv_heads) = if arch == "clip" {
-            (0, 0)
-        } else {
-            let h = header.req_u64(&format!("{arch}.attention.head_count"))? as usize;
-            let kv = header
-                .get(&format!("{arch}.attention.head_count_kv"))
-                .and_then(gguf::Value::as_u64)
-                .map_or(h, |v| v as usize);
-            (h, kv)
-        };
+        // Head counts are needed to undo llama.cpp's Q/K row permutation (text models only).
+        let count = |k: &str| header.get(&format!("{arch}.attention.{k}")).and_then(gguf::Value::as_u64);
+        let heads = count("head_count").unwrap_or(0) as usize;
+        let kv_heads = count("head_count_kv").map_or(heads, |v| v as usize);
         Ok(GgufSource { header, bytes, heads, kv_heads })
     }
 

@@ -22,6 +22,16 @@ pub enum GgmlType {
     Q5_1,
     /// 8-bit, block of 32, scale only.
     Q8_0,
+    /// K-quant 2-bit, super-block of 256.
+    Q2K,
+    /// K-quant 3-bit.
+    Q3K,
+    /// K-quant 4-bit.
+    Q4K,
+    /// K-quant 5-bit.
+    Q5K,
+    /// K-quant 6-bit.
+    Q6K,
 }
 
 impl GgmlType {
@@ -36,9 +46,14 @@ impl GgmlType {
             7 => GgmlType::Q5_1,
             8 => GgmlType::Q8_0,
             30 => GgmlType::BF16,
-            10..=23 => {
+            10 => GgmlType::Q2K,
+            11 => GgmlType::Q3K,
+            12 => GgmlType::Q4K,
+            13 => GgmlType::Q5K,
+            14 => GgmlType::Q6K,
+            15..=29 => {
                 return Err(format!(
-                    "GGML type {id} (a K-quant or IQ type) is not supported; use F32/F16/BF16/Q8_0/Q5_0/Q5_1/Q4_0/Q4_1 (e.g. `taskvec quantize`)"
+                    "GGML type {id} (Q8_K or an IQ type) is not supported; use F32/F16/BF16/Q8_0/Q5_x/Q4_x or Q2_K..Q6_K"
                 ));
             }
             other => return Err(format!("unknown GGML type {other}")),
@@ -49,6 +64,7 @@ impl GgmlType {
     pub fn block_elems(self) -> usize {
         match self {
             GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 => 1,
+            GgmlType::Q2K | GgmlType::Q3K | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => 256,
             _ => 32,
         }
     }
@@ -63,6 +79,11 @@ impl GgmlType {
             GgmlType::Q5_0 => 22,
             GgmlType::Q5_1 => 24,
             GgmlType::Q8_0 => 34,
+            GgmlType::Q2K => 84,
+            GgmlType::Q3K => 110,
+            GgmlType::Q4K => 144,
+            GgmlType::Q5K => 176,
+            GgmlType::Q6K => 210,
         }
     }
 
@@ -77,6 +98,11 @@ impl GgmlType {
             GgmlType::Q5_0 => "q5_0",
             GgmlType::Q5_1 => "q5_1",
             GgmlType::Q8_0 => "q8_0",
+            GgmlType::Q2K => "q2_k",
+            GgmlType::Q3K => "q3_k",
+            GgmlType::Q4K => "q4_k",
+            GgmlType::Q5K => "q5_k",
+            GgmlType::Q6K => "q6_k",
         }
     }
 }
@@ -129,6 +155,11 @@ pub fn dequantize_into(ty: GgmlType, data: &[u8], out: &mut Vec<f32>) {
                 out.extend(lo);
                 out.extend((0..16).map(|j| val((qs[j] >> 4) as u32 | ((qh >> (j + 12)) & 0x10))));
             }
+            GgmlType::Q2K => kquant::q2k(b, out),
+            GgmlType::Q3K => kquant::q3k(b, out),
+            GgmlType::Q4K => kquant::q4k_q5k(b, false, out),
+            GgmlType::Q5K => kquant::q4k_q5k(b, true, out),
+            GgmlType::Q6K => kquant::q6k(b, out),
         }
     }
 }
@@ -138,4 +169,98 @@ pub fn dequantize(ty: GgmlType, data: &[u8]) -> Vec<f32> {
     let mut v = Vec::new();
     dequantize_into(ty, data, &mut v);
     v
+}
+
+/// K-quant super-blocks (256 values), as ggml's `dequantize_row_q*_K`.
+mod kquant {
+    use super::h;
+
+    /// 6-bit scale and min `j` of a Q4_K/Q5_K scales array.
+    fn scale_min(j: usize, q: &[u8]) -> (f32, f32) {
+        if j < 4 {
+            ((q[j] & 63) as f32, (q[j + 4] & 63) as f32)
+        } else {
+            (((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4)) as f32, ((q[j + 4] >> 4) | ((q[j] >> 6) << 4)) as f32)
+        }
+    }
+
+    pub fn q2k(b: &[u8], out: &mut Vec<f32>) {
+        let (scales, qs, d, min) = (&b[..16], &b[16..80], h(&b[80..]), h(&b[82..]));
+        let mut is = 0;
+        for n in 0..2 {
+            let q = &qs[n * 32..];
+            for shift in [0, 2, 4, 6] {
+                for half in 0..2 {
+                    let sc = scales[is];
+                    is += 1;
+                    let (dl, ml) = (d * (sc & 0xF) as f32, min * (sc >> 4) as f32);
+                    out.extend((0..16).map(|l| dl * ((q[l + 16 * half] >> shift) & 3) as f32 - ml));
+                }
+            }
+        }
+    }
+
+    pub fn q3k(b: &[u8], out: &mut Vec<f32>) {
+        let (hm, qs, sc_raw, d) = (&b[..32], &b[32..96], &b[96..108], h(&b[108..]));
+        let mut aux = [0u32; 4];
+        for (i, a) in aux.iter_mut().take(3).enumerate() {
+            *a = u32::from_le_bytes([sc_raw[4 * i], sc_raw[4 * i + 1], sc_raw[4 * i + 2], sc_raw[4 * i + 3]]);
+        }
+        let (k1, k2, tmp) = (0x0303_0303u32, 0x0f0f_0f0fu32, aux[2]);
+        aux[2] = ((aux[0] >> 4) & k2) | (((tmp >> 4) & k1) << 4);
+        aux[3] = ((aux[1] >> 4) & k2) | (((tmp >> 6) & k1) << 4);
+        aux[0] = (aux[0] & k2) | ((tmp & k1) << 4);
+        aux[1] = (aux[1] & k2) | (((tmp >> 2) & k1) << 4);
+        let scales: Vec<i8> = aux.iter().flat_map(|a| a.to_le_bytes()).map(|v| v as i8).collect();
+        let (mut is, mut m) = (0, 1u8);
+        for n in 0..2 {
+            let q = &qs[n * 32..];
+            for shift in [0, 2, 4, 6] {
+                for half in 0..2 {
+                    let dl = d * (scales[is] as i32 - 32) as f32;
+                    is += 1;
+                    out.extend((0..16).map(|l| {
+                        let i = l + 16 * half;
+                        let v = ((q[i] >> shift) & 3) as i32 - if hm[i] & m != 0 { 0 } else { 4 };
+                        dl * v as f32
+                    }));
+                }
+                m <<= 1;
+            }
+        }
+    }
+
+    pub fn q4k_q5k(b: &[u8], five: bool, out: &mut Vec<f32>) {
+        let (d, min, scales) = (h(b), h(&b[2..]), &b[4..16]);
+        let (qh, ql) = if five { (&b[16..48], &b[48..176]) } else { (&b[..0], &b[16..144]) };
+        let (mut u1, mut u2) = (1u8, 2u8);
+        for j in 0..4 {
+            let q = &ql[j * 32..];
+            let (s1, m1) = scale_min(2 * j, scales);
+            let (s2, m2) = scale_min(2 * j + 1, scales);
+            let (d1, m1, d2, m2) = (d * s1, min * m1, d * s2, min * m2);
+            let hi = |l: usize, u: u8| if five && qh[l] & u != 0 { 16 } else { 0 };
+            out.extend((0..32).map(|l| d1 * ((q[l] & 0xF) + hi(l, u1)) as f32 - m1));
+            out.extend((0..32).map(|l| d2 * ((q[l] >> 4) + hi(l, u2)) as f32 - m2));
+            u1 <<= 2;
+            u2 <<= 2;
+        }
+    }
+
+    pub fn q6k(b: &[u8], out: &mut Vec<f32>) {
+        let (ql, qh, sc, d) = (&b[..128], &b[128..192], &b[192..208], h(&b[208..]));
+        for n in 0..2 {
+            let (ql, qh, sc) = (&ql[n * 64..], &qh[n * 32..], &sc[n * 8..]);
+            let mut y = [0f32; 128];
+            for l in 0..32 {
+                let is = l / 16;
+                let q = |v: u8, hbits: u8| ((v | (hbits << 4)) as i32 - 32) as f32;
+                y[l] = d * (sc[is] as i8) as f32 * q(ql[l] & 0xF, qh[l] & 3);
+                y[l + 32] = d * (sc[is + 2] as i8) as f32 * q(ql[l + 32] & 0xF, (qh[l] >> 2) & 3);
+                y[l + 64] = d * (sc[is + 4] as i8) as f32 * q(ql[l] >> 4, (qh[l] >> 4) & 3);
+                y[l + 96] = d * (sc[is + 6] as i8) as f32 * q(ql[l + 32] >> 4, (qh[l] >> 6) & 3);
+            }
+            out.extend_from_slice(&y);
+        }
+    }
 }
