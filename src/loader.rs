@@ -71,14 +71,23 @@ fn fingerprint(files: &[&[u8]]) -> String {
         h.update((f.len() as u64).to_le_bytes());
         h.update(f);
     }
-    h.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+    h.finalize()
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Loads a model from its files onto `device`.
 pub fn load(files: ModelFiles, device: &Device) -> Result<LoadedModel> {
     match files {
         ModelFiles::Gguf { model, mmproj } => load_gguf(model, mmproj, device),
-        ModelFiles::HuggingFace { config, preprocessor, tokenizer, weights } => {
+        ModelFiles::HuggingFace {
+            config,
+            preprocessor,
+            tokenizer,
+            weights,
+        } => {
             let cfg = ModelConfig::from_hf_json(&config, preprocessor.as_deref())?;
             let tok = TextTokenizer::from_json(&tokenizer)?;
             let fp = fingerprint(&weights.iter().map(Vec::as_slice).collect::<Vec<_>>());
@@ -92,7 +101,11 @@ pub fn load(files: ModelFiles, device: &Device) -> Result<LoadedModel> {
                 .map(|v| v as u32);
             Ok(LoadedModel {
                 info: ModelInfo {
-                    name: if cfg.vision.is_some() { "idefics3".into() } else { "llama".into() },
+                    name: if cfg.vision.is_some() {
+                        "idefics3".into()
+                    } else {
+                        "llama".into()
+                    },
                     format: "safetensors".into(),
                     quant: "f32".into(),
                     file_bytes,
@@ -118,7 +131,11 @@ fn load_gguf(model: Vec<u8>, mmproj: Option<Vec<u8>>, device: &Device) -> Result
     let h = &text_src.header;
     let text = TextConfig::from_gguf(h)?;
     let tokenizer = TextTokenizer::from_gguf(h)?;
-    let name = h.get("general.name").and_then(|v| v.as_str()).unwrap_or("gguf model").to_string();
+    let name = h
+        .get("general.name")
+        .and_then(|v| v.as_str())
+        .unwrap_or("gguf model")
+        .to_string();
     let quant = {
         let mut types: Vec<&str> = h
             .tensors
@@ -146,7 +163,11 @@ fn load_gguf(model: Vec<u8>, mmproj: Option<Vec<u8>>, device: &Device) -> Result
         sources.push(Box::new(mm_src));
     }
     sources.insert(0, Box::new(text_src));
-    let cfg = ModelConfig { text, vision, image_token_id };
+    let cfg = ModelConfig {
+        text,
+        vision,
+        image_token_id,
+    };
     let model = Model::load(cfg.clone(), &Sources(sources), device)?;
     Ok(LoadedModel {
         info: ModelInfo {
@@ -174,7 +195,10 @@ impl LoadedModel {
             None => (text.to_string(), 0),
         };
         if n != images.len() {
-            return Err(Error::model(format!("the prompt has {n} <image> placeholder(s) but {} image(s) were given", images.len())));
+            return Err(Error::model(format!(
+                "the prompt has {n} <image> placeholder(s) but {} image(s) were given",
+                images.len()
+            )));
         }
         let pixels = match &self.model.config.vision {
             Some(v) => images

@@ -21,7 +21,9 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
         .with_guessed_format()
         .map_err(|e| Error::Image(format!("cannot read the image: {e}")))?;
     if reader.format().is_none() {
-        return Err(Error::Image("not an image (PNG, JPEG or WebP expected)".into()));
+        return Err(Error::Image(
+            "not an image (PNG, JPEG or WebP expected)".into(),
+        ));
     }
     let mut limits = Limits::default();
     limits.max_image_width = Some(MAX_SIDE);
@@ -93,8 +95,18 @@ pub fn load_image(bytes: &[u8], cfg: &VisionConfig, longest_edge: Option<u32>) -
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
 fn lanczos3(x: f64) -> f64 {
-    let sinc = |x: f64| if x == 0.0 { 1.0 } else { (x * std::f64::consts::PI).sin() / (x * std::f64::consts::PI) };
-    if (-3.0..3.0).contains(&x) { sinc(x) * sinc(x / 3.0) } else { 0.0 }
+    let sinc = |x: f64| {
+        if x == 0.0 {
+            1.0
+        } else {
+            (x * std::f64::consts::PI).sin() / (x * std::f64::consts::PI)
+        }
+    };
+    if (-3.0..3.0).contains(&x) {
+        sinc(x) * sinc(x / 3.0)
+    } else {
+        0.0
+    }
 }
 
 /// Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`: for each output index, the first
@@ -109,7 +121,9 @@ fn coefficients(in_size: u32, out_size: u32) -> Vec<(usize, Vec<i32>)> {
             let ss = 1.0 / filterscale;
             let xmin = ((center - support + 0.5) as i64).max(0) as usize; // C cast truncates
             let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let w: Vec<f64> = (xmin..xmax.max(xmin)).map(|x| lanczos3((x as f64 - center + 0.5) * ss)).collect();
+            let w: Vec<f64> = (xmin..xmax.max(xmin))
+                .map(|x| lanczos3((x as f64 - center + 0.5) * ss))
+                .collect();
             let total: f64 = w.iter().sum();
             let k = w
                 .iter()

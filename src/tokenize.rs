@@ -32,17 +32,25 @@ fn tk_err(e: impl std::fmt::Display) -> Error {
 impl TextTokenizer {
     /// Loads a Hugging Face `tokenizer.json`.
     pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let inner = Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenize(format!("tokenizer.json: {e}")))?;
+        let inner = Tokenizer::from_bytes(bytes)
+            .map_err(|e| Error::Tokenize(format!("tokenizer.json: {e}")))?;
         let eos = ["<|im_end|>", "<end_of_utterance>", "<|endoftext|>"]
             .iter()
             .filter_map(|t| inner.token_to_id(t))
             .collect();
-        Ok(TextTokenizer { inner, add_bos: None, eos })
+        Ok(TextTokenizer {
+            inner,
+            add_bos: None,
+            eos,
+        })
     }
 
     /// Builds the byte-level BPE tokenizer described by GGUF metadata (`tokenizer.ggml.*`).
     pub fn from_gguf(h: &GgufHeader) -> Result<Self> {
-        let model = h.get("tokenizer.ggml.model").and_then(Value::as_str).unwrap_or("(none)");
+        let model = h
+            .get("tokenizer.ggml.model")
+            .and_then(Value::as_str)
+            .unwrap_or("(none)");
         if model != "gpt2" {
             return Err(Error::Tokenize(format!(
                 "GGUF tokenizer model '{model}' is not supported (only byte-level BPE, 'gpt2')"
@@ -53,7 +61,10 @@ impl TextTokenizer {
                 .and_then(Value::as_array)
                 .ok_or_else(|| Error::Tokenize(format!("GGUF has no '{key}'")))?
                 .iter()
-                .map(|v| v.as_str().ok_or_else(|| Error::Tokenize(format!("'{key}' holds a non-string"))))
+                .map(|v| {
+                    v.as_str()
+                        .ok_or_else(|| Error::Tokenize(format!("'{key}' holds a non-string")))
+                })
                 .collect()
         };
         let tokens = strs("tokenizer.ggml.tokens")?;
@@ -70,13 +81,26 @@ impl TextTokenizer {
             .and_then(Value::as_array)
             .map(|a| a.iter().map(|v| v.as_f64().unwrap_or(1.0) as i64).collect())
             .unwrap_or_default();
-        let vocab: AHashMap<String, u32> = tokens.iter().enumerate().map(|(i, t)| (t.to_string(), i as u32)).collect();
-        let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(tk_err)?;
+        let vocab: AHashMap<String, u32> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.to_string(), i as u32))
+            .collect();
+        let bpe = BPE::builder()
+            .vocab_and_merges(vocab, merges)
+            .build()
+            .map_err(tk_err)?;
         let mut inner = Tokenizer::new(bpe);
-        let pre = h.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
+        let pre = h
+            .get("tokenizer.ggml.pre")
+            .and_then(Value::as_str)
+            .unwrap_or("default");
         let byte_level = ByteLevel::new(false, true, true);
         if matches!(pre, "smollm" | "qwen2" | "llama3" | "llama-bpe") {
-            inner.with_pre_tokenizer(Some(Sequence::new(vec![Digits::new(true).into(), byte_level.into()])));
+            inner.with_pre_tokenizer(Some(Sequence::new(vec![
+                Digits::new(true).into(),
+                byte_level.into(),
+            ])));
         } else {
             inner.with_pre_tokenizer(Some(byte_level));
         }
@@ -95,8 +119,16 @@ impl TextTokenizer {
             _ => None,
         };
         let mut eos: Vec<u32> = id("tokenizer.ggml.eos_token_id").into_iter().collect();
-        eos.extend(["<|im_end|>", "<end_of_utterance>"].iter().filter_map(|t| inner.token_to_id(t)));
-        Ok(TextTokenizer { inner, add_bos, eos })
+        eos.extend(
+            ["<|im_end|>", "<end_of_utterance>"]
+                .iter()
+                .filter_map(|t| inner.token_to_id(t)),
+        );
+        Ok(TextTokenizer {
+            inner,
+            add_bos,
+            eos,
+        })
     }
 
     /// Token ids of `text`; special-token strings in it become their ids.
@@ -136,9 +168,15 @@ impl TextTokenizer {
         if n == 0 {
             return Ok((text.to_string(), 0));
         }
-        for t in ["<fake_token_around_image>", "<global-img>", IMAGE_PLACEHOLDER] {
+        for t in [
+            "<fake_token_around_image>",
+            "<global-img>",
+            IMAGE_PLACEHOLDER,
+        ] {
             if self.token_id(t).is_none() {
-                return Err(Error::Tokenize(format!("the tokenizer lacks the image token {t}")));
+                return Err(Error::Tokenize(format!(
+                    "the tokenizer lacks the image token {t}"
+                )));
             }
         }
         let block = format!(

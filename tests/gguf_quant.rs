@@ -20,7 +20,12 @@ fn every_type_dequantizes_like_gguf_py() {
         let legacy = !name.contains("_k");
         if legacy {
             // Same float operations in the same order: bit-exact.
-            let diff = got.data.iter().zip(&want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+            let diff = got
+                .data
+                .iter()
+                .zip(&want)
+                .filter(|(a, b)| a.to_bits() != b.to_bits())
+                .count();
             assert_eq!(diff, 0, "{name}: {diff} values differ");
         } else {
             let e = rel_err(&got.data, &want);
@@ -35,12 +40,23 @@ fn truncated_and_corrupt_headers_are_refused() {
     let h = taskvec::weights::GgufHeader::parse(&bytes).unwrap();
     let data_end = h.tensors.values().map(|t| t.offset + t.size).max().unwrap();
     for cut in [0, 3, 10, 24, 100, bytes.len() / 2, data_end - 1] {
-        let e = GgufSource::new(bytes[..cut].to_vec()).err().unwrap_or_else(|| panic!("cut at {cut} accepted"));
+        let e = GgufSource::new(bytes[..cut].to_vec())
+            .err()
+            .unwrap_or_else(|| panic!("cut at {cut} accepted"));
         let msg = e.to_string();
-        assert!(msg.contains("GGUF") || msg.contains("truncated"), "cut {cut}: {msg}");
+        assert!(
+            msg.contains("GGUF") || msg.contains("truncated"),
+            "cut {cut}: {msg}"
+        );
     }
     // An absurd tensor count in the header.
     let mut b = bytes.clone();
     b[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
-    assert!(GgufSource::new(b).err().unwrap().to_string().contains("corrupt"));
+    assert!(
+        GgufSource::new(b)
+            .err()
+            .unwrap()
+            .to_string()
+            .contains("corrupt")
+    );
 }

@@ -12,7 +12,10 @@ use taskvec::taskvec::lens::{cosine_per_layer, similarity_matrix};
 use taskvec::taskvec::{Engine, Example, Input, Prompt, TaskVector, VectorFile};
 
 fn png(name: &str) -> Input {
-    Input::Image { bytes: read(&fixture(&format!("tiny_vlm/{name}"))), label: name.into() }
+    Input::Image {
+        bytes: read(&fixture(&format!("tiny_vlm/{name}"))),
+        label: name.into(),
+    }
 }
 
 #[test]
@@ -21,7 +24,10 @@ fn extraction_is_the_mean_of_transformers_states() {
     let r = read(&fixture("tiny_vlm/ref.safetensors"));
     let e = Engine::new(&m);
     // The fixture's "txt" and "img" prompts, through the prompt builder.
-    let demo = Example { input: Input::Text("France".into()), output: "Paris".into() };
+    let demo = Example {
+        input: Input::Text("France".into()),
+        output: "Paris".into(),
+    };
     let p_txt = Prompt::few_shot(&[&demo], &Input::Text("Spain".into()));
     let p_img = Prompt::zero_shot(&png("image_a.png"));
     let v = pollster::block_on(e.mean_states(&[p_txt, p_img], |_, _| {})).unwrap();
@@ -29,7 +35,9 @@ fn extraction_is_the_mean_of_transformers_states() {
     let (si, hi) = tensor(&r, "img.hidden");
     let d = 48;
     for l in 0..4 {
-        let last = |h: &[f32], s: &[usize]| h[((l + 1) * s[1] + s[1] - 1) * d..((l + 1) * s[1] + s[1]) * d].to_vec();
+        let last = |h: &[f32], s: &[usize]| {
+            h[((l + 1) * s[1] + s[1] - 1) * d..((l + 1) * s[1] + s[1]) * d].to_vec()
+        };
         let (a, b) = (last(&ht, &st), last(&hi, &si));
         let want: Vec<f32> = a.iter().zip(&b).map(|(x, y)| (x + y) / 2.0).collect();
         let err = rel_err(&v.layers[l], &want);
@@ -42,15 +50,27 @@ fn apply_matches_the_transformers_hook() {
     let m = tiny_vlm_safetensors(&Device::flex());
     let r = read(&fixture("tiny_vlm/ref.safetensors"));
     let layer = tensor(&r, "patch.layer").1[0] as usize;
-    let mut v = TaskVector { layers: vec![vec![0.0; 48]; 4] };
+    let mut v = TaskVector {
+        layers: vec![vec![0.0; 48]; 4],
+    };
     v.layers[layer] = tensor(&r, "patch.vector").1;
-    let a = pollster::block_on(Engine::new(&m).answer(&Prompt::zero_shot(&png("image_a.png")), Some((&v, layer)), 3)).unwrap();
+    let a = pollster::block_on(Engine::new(&m).answer(
+        &Prompt::zero_shot(&png("image_a.png")),
+        Some((&v, layer)),
+        3,
+    ))
+    .unwrap();
     let (shape, logits) = tensor(&r, "patch.logits");
     let last = &logits[(shape[0] - 1) * shape[1]..];
     let want = taskvec::model::argmax(last) as u32;
     assert_eq!(a.ids[0], want, "first patched token");
     let p = taskvec::taskvec::engine::softmax(last);
-    assert!((a.top[0].1 - p[want as usize]).abs() < 1e-4, "probability {} vs {}", a.top[0].1, p[want as usize]);
+    assert!(
+        (a.top[0].1 - p[want as usize]).abs() < 1e-4,
+        "probability {} vs {}",
+        a.top[0].1,
+        p[want as usize]
+    );
 }
 
 fn some_vector(m: &taskvec::loader::LoadedModel) -> TaskVector {
@@ -59,7 +79,10 @@ fn some_vector(m: &taskvec::loader::LoadedModel) -> TaskVector {
         .iter()
         .map(|s| {
             let (a, b) = s.split_once(':').unwrap();
-            Example { input: Input::Text(a.into()), output: b.into() }
+            Example {
+                input: Input::Text(a.into()),
+                output: b.into(),
+            }
         })
         .collect();
     pollster::block_on(e.extract_examples(&ex, 4, 7, |_, _| {})).unwrap()
@@ -70,17 +93,29 @@ fn fast_sweep_equals_naive_sweep_at_every_layer() {
     let m = tiny_vlm_safetensors(&Device::flex());
     let e = Engine::new(&m);
     let v = some_vector(&m);
-    for q in [Prompt::zero_shot(&png("image_a.png")), Prompt::zero_shot(&Input::Text("Germany".into()))] {
+    for q in [
+        Prompt::zero_shot(&png("image_a.png")),
+        Prompt::zero_shot(&Input::Text("Germany".into())),
+    ] {
         let fast = pollster::block_on(e.sweep(&q, &v)).unwrap();
         let naive = pollster::block_on(e.sweep_naive(&q, &v)).unwrap();
         assert_eq!(fast.len(), 4);
         for (f, n) in fast.iter().zip(&naive) {
             assert_eq!((f.layer, f.token), (n.layer, n.token));
-            assert!((f.prob - n.prob).abs() < 1e-5, "layer {}: {} vs {}", f.layer, f.prob, n.prob);
+            assert!(
+                (f.prob - n.prob).abs() < 1e-5,
+                "layer {}: {} vs {}",
+                f.layer,
+                f.prob,
+                n.prob
+            );
         }
         // Patching must change something: not every layer gives the unpatched answer's prob.
         let base = pollster::block_on(e.first_token(&q)).unwrap();
-        assert!(fast.iter().any(|p| (p.prob - base.prob).abs() > 1e-4 || p.token != base.token));
+        assert!(
+            fast.iter()
+                .any(|p| (p.prob - base.prob).abs() > 1e-4 || p.token != base.token)
+        );
     }
 }
 
@@ -88,7 +123,11 @@ fn file_for(m: &taskvec::loader::LoadedModel, v: &TaskVector) -> VectorFile {
     let rec = TaskRecord {
         name: "<img src=x onerror=alert(1)>".into(),
         spec: SpecKind::TextExamples,
-        examples: vec![ExampleRecord { input: "France".into(), output: "Paris".into(), image: false }],
+        examples: vec![ExampleRecord {
+            input: "France".into(),
+            output: "Paris".into(),
+            image: false,
+        }],
         instruction: None,
         prompts: 4,
         seed: 7,
@@ -107,7 +146,12 @@ fn json_round_trip_is_exact() {
     back.check_model(&m.info, false).unwrap();
     // The same weights through GGUF have another fingerprint: refused unless transfer is allowed.
     let g = tiny_vlm_gguf(&Device::flex());
-    assert!(back.check_model(&g.info, false).unwrap_err().to_string().contains("another model"));
+    assert!(
+        back.check_model(&g.info, false)
+            .unwrap_err()
+            .to_string()
+            .contains("another model")
+    );
     back.check_model(&g.info, true).unwrap();
 }
 
@@ -127,31 +171,67 @@ fn json_refusals_explain_themselves() {
     };
     refuse(String::new(), "empty");
     refuse("{not json".into(), "not valid JSON");
-    refuse(edit(&|j| j["format"] = "other".into()), "not a taskvec vector file");
-    refuse(edit(&|j| j["version"] = 2.into()), "version 2 is not supported");
-    refuse(edit(&|j| {
-        j.as_object_mut().unwrap().remove("vectors");
-    }), "missing field `vectors`");
-    refuse(edit(&|j| j["vectors"][1][3] = serde_json::Value::Null), "does not follow");
+    refuse(
+        edit(&|j| j["format"] = "other".into()),
+        "not a taskvec vector file",
+    );
+    refuse(
+        edit(&|j| j["version"] = 2.into()),
+        "version 2 is not supported",
+    );
+    refuse(
+        edit(&|j| {
+            j.as_object_mut().unwrap().remove("vectors");
+        }),
+        "missing field `vectors`",
+    );
+    refuse(
+        edit(&|j| j["vectors"][1][3] = serde_json::Value::Null),
+        "does not follow",
+    );
     refuse(f.to_json().replacen("[", "[NaN,", 1), "not valid JSON");
-    refuse(edit(&|j| j["vectors"][0].as_array_mut().unwrap().pop().map(|_| ()).unwrap()), "declared hidden size");
-    refuse(edit(&|j| {
-        j["vectors"].as_array_mut().unwrap().pop();
-    }), "holds 3 vectors");
+    refuse(
+        edit(&|j| {
+            j["vectors"][0]
+                .as_array_mut()
+                .unwrap()
+                .pop()
+                .map(|_| ())
+                .unwrap()
+        }),
+        "declared hidden size",
+    );
+    refuse(
+        edit(&|j| {
+            j["vectors"].as_array_mut().unwrap().pop();
+        }),
+        "holds 3 vectors",
+    );
     refuse(edit(&|j| j["vectors"][0][0] = 1e39.into()), "non-finite");
-    refuse(edit(&|j| j["recommended_layer"] = 9.into()), "recommended layer");
+    refuse(
+        edit(&|j| j["recommended_layer"] = 9.into()),
+        "recommended layer",
+    );
     // Another architecture: shapes differ from the model.
     let mut other = f.clone();
     other.model.hidden = 64;
     other.vectors = vec![vec![0.0; 64]; 4];
-    assert!(other.check_model(&m.info, true).unwrap_err().to_string().contains("cannot be applied"));
+    assert!(
+        other
+            .check_model(&m.info, true)
+            .unwrap_err()
+            .to_string()
+            .contains("cannot be applied")
+    );
 }
 
 #[test]
 fn similarity_per_layer_and_matrix() {
     let m = tiny_vlm_safetensors(&Device::flex());
     let a = some_vector(&m);
-    let b = pollster::block_on(Engine::new(&m).extract_instruction("The capital city of the country:")).unwrap();
+    let b =
+        pollster::block_on(Engine::new(&m).extract_instruction("The capital city of the country:"))
+            .unwrap();
     let per = cosine_per_layer(&a, &b).unwrap();
     assert_eq!(per.len(), 4);
     assert!(per.iter().all(|c| (-1.0..=1.0).contains(c)));
@@ -165,7 +245,12 @@ fn similarity_per_layer_and_matrix() {
 #[test]
 fn lens_gives_a_distribution_per_layer() {
     let m = tiny_vlm_safetensors(&Device::flex());
-    let lens = pollster::block_on(Engine::new(&m).lens(&Prompt::zero_shot(&png("image_a.png")), &["Paris".into()], 3)).unwrap();
+    let lens = pollster::block_on(Engine::new(&m).lens(
+        &Prompt::zero_shot(&png("image_a.png")),
+        &["Paris".into()],
+        3,
+    ))
+    .unwrap();
     assert_eq!(lens.layers.len(), 4);
     let r = read(&fixture("tiny_vlm/ref.safetensors"));
     // The last layer's lens is the model's own next-token distribution.

@@ -18,23 +18,53 @@ fn refs() -> Vec<u8> {
 }
 
 /// Runs the decoder on a fixture case's ids and pixels; returns (hidden, logits).
-fn run_case(m: &LoadedModel, r: &[u8], case: &str, pixels: bool, patches: Vec<Patch>) -> (Vec<f32>, Vec<f32>) {
+fn run_case(
+    m: &LoadedModel,
+    r: &[u8],
+    case: &str,
+    pixels: bool,
+    patches: Vec<Patch>,
+) -> (Vec<f32>, Vec<f32>) {
     let ids = ids(r, &format!("{case}.input_ids"));
-    let px = if pixels { vec![tensor(r, &format!("{case}.pixel_values")).1] } else { vec![] };
+    let px = if pixels {
+        vec![tensor(r, &format!("{case}.pixel_values")).1]
+    } else {
+        vec![]
+    };
     let x = m.model.embed(&ids, &px).unwrap();
-    let iv = Intervention { capture: (0..ids.len()).collect(), patches, all_logits: true };
-    let o = m.model.forward(x, KvCache::new(m.model.num_layers()), &iv).unwrap();
-    (pollster::block_on(read_f32(o.hidden.unwrap())).unwrap(), pollster::block_on(read_f32(o.logits)).unwrap())
+    let iv = Intervention {
+        capture: (0..ids.len()).collect(),
+        patches,
+        all_logits: true,
+    };
+    let o = m
+        .model
+        .forward(x, KvCache::new(m.model.num_layers()), &iv)
+        .unwrap();
+    (
+        pollster::block_on(read_f32(o.hidden.unwrap())).unwrap(),
+        pollster::block_on(read_f32(o.logits)).unwrap(),
+    )
 }
 
-fn check_case(m: &LoadedModel, r: &[u8], case: &str, ref_case: &str, pixels: bool, patches: Vec<Patch>) {
+fn check_case(
+    m: &LoadedModel,
+    r: &[u8],
+    case: &str,
+    ref_case: &str,
+    pixels: bool,
+    patches: Vec<Patch>,
+) {
     let (hidden, logits) = run_case(m, r, case, pixels, patches);
     let (shape, want) = tensor(r, &format!("{ref_case}.hidden"));
     let per = shape[1] * shape[2];
     assert_eq!(hidden.len(), want.len(), "{ref_case}: hidden shape");
     let mut worst = 0f64;
     for l in 0..shape[0] {
-        let e = rel_err(&hidden[l * per..(l + 1) * per], &want[l * per..(l + 1) * per]);
+        let e = rel_err(
+            &hidden[l * per..(l + 1) * per],
+            &want[l * per..(l + 1) * per],
+        );
         worst = worst.max(e);
         assert!(e < TOL, "{ref_case}: hidden state {l} relative error {e:e}");
     }
@@ -70,8 +100,15 @@ fn vision_encoder_and_connector_match() {
     let states = v.encode(&px).unwrap();
     let (shape, want) = tensor(&r, "img.vision_hidden");
     let per = shape[1] * shape[2];
-    assert_eq!(states.len(), shape[0] + 1, "embeddings, each layer, post-layernorm");
-    let got: Vec<Vec<f32>> = states.into_iter().map(|s| pollster::block_on(read_f32(s)).unwrap()).collect();
+    assert_eq!(
+        states.len(),
+        shape[0] + 1,
+        "embeddings, each layer, post-layernorm"
+    );
+    let got: Vec<Vec<f32>> = states
+        .into_iter()
+        .map(|s| pollster::block_on(read_f32(s)).unwrap())
+        .collect();
     for l in 0..shape[0] - 1 {
         let e = rel_err(&got[l], &want[l * per..(l + 1) * per]);
         assert!(e < TOL, "vision state {l}: {e:e}");
@@ -92,8 +129,15 @@ fn patched_forward_matches_a_transformers_hook() {
     let layer = tensor(&r, "patch.layer").1[0] as usize;
     let vector = tensor(&r, "patch.vector").1;
     let n = ids(&r, "img.input_ids").len();
-    for m in [tiny_vlm_safetensors(&Device::flex()), tiny_vlm_gguf(&Device::flex())] {
-        let p = Patch { layer, position: n - 1, vector: vector.clone() };
+    for m in [
+        tiny_vlm_safetensors(&Device::flex()),
+        tiny_vlm_gguf(&Device::flex()),
+    ] {
+        let p = Patch {
+            layer,
+            position: n - 1,
+            vector: vector.clone(),
+        };
         check_case(&m, &r, "img", "patch", true, vec![p]);
     }
 }
@@ -104,10 +148,19 @@ fn greedy_generation_matches() {
     let r = refs();
     for (case, g, px) in [("img", "gen", true), ("txt", "gen_txt", false)] {
         let ids = ids(&r, &format!("{case}.input_ids"));
-        let pixels = if px { vec![tensor(&r, &format!("{case}.pixel_values")).1] } else { vec![] };
+        let pixels = if px {
+            vec![tensor(&r, &format!("{case}.pixel_values")).1]
+        } else {
+            vec![]
+        };
         let want = common::ids(&r, &format!("{g}.ids"));
         let x = m.model.embed(&ids, &pixels).unwrap();
-        let got = pollster::block_on(m.model.generate(x, &Intervention::default(), want.len(), &[])).unwrap();
+        let got =
+            pollster::block_on(
+                m.model
+                    .generate(x, &Intervention::default(), want.len(), &[]),
+            )
+            .unwrap();
         assert_eq!(got, want, "{g}");
     }
 }
@@ -124,8 +177,14 @@ fn prompt_tokens_match_the_processor() {
     assert_eq!(ids, common::ids(&r, "txt.input_ids"));
     // The GGUF route builds its tokenizer from GGUF metadata: same ids.
     let g = tiny_vlm_gguf(&Device::flex());
-    assert_eq!(g.prompt("Q:<image>\nA:", &[&img]).unwrap().0, common::ids(&r, "img.input_ids"));
-    assert_eq!(g.prompt("Q:France\nA:Paris\n\nQ:Spain\nA:", &[]).unwrap().0, common::ids(&r, "txt.input_ids"));
+    assert_eq!(
+        g.prompt("Q:<image>\nA:", &[&img]).unwrap().0,
+        common::ids(&r, "img.input_ids")
+    );
+    assert_eq!(
+        g.prompt("Q:France\nA:Paris\n\nQ:Spain\nA:", &[]).unwrap().0,
+        common::ids(&r, "txt.input_ids")
+    );
 }
 
 #[test]
@@ -137,10 +196,27 @@ fn image_preprocessing_is_close_to_the_processor() {
         let bytes = read(&fixture(&format!("tiny_vlm/{file}")));
         let got = taskvec::preprocess::load_image(&bytes, &v, m.longest_edge).unwrap();
         let want = tensor(&r, &format!("{case}.pixel_values")).1;
-        let max = got.iter().zip(&want).fold(0f32, |a, (x, y)| a.max((x - y).abs()));
-        let mean = got.iter().zip(&want).map(|(x, y)| (x - y).abs()).sum::<f32>() / want.len() as f32;
-        eprintln!("{case}: pixel max abs diff {max:.4}, mean {mean:.5} (in normalized units, 1/255 = 0.0078)");
-        assert!(if case == "img" { max == 0.0 } else { mean < 2e-3 && max < 0.05 }, "{case}: preprocessing differs from the processor (max {max}, mean {mean})");
+        let max = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+        let mean = got
+            .iter()
+            .zip(&want)
+            .map(|(x, y)| (x - y).abs())
+            .sum::<f32>()
+            / want.len() as f32;
+        eprintln!(
+            "{case}: pixel max abs diff {max:.4}, mean {mean:.5} (in normalized units, 1/255 = 0.0078)"
+        );
+        assert!(
+            if case == "img" {
+                max == 0.0
+            } else {
+                mean < 2e-3 && max < 0.05
+            },
+            "{case}: preprocessing differs from the processor (max {max}, mean {mean})"
+        );
     }
 }
 
@@ -148,19 +224,32 @@ fn image_preprocessing_is_close_to_the_processor() {
 fn decode_and_resize_are_bit_exact_with_pillow() {
     let r = refs();
     for (case, file) in [("img", "image_a.png"), ("img_b", "image_b.jpg")] {
-        let img = taskvec::preprocess::decode(&read(&fixture(&format!("tiny_vlm/{file}")))).unwrap();
+        let img =
+            taskvec::preprocess::decode(&read(&fixture(&format!("tiny_vlm/{file}")))).unwrap();
         let u8s = |name: &str| -> Vec<u8> {
             let st = safetensors::SafeTensors::deserialize(&r).unwrap();
-            st.tensor(&format!("{case}.{name}")).unwrap().data().to_vec()
+            st.tensor(&format!("{case}.{name}"))
+                .unwrap()
+                .data()
+                .to_vec()
         };
         let decoded = u8s("decoded_u8");
-        let diff = img.as_raw().iter().zip(&decoded).filter(|(a, b)| a != b).count();
+        let diff = img
+            .as_raw()
+            .iter()
+            .zip(&decoded)
+            .filter(|(a, b)| a != b)
+            .count();
         eprintln!("{case}: {diff} decoded bytes differ from PIL");
         // Start from PIL's decode so the resize is tested on its own.
         let src = image::RgbImage::from_raw(img.width(), img.height(), decoded).unwrap();
         let (w, h) = taskvec::preprocess::longest_edge_size(src.width(), src.height(), 64);
         let r1 = taskvec::preprocess::resize_lanczos(&src, w, h);
-        assert_eq!(r1.as_raw(), &u8s("resized1_u8"), "{case}: longest-edge resize");
+        assert_eq!(
+            r1.as_raw(),
+            &u8s("resized1_u8"),
+            "{case}: longest-edge resize"
+        );
         let r2 = taskvec::preprocess::resize_lanczos(&r1, 64, 64);
         assert_eq!(r2.as_raw(), &u8s("resized_u8"), "{case}: square resize");
         assert_eq!(case == "img", diff == 0, "PNG decodes exactly");

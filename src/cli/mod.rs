@@ -200,7 +200,10 @@ pub enum SpecArg {
 
 /// Reads a file with its path in the error.
 pub fn read(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| Error::Io { path: path.display().to_string(), source })
+    std::fs::read(path).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 /// Reads the model files named on the command line.
@@ -212,22 +215,36 @@ pub fn model_files(args: &ModelArgs) -> Result<ModelFiles> {
             if !f.exists() {
                 return Ok(None);
             }
-            String::from_utf8(read(&f)?).map(Some).map_err(|_| Error::load(format!("{} is not UTF-8 text", f.display())))
+            String::from_utf8(read(&f)?)
+                .map(Some)
+                .map_err(|_| Error::load(format!("{} is not UTF-8 text", f.display())))
         };
-        let config = text("config.json")?.ok_or_else(|| Error::load(format!("{} has no config.json", p.display())))?;
+        let config = text("config.json")?
+            .ok_or_else(|| Error::load(format!("{} has no config.json", p.display())))?;
         let tokenizer = read(&p.join("tokenizer.json"))
             .map_err(|_| Error::load(format!("{} has no tokenizer.json", p.display())))?;
         let mut shards: Vec<PathBuf> = std::fs::read_dir(p)
-            .map_err(|source| Error::Io { path: p.display().to_string(), source })?
+            .map_err(|source| Error::Io {
+                path: p.display().to_string(),
+                source,
+            })?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|f| f.extension().is_some_and(|x| x == "safetensors"))
             .collect();
         shards.sort();
         if shards.is_empty() {
-            return Err(Error::load(format!("{} has no *.safetensors file", p.display())));
+            return Err(Error::load(format!(
+                "{} has no *.safetensors file",
+                p.display()
+            )));
         }
         let weights = shards.iter().map(|f| read(f)).collect::<Result<_>>()?;
-        Ok(ModelFiles::HuggingFace { config, preprocessor: text("preprocessor_config.json")?.or(text("processor_config.json")?), tokenizer, weights })
+        Ok(ModelFiles::HuggingFace {
+            config,
+            preprocessor: text("preprocessor_config.json")?.or(text("processor_config.json")?),
+            tokenizer,
+            weights,
+        })
     } else {
         let model = read(p)?;
         let mmproj = args.mmproj.as_deref().map(read).transpose()?;
@@ -242,7 +259,9 @@ pub fn device(b: Backend) -> Result<Device> {
         #[cfg(feature = "wgpu")]
         Backend::Wgpu => Ok(Device::wgpu(Default::default())),
         #[cfg(not(feature = "wgpu"))]
-        Backend::Wgpu => Err(Error::Backend("this build has no wgpu backend (rebuild with --features wgpu)".into())),
+        Backend::Wgpu => Err(Error::Backend(
+            "this build has no wgpu backend (rebuild with --features wgpu)".into(),
+        )),
     }
 }
 
@@ -259,25 +278,42 @@ fn image_list(path: &Option<PathBuf>) -> Result<Vec<Vec<u8>>> {
 pub fn run(cli: Cli) -> Result<()> {
     let dev = device(cli.device)?;
     match cli.command {
-        Command::Generate { model, prompt, image, max_tokens } => {
+        Command::Generate {
+            model,
+            prompt,
+            image,
+            max_tokens,
+        } => {
             let m = load_model(&model, &dev)?;
             let images = image_list(&image)?;
-            let prompt = if !images.is_empty() && !prompt.contains(crate::tokenize::IMAGE_PLACEHOLDER) {
-                format!("{}{prompt}", crate::tokenize::IMAGE_PLACEHOLDER)
-            } else {
-                prompt
-            };
+            let prompt =
+                if !images.is_empty() && !prompt.contains(crate::tokenize::IMAGE_PLACEHOLDER) {
+                    format!("{}{prompt}", crate::tokenize::IMAGE_PLACEHOLDER)
+                } else {
+                    prompt
+                };
             let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
             let (ids, pixels) = m.prompt(&prompt, &refs)?;
             let x = m.model.embed(&ids, &pixels)?;
-            let mut new = pollster::block_on(m.model.generate(x, &Intervention::default(), max_tokens, &m.tokenizer.eos))?;
+            let mut new = pollster::block_on(m.model.generate(
+                x,
+                &Intervention::default(),
+                max_tokens,
+                &m.tokenizer.eos,
+            ))?;
             if new.last().is_some_and(|t| m.tokenizer.eos.contains(t)) {
                 new.pop();
             }
             print!("{}", m.tokenizer.decode(&new)?);
             Ok(())
         }
-        Command::Hidden { model, prompt, ids, image, out } => {
+        Command::Hidden {
+            model,
+            prompt,
+            ids,
+            image,
+            out,
+        } => {
             let m = load_model(&model, &dev)?;
             let images = image_list(&image)?;
             let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
@@ -285,9 +321,16 @@ pub fn run(cli: Cli) -> Result<()> {
                 (Some(p), _) => m.prompt(&p, &refs)?,
                 (None, Some(ids)) => {
                     let pixels = match &m.model.config.vision {
-                        Some(v) => refs.iter().map(|b| crate::preprocess::load_image(b, v, m.longest_edge)).collect::<Result<_>>()?,
+                        Some(v) => refs
+                            .iter()
+                            .map(|b| crate::preprocess::load_image(b, v, m.longest_edge))
+                            .collect::<Result<_>>()?,
                         None if refs.is_empty() => Vec::new(),
-                        None => return Err(Error::model("this model has no vision encoder: it cannot take images")),
+                        None => {
+                            return Err(Error::model(
+                                "this model has no vision encoder: it cannot take images",
+                            ));
+                        }
                     };
                     (ids, pixels)
                 }
@@ -295,8 +338,14 @@ pub fn run(cli: Cli) -> Result<()> {
             };
             let x = m.model.embed(&ids, &pixels)?;
             let seq = ids.len();
-            let iv = Intervention { capture: (0..seq).collect(), patches: vec![], all_logits: true };
-            let o = m.model.forward(x, KvCache::new(m.model.num_layers()), &iv)?;
+            let iv = Intervention {
+                capture: (0..seq).collect(),
+                patches: vec![],
+                all_logits: true,
+            };
+            let o = m
+                .model
+                .forward(x, KvCache::new(m.model.num_layers()), &iv)?;
             let hidden = o.hidden.expect("captured");
             let hdims = hidden.dims();
             let ldims = o.logits.dims();
@@ -305,9 +354,26 @@ pub fn run(cli: Cli) -> Result<()> {
             let ids64: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
             write_safetensors(
                 &out,
-                &[("hidden", f32_bytes(&hidden), hdims.to_vec(), safetensors::Dtype::F32),
-                  ("logits", f32_bytes(&logits), ldims.to_vec(), safetensors::Dtype::F32),
-                  ("input_ids", ids64.iter().flat_map(|v| v.to_le_bytes()).collect(), vec![seq], safetensors::Dtype::I64)],
+                &[
+                    (
+                        "hidden",
+                        f32_bytes(&hidden),
+                        hdims.to_vec(),
+                        safetensors::Dtype::F32,
+                    ),
+                    (
+                        "logits",
+                        f32_bytes(&logits),
+                        ldims.to_vec(),
+                        safetensors::Dtype::F32,
+                    ),
+                    (
+                        "input_ids",
+                        ids64.iter().flat_map(|v| v.to_le_bytes()).collect(),
+                        vec![seq],
+                        safetensors::Dtype::I64,
+                    ),
+                ],
             )
         }
         other => run_task_command(other, &dev),
@@ -322,7 +388,10 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 /// Writes named tensors (raw little-endian bytes) to a safetensors file.
-pub fn write_safetensors(path: &Path, tensors: &[(&str, Vec<u8>, Vec<usize>, safetensors::Dtype)]) -> Result<()> {
+pub fn write_safetensors(
+    path: &Path,
+    tensors: &[(&str, Vec<u8>, Vec<usize>, safetensors::Dtype)],
+) -> Result<()> {
     let views: Vec<(String, safetensors::tensor::TensorView)> = tensors
         .iter()
         .map(|(n, b, s, d)| {
@@ -331,6 +400,10 @@ pub fn write_safetensors(path: &Path, tensors: &[(&str, Vec<u8>, Vec<usize>, saf
                 .map_err(|e| Error::model(format!("safetensors: {e}")))
         })
         .collect::<Result<_>>()?;
-    let bytes = safetensors::serialize(views, None).map_err(|e| Error::model(format!("safetensors: {e}")))?;
-    std::fs::write(path, bytes).map_err(|source| Error::Io { path: path.display().to_string(), source })
+    let bytes = safetensors::serialize(views, None)
+        .map_err(|e| Error::model(format!("safetensors: {e}")))?;
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }

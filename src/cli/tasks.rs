@@ -25,20 +25,34 @@ fn load_task(args: &TaskArgs) -> Result<Task> {
     match (&args.task, &args.pairs) {
         (Some(name), _) => Task::builtin(name),
         (None, Some(path)) => {
-            let text = String::from_utf8(read(path)?).map_err(|_| Error::TaskVector(format!("{} is not UTF-8 text", path.display())))?;
+            let text = String::from_utf8(read(path)?)
+                .map_err(|_| Error::TaskVector(format!("{} is not UTF-8 text", path.display())))?;
             let base = path.parent().unwrap_or(Path::new("."));
             let mut examples = parse_tsv(&text)?;
             for ex in &mut examples {
                 let Input::Text(x) = &ex.input else { continue };
-                let candidate = [Path::new(x).to_path_buf(), base.join(x)].into_iter().find(|p| p.is_file());
+                let candidate = [Path::new(x).to_path_buf(), base.join(x)]
+                    .into_iter()
+                    .find(|p| p.is_file());
                 if let Some(p) = candidate {
-                    ex.input = Input::Image { bytes: read(&p)?, label: x.clone() };
+                    ex.input = Input::Image {
+                        bytes: read(&p)?,
+                        label: x.clone(),
+                    };
                 }
             }
-            let name = path.file_stem().map_or("pairs".into(), |s| s.to_string_lossy().into_owned());
-            Ok(Task { name, instruction: None, examples })
+            let name = path
+                .file_stem()
+                .map_or("pairs".into(), |s| s.to_string_lossy().into_owned());
+            Ok(Task {
+                name,
+                instruction: None,
+                examples,
+            })
         }
-        (None, None) => Err(Error::TaskVector("give --task NAME or --pairs FILE.tsv".into())),
+        (None, None) => Err(Error::TaskVector(
+            "give --task NAME or --pairs FILE.tsv".into(),
+        )),
     }
 }
 
@@ -49,22 +63,33 @@ fn now() -> String {
 fn records(examples: &[Example]) -> Vec<ExampleRecord> {
     examples
         .iter()
-        .map(|e| ExampleRecord { input: e.input.label().to_string(), output: e.output.clone(), image: e.input.is_image() })
+        .map(|e| ExampleRecord {
+            input: e.input.label().to_string(),
+            output: e.output.clone(),
+            image: e.input.is_image(),
+        })
         .collect()
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|source| Error::Io { path: path.display().to_string(), source })
+    std::fs::write(path, text).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
 }
 
 fn load_vector(path: &Path) -> Result<VectorFile> {
     let bytes = read(path)?;
-    let text = std::str::from_utf8(&bytes).map_err(|_| Error::TaskVector(format!("{} is not UTF-8 text", path.display())))?;
+    let text = std::str::from_utf8(&bytes)
+        .map_err(|_| Error::TaskVector(format!("{} is not UTF-8 text", path.display())))?;
     VectorFile::from_json(text).map_err(|e| Error::TaskVector(format!("{}: {e}", path.display())))
 }
 
 fn print_report(r: &crate::taskvec::SweepReport) {
-    println!("task {} ({:?} vector, seed {}): {} validation / {} test examples", r.task, r.spec, r.seed, r.n_val, r.n_test);
+    println!(
+        "task {} ({:?} vector, seed {}): {} validation / {} test examples",
+        r.task, r.spec, r.seed, r.n_val, r.n_test
+    );
     println!("zero-shot accuracy  {:.3}", r.zero_shot);
     println!("ICL (5-shot)        {:.3}", r.icl);
     println!("layer  patched");
@@ -77,11 +102,24 @@ fn print_report(r: &crate::taskvec::SweepReport) {
 /// Runs the task-vector commands.
 pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
     match cmd {
-        Command::Extract { model, task, instruction, spec: spec_arg, prompts, seed, sweep, out } => {
+        Command::Extract {
+            model,
+            task,
+            instruction,
+            spec: spec_arg,
+            prompts,
+            seed,
+            sweep,
+            out,
+        } => {
             let m = load_model(&model, dev)?;
             let eng = Engine::new(&m);
             let has_task = task.task.is_some() || task.pairs.is_some();
-            let spec_arg = spec_arg.unwrap_or(if has_task { SpecArg::Text } else { SpecArg::Instruction });
+            let spec_arg = spec_arg.unwrap_or(if has_task {
+                SpecArg::Text
+            } else {
+                SpecArg::Instruction
+            });
             let file = if has_task {
                 let mut t = load_task(&task)?;
                 if let Some(i) = instruction {
@@ -89,26 +127,55 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
                 }
                 extract_task(&m, &eng, &t, spec(spec_arg), prompts, seed, sweep)?
             } else {
-                let instr = instruction.ok_or_else(|| Error::TaskVector("give --task, --pairs or --instruction".into()))?;
+                let instr = instruction.ok_or_else(|| {
+                    Error::TaskVector("give --task, --pairs or --instruction".into())
+                })?;
                 if spec_arg != SpecArg::Instruction {
-                    return Err(Error::TaskVector("with only --instruction the spec is 'instruction'".into()));
+                    return Err(Error::TaskVector(
+                        "with only --instruction the spec is 'instruction'".into(),
+                    ));
                 }
                 let v = pollster::block_on(eng.extract_instruction(&instr))?;
-                let rec = TaskRecord { name: "instruction".into(), spec: SpecKind::Instruction, examples: vec![], instruction: Some(instr), prompts: 1, seed };
+                let rec = TaskRecord {
+                    name: "instruction".into(),
+                    spec: SpecKind::Instruction,
+                    examples: vec![],
+                    instruction: Some(instr),
+                    prompts: 1,
+                    seed,
+                };
                 VectorFile::new(&v, &m.info, rec, m.info.layers / 2, None, now())
             };
             write_text(&out, &file.to_json())?;
-            eprintln!("wrote {} ({} layers × {}), recommended layer {}", out.display(), file.model.layers, file.model.hidden, file.recommended_layer);
+            eprintln!(
+                "wrote {} ({} layers × {}), recommended layer {}",
+                out.display(),
+                file.model.layers,
+                file.model.hidden,
+                file.recommended_layer
+            );
             Ok(())
         }
-        Command::Apply { model, vector, layer, text, image, allow_transfer, max_tokens, json } => {
+        Command::Apply {
+            model,
+            vector,
+            layer,
+            text,
+            image,
+            allow_transfer,
+            max_tokens,
+            json,
+        } => {
             let f = load_vector(&vector)?;
             let m = load_model(&model, dev)?;
             f.check_model(&m.info, allow_transfer)?;
             let layer = layer.unwrap_or(f.recommended_layer);
             let input = match (text, image) {
                 (Some(t), _) => Input::Text(t),
-                (None, Some(p)) => Input::Image { bytes: read(&p)?, label: p.display().to_string() },
+                (None, Some(p)) => Input::Image {
+                    bytes: read(&p)?,
+                    label: p.display().to_string(),
+                },
                 (None, None) => unreachable!("clap requires --text or --image"),
             };
             let eng = Engine::new(&m);
@@ -122,36 +189,66 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
                 .iter()
                 .filter(|e| !e.image)
                 .take(crate::taskvec::engine::DEMOS)
-                .map(|e| Example { input: Input::Text(e.input.clone()), output: e.output.clone() })
+                .map(|e| Example {
+                    input: Input::Text(e.input.clone()),
+                    output: e.output.clone(),
+                })
                 .collect();
             let icl = if demos.is_empty() {
                 None
             } else {
-                Some(pollster::block_on(eng.answer(&Prompt::few_shot(&demos.iter().collect::<Vec<_>>(), &input), None, max_tokens))?)
+                Some(pollster::block_on(eng.answer(
+                    &Prompt::few_shot(&demos.iter().collect::<Vec<_>>(), &input),
+                    None,
+                    max_tokens,
+                ))?)
             };
             if json {
                 let o = serde_json::json!({"layer": layer, "patched": patched, "zero_shot": zero, "icl": icl});
                 println!("{o}");
             } else {
-                println!("layer {layer}{}", if layer == f.recommended_layer { " (recommended)" } else { "" });
+                println!(
+                    "layer {layer}{}",
+                    if layer == f.recommended_layer {
+                        " (recommended)"
+                    } else {
+                        ""
+                    }
+                );
                 let top = |a: &crate::taskvec::Answer| a.top.first().map_or(0.0, |t| t.1);
-                println!("patched:    {:?}  (first token p={:.3})", patched.text, top(&patched));
-                println!("zero-shot:  {:?}  (first token p={:.3})", zero.text, top(&zero));
+                println!(
+                    "patched:    {:?}  (first token p={:.3})",
+                    patched.text,
+                    top(&patched)
+                );
+                println!(
+                    "zero-shot:  {:?}  (first token p={:.3})",
+                    zero.text,
+                    top(&zero)
+                );
                 if let Some(i) = &icl {
                     println!("in context: {:?}  (first token p={:.3})", i.text, top(i));
                 }
             }
             Ok(())
         }
-        Command::Sweep { model, task, spec: spec_arg, prompts, seed, json } => {
+        Command::Sweep {
+            model,
+            task,
+            spec: spec_arg,
+            prompts,
+            seed,
+            json,
+        } => {
             let m = load_model(&model, dev)?;
             let eng = Engine::new(&m);
             let t = load_task(&task)?;
-            let (r, _) = pollster::block_on(evaluate(&eng, &t, spec(spec_arg), prompts, seed, |d, n| {
-                if !json {
-                    eprint!("\r{d}/{n} test items");
-                }
-            }))?;
+            let (r, _) =
+                pollster::block_on(evaluate(&eng, &t, spec(spec_arg), prompts, seed, |d, n| {
+                    if !json {
+                        eprint!("\r{d}/{n} test items");
+                    }
+                }))?;
             if json {
                 println!("{}", serde_json::to_string(&r).expect("report serializes"));
             } else {
@@ -160,18 +257,37 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             }
             Ok(())
         }
-        Command::Lens { model, prompt, image, track, top, json } => {
+        Command::Lens {
+            model,
+            prompt,
+            image,
+            track,
+            top,
+            json,
+        } => {
             let m = load_model(&model, dev)?;
-            let images: Vec<Vec<u8>> = image.as_deref().map(read).into_iter().collect::<Result<_>>()?;
-            let p = Prompt { text: prompt, images };
+            let images: Vec<Vec<u8>> = image
+                .as_deref()
+                .map(read)
+                .into_iter()
+                .collect::<Result<_>>()?;
+            let p = Prompt {
+                text: prompt,
+                images,
+            };
             let lens = pollster::block_on(Engine::new(&m).lens(&p, &track, top))?;
             if json {
                 println!("{}", serde_json::to_string(&lens).expect("lens serializes"));
             } else {
-                let head: Vec<String> = lens.tracked_tokens.iter().map(|(w, t)| format!("p({w}={t:?})")).collect();
+                let head: Vec<String> = lens
+                    .tracked_tokens
+                    .iter()
+                    .map(|(w, t)| format!("p({w}={t:?})"))
+                    .collect();
                 println!("layer  top tokens  {}", head.join("  "));
                 for l in &lens.layers {
-                    let tops: Vec<String> = l.top.iter().map(|(t, p)| format!("{t:?}:{p:.2}")).collect();
+                    let tops: Vec<String> =
+                        l.top.iter().map(|(t, p)| format!("{t:?}:{p:.2}")).collect();
                     let tr: Vec<String> = l.tracked.iter().map(|p| format!("{p:.3}")).collect();
                     println!("{:>5}  {}  {}", l.layer, tops.join(" "), tr.join("  "));
                 }
@@ -179,22 +295,38 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             Ok(())
         }
         Command::Similarity { files, json } => {
-            let fs: Vec<VectorFile> = files.iter().map(|p| load_vector(p)).collect::<Result<_>>()?;
+            let fs: Vec<VectorFile> = files
+                .iter()
+                .map(|p| load_vector(p))
+                .collect::<Result<_>>()?;
             let vs: Vec<TaskVector> = fs.iter().map(VectorFile::vector).collect();
             let refs: Vec<&TaskVector> = vs.iter().collect();
             let per = cosine_per_layer(refs[0], refs[1])?;
             let matrix = similarity_matrix(&refs, None)?;
             if json {
-                println!("{}", serde_json::json!({"per_layer": per, "matrix_mean_over_layers": matrix}));
+                println!(
+                    "{}",
+                    serde_json::json!({"per_layer": per, "matrix_mean_over_layers": matrix})
+                );
             } else {
-                println!("cosine per layer ({} vs {}):", files[0].display(), files[1].display());
+                println!(
+                    "cosine per layer ({} vs {}):",
+                    files[0].display(),
+                    files[1].display()
+                );
                 for (l, c) in per.iter().enumerate() {
                     println!("{l:>5}  {c:.4}");
                 }
                 if fs.len() > 2 {
                     println!("matrix (mean over layers):");
                     for row in &matrix {
-                        println!("{}", row.iter().map(|c| format!("{c:.3}")).collect::<Vec<_>>().join(" "));
+                        println!(
+                            "{}",
+                            row.iter()
+                                .map(|c| format!("{c:.3}"))
+                                .collect::<Vec<_>>()
+                                .join(" ")
+                        );
                     }
                 }
             }
@@ -204,7 +336,15 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
     }
 }
 
-fn extract_task(m: &LoadedModel, eng: &Engine, t: &Task, spec: Spec, prompts: usize, seed: u64, sweep: bool) -> Result<VectorFile> {
+fn extract_task(
+    m: &LoadedModel,
+    eng: &Engine,
+    t: &Task,
+    spec: Spec,
+    prompts: usize,
+    seed: u64,
+    sweep: bool,
+) -> Result<VectorFile> {
     let (val, _) = t.split(seed)?;
     let kind = match spec {
         Spec::Text if val.iter().any(|e| e.input.is_image()) => SpecKind::ImageExamples,
@@ -216,16 +356,40 @@ fn extract_task(m: &LoadedModel, eng: &Engine, t: &Task, spec: Spec, prompts: us
         let (r, v) = pollster::block_on(evaluate(eng, t, spec, prompts, seed, |_, _| {}))?;
         (v, Some(r))
     } else {
-        (pollster::block_on(crate::taskvec::protocol::vector_for(eng, t, &val, spec, prompts, seed))?, None)
+        (
+            pollster::block_on(crate::taskvec::protocol::vector_for(
+                eng, t, &val, spec, prompts, seed,
+            ))?,
+            None,
+        )
     };
     let rec = TaskRecord {
         name: t.name.clone(),
         spec: kind,
-        examples: if spec == Spec::Instruction { vec![] } else { records(&val[..val.len().min(prompts.max(1))]) },
-        instruction: if spec == Spec::Text { None } else { t.instruction.clone() },
-        prompts: if spec == Spec::Instruction { 1 } else { val.len().min(prompts.max(1)) },
+        examples: if spec == Spec::Instruction {
+            vec![]
+        } else {
+            records(&val[..val.len().min(prompts.max(1))])
+        },
+        instruction: if spec == Spec::Text {
+            None
+        } else {
+            t.instruction.clone()
+        },
+        prompts: if spec == Spec::Instruction {
+            1
+        } else {
+            val.len().min(prompts.max(1))
+        },
         seed,
     };
     let best = report.as_ref().map_or(m.info.layers / 2, |r| r.best_layer);
-    Ok(VectorFile::new(&v, &m.info, rec, best, report.as_ref(), now()))
+    Ok(VectorFile::new(
+        &v,
+        &m.info,
+        rec,
+        best,
+        report.as_ref(),
+        now(),
+    ))
 }

@@ -13,7 +13,10 @@ pub struct KvCache {
 impl KvCache {
     /// An empty cache for `num_layers` layers.
     pub fn new(num_layers: usize) -> Self {
-        KvCache { layers: vec![None; num_layers], len: 0 }
+        KvCache {
+            layers: vec![None; num_layers],
+            len: 0,
+        }
     }
 
     /// Number of cached positions.
@@ -28,9 +31,18 @@ impl KvCache {
 
     /// Keys and values of `layer` with `k`/`v` ([kv_heads, new, d]) appended; stores them when
     /// `store` is set.
-    pub(crate) fn extend(&mut self, layer: usize, k: Tensor<3>, v: Tensor<3>, store: bool) -> (Tensor<3>, Tensor<3>) {
+    pub(crate) fn extend(
+        &mut self,
+        layer: usize,
+        k: Tensor<3>,
+        v: Tensor<3>,
+        store: bool,
+    ) -> (Tensor<3>, Tensor<3>) {
         let (k, v) = match &self.layers[layer] {
-            Some((ck, cv)) => (Tensor::cat(vec![ck.clone(), k], 1), Tensor::cat(vec![cv.clone(), v], 1)),
+            Some((ck, cv)) => (
+                Tensor::cat(vec![ck.clone(), k], 1),
+                Tensor::cat(vec![cv.clone(), v], 1),
+            ),
             None => (k, v),
         };
         if store {

@@ -106,7 +106,9 @@ fn get_f64(o: &J, k: &str, default: f64) -> f64 {
 
 fn positive(name: &str, v: usize) -> Result<usize> {
     if v == 0 || v > 1 << 20 {
-        return Err(Error::load(format!("config value {name} = {v} is out of range")));
+        return Err(Error::load(format!(
+            "config value {name} = {v} is out of range"
+        )));
     }
     Ok(v)
 }
@@ -114,12 +116,21 @@ fn positive(name: &str, v: usize) -> Result<usize> {
 impl TextConfig {
     fn from_json(t: &J) -> Result<Self> {
         let hidden = positive("hidden_size", get_usize(t, "hidden_size", Some(4096))?)?;
-        let heads = positive("num_attention_heads", get_usize(t, "num_attention_heads", Some(32))?)?;
+        let heads = positive(
+            "num_attention_heads",
+            get_usize(t, "num_attention_heads", Some(32))?,
+        )?;
         let cfg = TextConfig {
             vocab_size: positive("vocab_size", get_usize(t, "vocab_size", Some(32000))?)?,
             hidden_size: hidden,
-            intermediate_size: positive("intermediate_size", get_usize(t, "intermediate_size", Some(11008))?)?,
-            num_layers: positive("num_hidden_layers", get_usize(t, "num_hidden_layers", Some(32))?)?,
+            intermediate_size: positive(
+                "intermediate_size",
+                get_usize(t, "intermediate_size", Some(11008))?,
+            )?,
+            num_layers: positive(
+                "num_hidden_layers",
+                get_usize(t, "num_hidden_layers", Some(32))?,
+            )?,
             num_heads: heads,
             num_kv_heads: get_usize(t, "num_key_value_heads", Some(heads))?,
             head_dim: get_usize(t, "head_dim", Some(hidden / heads))?,
@@ -130,15 +141,18 @@ impl TextConfig {
                 .and_then(J::as_f64)
                 .unwrap_or_else(|| get_f64(t, "rope_theta", 10000.0)),
             max_positions: get_usize(t, "max_position_embeddings", Some(2048))?,
-            tie_word_embeddings: t.get("tie_word_embeddings").and_then(J::as_bool).unwrap_or(false),
+            tie_word_embeddings: t
+                .get("tie_word_embeddings")
+                .and_then(J::as_bool)
+                .unwrap_or(false),
         };
         cfg.check()
     }
 
     fn check(self) -> Result<Self> {
         if self.num_kv_heads == 0
-            || self.num_heads % self.num_kv_heads != 0
-            || self.head_dim % 2 != 0
+            || !self.num_heads.is_multiple_of(self.num_kv_heads)
+            || !self.head_dim.is_multiple_of(2)
             || self.head_dim * self.num_heads == 0
         {
             return Err(Error::load(format!(
@@ -158,8 +172,14 @@ impl TextConfig {
             )));
         }
         let k = |s: &str| format!("llama.{s}");
-        let hidden = positive("embedding_length", h.req_u64(&k("embedding_length"))? as usize)?;
-        let heads = positive("head_count", h.req_u64(&k("attention.head_count"))? as usize)?;
+        let hidden = positive(
+            "embedding_length",
+            h.req_u64(&k("embedding_length"))? as usize,
+        )?;
+        let heads = positive(
+            "head_count",
+            h.req_u64(&k("attention.head_count"))? as usize,
+        )?;
         let vocab = match h.get(&k("vocab_size")).and_then(Value::as_u64) {
             Some(v) => v as usize,
             None => h
@@ -172,14 +192,29 @@ impl TextConfig {
         let cfg = TextConfig {
             vocab_size: vocab,
             hidden_size: hidden,
-            intermediate_size: positive("feed_forward_length", h.req_u64(&k("feed_forward_length"))? as usize)?,
+            intermediate_size: positive(
+                "feed_forward_length",
+                h.req_u64(&k("feed_forward_length"))? as usize,
+            )?,
             num_layers: positive("block_count", h.req_u64(&k("block_count"))? as usize)?,
             num_heads: heads,
-            num_kv_heads: h.get(&k("attention.head_count_kv")).and_then(Value::as_u64).map_or(heads, |v| v as usize),
-            head_dim: h.get(&k("attention.key_length")).and_then(Value::as_u64).map_or(hidden / heads, |v| v as usize),
+            num_kv_heads: h
+                .get(&k("attention.head_count_kv"))
+                .and_then(Value::as_u64)
+                .map_or(heads, |v| v as usize),
+            head_dim: h
+                .get(&k("attention.key_length"))
+                .and_then(Value::as_u64)
+                .map_or(hidden / heads, |v| v as usize),
             rms_norm_eps: h.req_f64(&k("attention.layer_norm_rms_epsilon"))?,
-            rope_theta: h.get(&k("rope.freq_base")).and_then(Value::as_f64).unwrap_or(10000.0),
-            max_positions: h.get(&k("context_length")).and_then(Value::as_u64).map_or(2048, |v| v as usize),
+            rope_theta: h
+                .get(&k("rope.freq_base"))
+                .and_then(Value::as_f64)
+                .unwrap_or(10000.0),
+            max_positions: h
+                .get(&k("context_length"))
+                .and_then(Value::as_u64)
+                .map_or(2048, |v| v as usize),
             tie_word_embeddings: !h.tensors.contains_key("output.weight"),
         };
         cfg.check()
@@ -199,9 +234,18 @@ impl VisionConfig {
             image_size: positive("image_size", get_usize(v, "image_size", Some(224))?)?,
             patch_size: positive("patch_size", get_usize(v, "patch_size", Some(32))?)?,
             hidden_size: positive("hidden_size", get_usize(v, "hidden_size", Some(1152))?)?,
-            intermediate_size: positive("intermediate_size", get_usize(v, "intermediate_size", Some(3072))?)?,
-            num_layers: positive("num_hidden_layers", get_usize(v, "num_hidden_layers", Some(12))?)?,
-            num_heads: positive("num_attention_heads", get_usize(v, "num_attention_heads", Some(16))?)?,
+            intermediate_size: positive(
+                "intermediate_size",
+                get_usize(v, "intermediate_size", Some(3072))?,
+            )?,
+            num_layers: positive(
+                "num_hidden_layers",
+                get_usize(v, "num_hidden_layers", Some(12))?,
+            )?,
+            num_heads: positive(
+                "num_attention_heads",
+                get_usize(v, "num_attention_heads", Some(16))?,
+            )?,
             layer_norm_eps: get_f64(v, "layer_norm_eps", 1e-6),
             scale_factor: positive("scale_factor", scale_factor)?,
             image_mean: arr3("image_mean"),
@@ -212,9 +256,9 @@ impl VisionConfig {
 
     fn check(self) -> Result<Self> {
         let p = self.image_size / self.patch_size;
-        if self.image_size % self.patch_size != 0
-            || p % self.scale_factor != 0
-            || self.hidden_size % self.num_heads != 0
+        if !self.image_size.is_multiple_of(self.patch_size)
+            || !p.is_multiple_of(self.scale_factor)
+            || !self.hidden_size.is_multiple_of(self.num_heads)
         {
             return Err(Error::load(format!("inconsistent vision config: {self:?}")));
         }
@@ -224,7 +268,9 @@ impl VisionConfig {
     /// Reads llama.cpp's `clip` (mmproj) GGUF metadata for an Idefics3 projector.
     pub fn from_gguf(h: &GgufHeader) -> Result<Self> {
         if h.architecture() != Some("clip") {
-            return Err(Error::Unsupported("the --mmproj file is not a llama.cpp 'clip' GGUF".into()));
+            return Err(Error::Unsupported(
+                "the --mmproj file is not a llama.cpp 'clip' GGUF".into(),
+            ));
         }
         if let Some(p) = h.get("clip.projector_type").and_then(Value::as_str)
             && p != "idefics3"
@@ -249,11 +295,20 @@ impl VisionConfig {
             num_layers: h.req_u64(&k("block_count"))? as usize,
             num_heads: h.req_u64(&k("attention.head_count"))? as usize,
             layer_norm_eps: h.req_f64(&k("attention.layer_norm_epsilon"))?,
-            scale_factor: h.get(&k("projector.scale_factor")).and_then(Value::as_u64).unwrap_or(2) as usize,
+            scale_factor: h
+                .get(&k("projector.scale_factor"))
+                .and_then(Value::as_u64)
+                .unwrap_or(2) as usize,
             image_mean: arr3("image_mean"),
             image_std: arr3("image_std"),
         };
-        for (n, v) in [("image_size", cfg.image_size), ("patch_size", cfg.patch_size), ("block_count", cfg.num_layers), ("head_count", cfg.num_heads), ("scale_factor", cfg.scale_factor)] {
+        for (n, v) in [
+            ("image_size", cfg.image_size),
+            ("patch_size", cfg.patch_size),
+            ("block_count", cfg.num_layers),
+            ("head_count", cfg.num_heads),
+            ("scale_factor", cfg.scale_factor),
+        ] {
             positive(n, v)?;
         }
         cfg.check()
@@ -279,8 +334,12 @@ impl ModelConfig {
         let mt = j.get("model_type").and_then(J::as_str).unwrap_or("");
         match mt {
             "idefics3" | "smolvlm" => {
-                let t = j.get("text_config").ok_or_else(|| Error::load("config.json has no text_config"))?;
-                let v = j.get("vision_config").ok_or_else(|| Error::load("config.json has no vision_config"))?;
+                let t = j
+                    .get("text_config")
+                    .ok_or_else(|| Error::load("config.json has no text_config"))?;
+                let v = j
+                    .get("vision_config")
+                    .ok_or_else(|| Error::load("config.json has no vision_config"))?;
                 let sf = get_usize(&j, "scale_factor", Some(2))?;
                 let mut text = TextConfig::from_json(t)?;
                 if let Some(tie) = j.get("tie_word_embeddings").and_then(J::as_bool) {
@@ -292,7 +351,11 @@ impl ModelConfig {
                     image_token_id: Some(get_usize(&j, "image_token_id", Some(128257))? as u32),
                 })
             }
-            "llama" | "mistral" => Ok(ModelConfig { text: TextConfig::from_json(&j)?, vision: None, image_token_id: None }),
+            "llama" | "mistral" => Ok(ModelConfig {
+                text: TextConfig::from_json(&j)?,
+                vision: None,
+                image_token_id: None,
+            }),
             other => Err(Error::Unsupported(format!(
                 "model_type '{other}' is not supported (expected 'idefics3' or 'llama')"
             ))),

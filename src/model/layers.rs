@@ -31,14 +31,22 @@ impl Linear {
         device: &Device,
     ) -> Result<Self> {
         let wn = format!("{prefix}.weight");
-        let w = src.require(part, &wn)?.expect_shape(&wn, &[in_out[1], in_out[0]])?;
+        let w = src
+            .require(part, &wn)?
+            .expect_shape(&wn, &[in_out[1], in_out[0]])?;
         let bias = if bias {
             let bn = format!("{prefix}.bias");
-            Some(upload(src.require(part, &bn)?.expect_shape(&bn, &[in_out[1]])?, device))
+            Some(upload(
+                src.require(part, &bn)?.expect_shape(&bn, &[in_out[1]])?,
+                device,
+            ))
         } else {
             None
         };
-        Ok(Linear { weight: upload(w.transposed(), device), bias })
+        Ok(Linear {
+            weight: upload(w.transposed(), device),
+            bias,
+        })
     }
 
     /// Applies the layer to rows of `x` ([rows, in] → [rows, out]).
@@ -52,8 +60,17 @@ impl Linear {
 }
 
 /// Loads a 1-D parameter with a checked length.
-pub fn load_vec(src: &dyn TensorSource, part: Part, name: &str, n: usize, device: &Device) -> Result<Tensor<1>> {
-    Ok(upload(src.require(part, name)?.expect_shape(name, &[n])?, device))
+pub fn load_vec(
+    src: &dyn TensorSource,
+    part: Part,
+    name: &str,
+    n: usize,
+    device: &Device,
+) -> Result<Tensor<1>> {
+    Ok(upload(
+        src.require(part, name)?.expect_shape(name, &[n])?,
+        device,
+    ))
 }
 
 /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * w`.
@@ -75,7 +92,14 @@ pub struct LayerNorm {
 
 impl LayerNorm {
     /// Loads `{prefix}.weight` and `{prefix}.bias`.
-    pub fn load(src: &dyn TensorSource, part: Part, prefix: &str, n: usize, eps: f64, device: &Device) -> Result<Self> {
+    pub fn load(
+        src: &dyn TensorSource,
+        part: Part,
+        prefix: &str,
+        n: usize,
+        eps: f64,
+        device: &Device,
+    ) -> Result<Self> {
         Ok(LayerNorm {
             weight: load_vec(src, part, &format!("{prefix}.weight"), n, device)?,
             bias: load_vec(src, part, &format!("{prefix}.bias"), n, device)?,

@@ -13,7 +13,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 pub use cache::KvCache;
 pub use config::{ImageTokens, ModelConfig, TextConfig, VisionConfig};
-use text::{CacheMode, Replace, TextModel};
+use text::{CacheMode, Hooks, Replace, TextModel};
 use vision::VisionModel;
 
 use crate::error::{Error, Result};
@@ -70,10 +70,19 @@ impl Model {
     pub fn load(config: ModelConfig, src: &dyn TensorSource, device: &Device) -> Result<Self> {
         let text = TextModel::load(config.text.clone(), src, device)?;
         let vision = match &config.vision {
-            Some(v) => Some(VisionModel::load(v.clone(), config.text.hidden_size, src, device)?),
+            Some(v) => Some(VisionModel::load(
+                v.clone(),
+                config.text.hidden_size,
+                src,
+                device,
+            )?),
             None => None,
         };
-        Ok(Model { config, text, vision })
+        Ok(Model {
+            config,
+            text,
+            vision,
+        })
     }
 
     /// Number of decoder layers.
@@ -103,10 +112,9 @@ impl Model {
         if images.is_empty() && n_img_tokens == 0 {
             return Ok(emb);
         }
-        let vision = self
-            .vision
-            .as_ref()
-            .ok_or_else(|| Error::model("this model has no vision encoder: it cannot take images"))?;
+        let vision = self.vision.as_ref().ok_or_else(|| {
+            Error::model("this model has no vision encoder: it cannot take images")
+        })?;
         let per = vision.config.tokens_per_image();
         if n_img_tokens != images.len() * per {
             return Err(Error::model(format!(
@@ -114,7 +122,10 @@ impl Model {
                 images.len()
             )));
         }
-        let feats: Vec<Tensor<2>> = images.iter().map(|px| vision.features(px)).collect::<Result<_>>()?;
+        let feats: Vec<Tensor<2>> = images
+            .iter()
+            .map(|px| vision.features(px))
+            .collect::<Result<_>>()?;
         let feats = Tensor::cat(feats, 0);
         // Rebuild row by row from runs of text and image tokens.
         let (mut parts, mut i, mut f) = (Vec::new(), 0usize, 0usize);
@@ -122,7 +133,9 @@ impl Model {
         let image_id = image_id.expect("checked above");
         while i < ids.len() {
             let is_img = ids[i] == image_id;
-            let j = (i..ids.len()).find(|&j| (ids[j] == image_id) != is_img).unwrap_or(ids.len());
+            let j = (i..ids.len())
+                .find(|&j| (ids[j] == image_id) != is_img)
+                .unwrap_or(ids.len());
             if is_img {
                 parts.push(feats.clone().slice([f..f + (j - i), 0..d]));
                 f += j - i;
@@ -140,15 +153,25 @@ impl Model {
             .iter()
             .map(|p| {
                 if p.vector.len() != d {
-                    return Err(Error::model(format!("patch vector has {} values, the model's hidden size is {d}", p.vector.len())));
+                    return Err(Error::model(format!(
+                        "patch vector has {} values, the model's hidden size is {d}",
+                        p.vector.len()
+                    )));
                 }
                 if p.position < start || p.position >= start + len {
-                    return Err(Error::model(format!("patch position {} is outside the run {start}..{}", p.position, start + len)));
+                    return Err(Error::model(format!(
+                        "patch position {} is outside the run {start}..{}",
+                        p.position,
+                        start + len
+                    )));
                 }
                 Ok(Replace {
                     layer: p.layer,
                     position: p.position - start,
-                    vector: Tensor::from_data(TensorData::new(p.vector.clone(), [d]), self.device()),
+                    vector: Tensor::from_data(
+                        TensorData::new(p.vector.clone(), [d]),
+                        self.device(),
+                    ),
                 })
             })
             .collect()
@@ -157,7 +180,12 @@ impl Model {
     /// Runs the decoder over input embeddings `x` ([len, hidden]) continuing `cache` (empty for
     /// a fresh prompt), applying the intervention. Captured positions and patch positions are
     /// absolute; captured positions must lie in this run.
-    pub fn forward(&self, x: Tensor<2>, cache: KvCache, iv: &Intervention) -> Result<ForwardOutput> {
+    pub fn forward(
+        &self,
+        x: Tensor<2>,
+        cache: KvCache,
+        iv: &Intervention,
+    ) -> Result<ForwardOutput> {
         let [len, d] = x.dims();
         let start = cache.len();
         let mut cache = cache;
@@ -166,7 +194,10 @@ impl Model {
             .iter()
             .map(|&p| {
                 p.checked_sub(start).filter(|&r| r < len).ok_or_else(|| {
-                    Error::model(format!("capture position {p} is outside the run {start}..{}", start + len))
+                    Error::model(format!(
+                        "capture position {p} is outside the run {start}..{}",
+                        start + len
+                    ))
                 })
             })
             .collect::<Result<_>>()?;
@@ -174,12 +205,29 @@ impl Model {
         let mut states = Vec::new();
         if !rel.is_empty() {
             let idx: Vec<i64> = rel.iter().map(|&p| p as i64).collect();
-            let t = Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(idx, [rel.len()]), self.device());
+            let t = Tensor::<1, burn::tensor::Int>::from_data(
+                TensorData::new(idx, [rel.len()]),
+                self.device(),
+            );
             states.push(x.clone().select(0, t));
         }
         let capture = (!rel.is_empty()).then_some((rel.as_slice(), &mut states));
-        let h = self.text.run_layers(x, start, 0..self.num_layers(), &mut cache, CacheMode::Store, &replace, capture)?;
-        let h = if iv.all_logits { h } else { h.slice([len - 1..len, 0..d]) };
+        let h = self.text.run_layers(
+            x,
+            start,
+            0..self.num_layers(),
+            &mut cache,
+            CacheMode::Store,
+            Hooks {
+                replace: &replace,
+                capture,
+            },
+        )?;
+        let h = if iv.all_logits {
+            h
+        } else {
+            h.slice([len - 1..len, 0..d])
+        };
         Ok(ForwardOutput {
             logits: self.text.logits(h),
             hidden: (!states.is_empty()).then(|| Tensor::stack(states, 0)),
@@ -191,7 +239,12 @@ impl Model {
     /// of layer `layer` with `residual` ([hidden]) and runs the remaining layers for that one
     /// position, leaving the cache unchanged. Returns its logits [1, vocab]. The layer sweep
     /// branches from one prefill with this.
-    pub fn resume_after_layer(&self, residual: &[f32], layer: usize, cache: &KvCache) -> Result<Tensor<2>> {
+    pub fn resume_after_layer(
+        &self,
+        residual: &[f32],
+        layer: usize,
+        cache: &KvCache,
+    ) -> Result<Tensor<2>> {
         let d = self.hidden_size();
         if residual.len() != d || layer >= self.num_layers() {
             return Err(Error::model(format!(
@@ -202,7 +255,14 @@ impl Model {
         }
         let x = Tensor::<2>::from_data(TensorData::new(residual.to_vec(), [1, d]), self.device());
         let mut c = cache.clone();
-        let h = self.text.run_layers(x, cache.len(), layer + 1..self.num_layers(), &mut c, CacheMode::ReadOnly, &[], None)?;
+        let h = self.text.run_layers(
+            x,
+            cache.len(),
+            layer + 1..self.num_layers(),
+            &mut c,
+            CacheMode::ReadOnly,
+            Hooks::default(),
+        )?;
         Ok(self.text.logits(h))
     }
 
@@ -214,12 +274,21 @@ impl Model {
             return Err(Error::model(format!("logit lens needs rows of {d} values")));
         }
         let flat: Vec<f32> = rows.concat();
-        Ok(self.text.logits(Tensor::from_data(TensorData::new(flat, [rows.len(), d]), self.device())))
+        Ok(self.text.logits(Tensor::from_data(
+            TensorData::new(flat, [rows.len(), d]),
+            self.device(),
+        )))
     }
 
     /// Greedy decoding: runs the prompt (with the intervention's patches), then appends up to
     /// `max_new` tokens, stopping after any id in `stop`. Returns the new ids.
-    pub async fn generate(&self, x: Tensor<2>, iv: &Intervention, max_new: usize, stop: &[u32]) -> Result<Vec<u32>> {
+    pub async fn generate(
+        &self,
+        x: Tensor<2>,
+        iv: &Intervention,
+        max_new: usize,
+        stop: &[u32],
+    ) -> Result<Vec<u32>> {
         let mut iv = iv.clone();
         iv.all_logits = false;
         iv.capture.clear();
@@ -242,8 +311,12 @@ impl Model {
 
 /// Reads a tensor back to the host as f32 (works on every backend, including WebGPU).
 pub async fn read_f32<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    let data = t.into_data_async().await.map_err(|e| Error::Backend(format!("{e:?}")))?;
-    data.try_into_vec_as::<f32>().map_err(|e| Error::Backend(format!("{e:?}")))
+    let data = t
+        .into_data_async()
+        .await
+        .map_err(|e| Error::Backend(format!("{e:?}")))?;
+    data.try_into_vec_as::<f32>()
+        .map_err(|e| Error::Backend(format!("{e:?}")))
 }
 
 /// The index of the largest value of the last row of `logits`.

@@ -50,6 +50,15 @@ pub struct Replace {
     pub vector: Tensor<1>,
 }
 
+/// What to do to the residual stream while layers run: replacements and captures.
+#[derive(Default)]
+pub struct Hooks<'a> {
+    /// Layer outputs to overwrite.
+    pub replace: &'a [Replace],
+    /// Chunk positions to capture after every layer, and where to push the captures.
+    pub capture: Option<(&'a [usize], &'a mut Vec<Tensor<2>>)>,
+}
+
 /// Whether a chunk's keys and values are kept in the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheMode {
@@ -65,7 +74,8 @@ impl TextModel {
         let c = &config;
         let (d, hd) = (c.hidden_size, c.head_dim);
         let p = Part::Text;
-        let lin = |name: String, i: usize, o: usize| Linear::load(src, p, &name, [i, o], false, device);
+        let lin =
+            |name: String, i: usize, o: usize| Linear::load(src, p, &name, [i, o], false, device);
         let mut blocks = Vec::with_capacity(c.num_layers);
         for l in 0..c.num_layers {
             let n = |s: &str| format!("layers.{l}.{s}");
@@ -85,7 +95,9 @@ impl TextModel {
             .require(p, "embed_tokens.weight")?
             .expect_shape("embed_tokens.weight", &[c.vocab_size, d])?;
         let head_host = match src.get(p, "lm_head.weight")? {
-            Some(h) if !c.tie_word_embeddings => h.expect_shape("lm_head.weight", &[c.vocab_size, d])?,
+            Some(h) if !c.tie_word_embeddings => {
+                h.expect_shape("lm_head.weight", &[c.vocab_size, d])?
+            }
             _ => embed_host.clone(),
         };
         // transformers: inv_freq = 1 / theta^(2i/d), in f32.
@@ -133,14 +145,18 @@ impl TextModel {
                 sin.extend(f.iter().map(|x| x.sin()));
             }
         }
-        let mk = |v| Tensor::<2>::from_data(TensorData::new(v, [len, hd]), &self.device).unsqueeze_dim::<3>(0);
+        let mk = |v| {
+            Tensor::<2>::from_data(TensorData::new(v, [len, hd]), &self.device)
+                .unsqueeze_dim::<3>(0)
+        };
         (mk(cos), mk(sin))
     }
 
     /// Runs decoder layers `layers` over a chunk `x` ([len, hidden]) whose first position is
-    /// absolute position `start` (the cache must hold exactly `start` positions). `replace`
-    /// overwrites layer outputs; `capture` receives each layer's output (raw residual stream)
-    /// at the given chunk positions. Returns the residual stream after the last layer run.
+    /// absolute position `start` (the cache must hold exactly `start` positions). The hooks'
+    /// replacements overwrite layer outputs; their capture receives each layer's output (raw
+    /// residual stream) at the given chunk positions. Returns the residual stream after the
+    /// last layer run.
     pub fn run_layers(
         &self,
         mut x: Tensor<2>,
@@ -148,13 +164,19 @@ impl TextModel {
         layers: Range<usize>,
         cache: &mut KvCache,
         mode: CacheMode,
-        replace: &[Replace],
-        mut capture: Option<(&[usize], &mut Vec<Tensor<2>>)>,
+        hooks: Hooks<'_>,
     ) -> Result<Tensor<2>> {
+        let Hooks {
+            replace,
+            mut capture,
+        } = hooks;
         let c = &self.config;
         let [len, d] = x.dims();
         if layers.end > c.num_layers || layers.start > layers.end {
-            return Err(Error::model(format!("layer range {layers:?} outside 0..{}", c.num_layers)));
+            return Err(Error::model(format!(
+                "layer range {layers:?} outside 0..{}",
+                c.num_layers
+            )));
         }
         if start + len > c.max_positions {
             return Err(Error::model(format!(
@@ -167,7 +189,10 @@ impl TextModel {
             if r.position >= len || r.layer >= c.num_layers || r.vector.dims() != [d] {
                 return Err(Error::model(format!(
                     "replacement at layer {} position {} does not fit a chunk of {len} positions and {} layers (vector {:?})",
-                    r.layer, r.position, c.num_layers, r.vector.dims()
+                    r.layer,
+                    r.position,
+                    c.num_layers,
+                    r.vector.dims()
                 )));
             }
         }
@@ -185,7 +210,10 @@ impl TextModel {
         for l in layers {
             x = self.block(l, x, &cos, &sin, mask.clone(), cache, mode);
             for r in replace.iter().filter(|r| r.layer == l) {
-                x = x.slice_assign([r.position..r.position + 1, 0..d], r.vector.clone().unsqueeze_dim::<2>(0));
+                x = x.slice_assign(
+                    [r.position..r.position + 1, 0..d],
+                    r.vector.clone().unsqueeze_dim::<2>(0),
+                );
             }
             if let Some((pos, out)) = capture.as_mut() {
                 out.push(select_rows(&x, pos, &self.device));
@@ -244,7 +272,10 @@ fn select_rows(x: &Tensor<2>, pos: &[usize], device: &Device) -> Tensor<2> {
         return x.clone().slice([*p..*p + 1, 0..d]);
     }
     let idx: Vec<i64> = pos.iter().map(|&p| p as i64).collect();
-    x.clone().select(0, Tensor::<1, Int>::from_data(TensorData::new(idx, [pos.len()]), device))
+    x.clone().select(
+        0,
+        Tensor::<1, Int>::from_data(TensorData::new(idx, [pos.len()]), device),
+    )
 }
 
 /// Rotate-half RoPE on [heads, len, d].
@@ -262,5 +293,7 @@ fn repeat_kv(x: Tensor<3>, n: usize) -> Tensor<3> {
         return x;
     }
     let [kv, t, d] = x.dims();
-    x.unsqueeze_dim::<4>(1).expand([kv, n, t, d]).reshape([kv * n, t, d])
+    x.unsqueeze_dim::<4>(1)
+        .expand([kv, n, t, d])
+        .reshape([kv * n, t, d])
 }

@@ -36,14 +36,25 @@ pub struct VisionModel {
 
 impl VisionModel {
     /// Builds the encoder and connector; `text_hidden` is the projection's output width.
-    pub fn load(config: VisionConfig, text_hidden: usize, src: &dyn TensorSource, device: &Device) -> Result<Self> {
+    pub fn load(
+        config: VisionConfig,
+        text_hidden: usize,
+        src: &dyn TensorSource,
+        device: &Device,
+    ) -> Result<Self> {
         let c = &config;
         let (d, p) = (c.hidden_size, c.patch_size);
         let part = Part::Vision;
         let n_patch = c.patches_per_side().pow(2);
         let pw_name = "embeddings.patch_embedding.weight";
-        let pw = src.require(part, pw_name)?.expect_shape(pw_name, &[d, 3, p, p])?;
-        let pw = crate::weights::HostTensor { shape: vec![d, 3 * p * p], data: pw.data }.transposed();
+        let pw = src
+            .require(part, pw_name)?
+            .expect_shape(pw_name, &[d, 3, p, p])?;
+        let pw = crate::weights::HostTensor {
+            shape: vec![d, 3 * p * p],
+            data: pw.data,
+        }
+        .transposed();
         let ln = |name: String| LayerNorm::load(src, part, &name, d, c.layer_norm_eps, device);
         let lin = |name: String, i, o| Linear::load(src, part, &name, [i, o], true, device);
         let mut layers = Vec::with_capacity(c.num_layers);
@@ -69,10 +80,21 @@ impl VisionModel {
                     .expect_shape("embeddings.patch_embedding.bias", &[d])?,
                 device,
             ),
-            pos: upload(src.require(part, pos_name)?.expect_shape(pos_name, &[n_patch, d])?, device),
+            pos: upload(
+                src.require(part, pos_name)?
+                    .expect_shape(pos_name, &[n_patch, d])?,
+                device,
+            ),
             layers,
             post_ln: ln("post_layernorm".into())?,
-            proj: Linear::load(src, Part::Connector, "modality_projection.proj", [shuffled, text_hidden], false, device)?,
+            proj: Linear::load(
+                src,
+                Part::Connector,
+                "modality_projection.proj",
+                [shuffled, text_hidden],
+                false,
+                device,
+            )?,
             device: device.clone(),
             config,
         })
@@ -91,11 +113,16 @@ impl VisionModel {
             )));
         }
         // Patchify [3, n, p, n, p] → [n, n, 3, p, p]: same flattening as the conv weight.
-        let px = Tensor::<1>::from_data(TensorData::new(pixels.to_vec(), [pixels.len()]), &self.device)
-            .reshape([3, n, p, n, p])
-            .permute([1, 3, 0, 2, 4])
-            .reshape([n * n, 3 * p * p]);
-        let mut x = px.matmul(self.patch_w.clone()) + self.patch_b.clone().unsqueeze_dim::<2>(0) + self.pos.clone();
+        let px = Tensor::<1>::from_data(
+            TensorData::new(pixels.to_vec(), [pixels.len()]),
+            &self.device,
+        )
+        .reshape([3, n, p, n, p])
+        .permute([1, 3, 0, 2, 4])
+        .reshape([n * n, 3 * p * p]);
+        let mut x = px.matmul(self.patch_w.clone())
+            + self.patch_b.clone().unsqueeze_dim::<2>(0)
+            + self.pos.clone();
         let mut states = vec![x.clone()];
         let (h, hd) = (c.num_heads, c.hidden_size / c.num_heads);
         let heads = |t: Tensor<2>| t.reshape([n * n, h, hd]).swap_dims(0, 1);

@@ -30,13 +30,24 @@ impl TaskVector {
     }
     /// Per-layer mean of several vectors of the same shape (the ensemble).
     pub fn mean(vs: &[&TaskVector]) -> Result<TaskVector> {
-        let first = vs.first().ok_or_else(|| Error::TaskVector("nothing to average".into()))?;
-        if vs.iter().any(|v| v.num_layers() != first.num_layers() || v.hidden() != first.hidden()) {
-            return Err(Error::TaskVector("vectors to ensemble have different shapes (layers × hidden)".into()));
+        let first = vs
+            .first()
+            .ok_or_else(|| Error::TaskVector("nothing to average".into()))?;
+        if vs
+            .iter()
+            .any(|v| v.num_layers() != first.num_layers() || v.hidden() != first.hidden())
+        {
+            return Err(Error::TaskVector(
+                "vectors to ensemble have different shapes (layers × hidden)".into(),
+            ));
         }
         let n = vs.len() as f32;
         let layers = (0..first.num_layers())
-            .map(|l| (0..first.hidden()).map(|i| vs.iter().map(|v| v.layers[l][i]).sum::<f32>() / n).collect())
+            .map(|l| {
+                (0..first.hidden())
+                    .map(|i| vs.iter().map(|v| v.layers[l][i]).sum::<f32>() / n)
+                    .collect()
+            })
             .collect();
         Ok(TaskVector { layers })
     }
@@ -110,14 +121,27 @@ impl<'a> Engine<'a> {
         let (ids, px) = self.encode(p)?;
         let last = ids.len() - 1;
         let x = self.m.model.embed(&ids, &px)?;
-        let iv = Intervention { capture: vec![last], ..Default::default() };
-        let out = self.m.model.forward(x, KvCache::new(self.m.model.num_layers()), &iv)?;
+        let iv = Intervention {
+            capture: vec![last],
+            ..Default::default()
+        };
+        let out = self
+            .m
+            .model
+            .forward(x, KvCache::new(self.m.model.num_layers()), &iv)?;
         let flat = read_f32(out.hidden.expect("captured")).await?;
-        Ok(flat.chunks(self.m.model.hidden_size()).map(<[f32]>::to_vec).collect())
+        Ok(flat
+            .chunks(self.m.model.hidden_size())
+            .map(<[f32]>::to_vec)
+            .collect())
     }
 
     /// Mean over prompts of the last-position residual stream of decoder layers.
-    pub async fn mean_states(&self, prompts: &[Prompt], mut progress: impl FnMut(usize, usize)) -> Result<TaskVector> {
+    pub async fn mean_states(
+        &self,
+        prompts: &[Prompt],
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<TaskVector> {
         if prompts.is_empty() {
             return Err(Error::TaskVector("no prompts to extract from".into()));
         }
@@ -133,7 +157,12 @@ impl<'a> Engine<'a> {
             progress(i + 1, prompts.len());
         }
         let n = prompts.len() as f64;
-        Ok(TaskVector { layers: acc.into_iter().map(|r| r.into_iter().map(|x| (x / n) as f32).collect()).collect() })
+        Ok(TaskVector {
+            layers: acc
+                .into_iter()
+                .map(|r| r.into_iter().map(|x| (x / n) as f32).collect())
+                .collect(),
+        })
     }
 
     /// The extraction prompts for exemplar vectors: one per example (up to `n`), each with
@@ -150,18 +179,31 @@ impl<'a> Engine<'a> {
             .iter()
             .enumerate()
             .take(n.max(1))
-            .map(|(i, q)| Prompt::few_shot(&draw_demos(examples, Some(i), &q.input, DEMOS, &mut rng), &q.input))
+            .map(|(i, q)| {
+                Prompt::few_shot(
+                    &draw_demos(examples, Some(i), &q.input, DEMOS, &mut rng),
+                    &q.input,
+                )
+            })
             .collect())
     }
 
     /// Exemplar task vector (text or image examples).
-    pub async fn extract_examples(&self, examples: &[Example], n: usize, seed: u64, progress: impl FnMut(usize, usize)) -> Result<TaskVector> {
-        self.mean_states(&Self::exemplar_prompts(examples, n, seed)?, progress).await
+    pub async fn extract_examples(
+        &self,
+        examples: &[Example],
+        n: usize,
+        seed: u64,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<TaskVector> {
+        self.mean_states(&Self::exemplar_prompts(examples, n, seed)?, progress)
+            .await
     }
 
     /// Instruction task vector: the instruction's last-token residual stream.
     pub async fn extract_instruction(&self, instruction: &str) -> Result<TaskVector> {
-        self.mean_states(&[Prompt::instruction(instruction)?], |_, _| {}).await
+        self.mean_states(&[Prompt::instruction(instruction)?], |_, _| {})
+            .await
     }
 
     fn check_vector(&self, v: &TaskVector) -> Result<()> {
@@ -178,34 +220,62 @@ impl<'a> Engine<'a> {
 
     /// Greedy answer to `prompt`, optionally with `vector`'s row `layer` replacing the residual
     /// stream of the last position at that layer.
-    pub async fn answer(&self, prompt: &Prompt, patch: Option<(&TaskVector, usize)>, max_new: usize) -> Result<Answer> {
+    pub async fn answer(
+        &self,
+        prompt: &Prompt,
+        patch: Option<(&TaskVector, usize)>,
+        max_new: usize,
+    ) -> Result<Answer> {
         let (ids, px) = self.encode(prompt)?;
         let mut iv = Intervention::default();
         if let Some((v, layer)) = patch {
             self.check_vector(v)?;
             if layer >= v.num_layers() {
-                return Err(Error::TaskVector(format!("layer {layer} is out of range 0..{}", v.num_layers())));
+                return Err(Error::TaskVector(format!(
+                    "layer {layer} is out of range 0..{}",
+                    v.num_layers()
+                )));
             }
-            iv.patches.push(Patch { layer, position: ids.len() - 1, vector: v.layers[layer].clone() });
+            iv.patches.push(Patch {
+                layer,
+                position: ids.len() - 1,
+                vector: v.layers[layer].clone(),
+            });
         }
         let x = self.m.model.embed(&ids, &px)?;
-        let first = self.m.model.forward(x.clone(), KvCache::new(self.m.model.num_layers()), &iv)?;
+        let first =
+            self.m
+                .model
+                .forward(x.clone(), KvCache::new(self.m.model.num_layers()), &iv)?;
         let probs = softmax(&read_f32(first.logits).await?);
         let top = top_k(&probs, 5)
             .into_iter()
             .map(|i| Ok((self.m.tokenizer.decode(&[i as u32])?, probs[i])))
             .collect::<Result<_>>()?;
-        let mut new = self.m.model.generate(x, &iv, max_new, &self.m.tokenizer.eos).await?;
+        let mut new = self
+            .m
+            .model
+            .generate(x, &iv, max_new, &self.m.tokenizer.eos)
+            .await?;
         if new.last().is_some_and(|t| self.m.tokenizer.eos.contains(t)) {
             new.pop();
         }
-        Ok(Answer { text: self.m.tokenizer.decode(&new)?, ids: new, top })
+        Ok(Answer {
+            text: self.m.tokenizer.decode(&new)?,
+            ids: new,
+            top,
+        })
     }
 
     fn prediction(&self, layer: usize, logits: &[f32]) -> Result<LayerPrediction> {
         let probs = softmax(logits);
         let token = argmax(&probs);
-        Ok(LayerPrediction { layer, token: token as u32, text: self.m.tokenizer.decode(&[token as u32])?, prob: probs[token] })
+        Ok(LayerPrediction {
+            layer,
+            token: token as u32,
+            text: self.m.tokenizer.decode(&[token as u32])?,
+            prob: probs[token],
+        })
     }
 
     /// First-token prediction for every patch layer, fast: one prefill of the query without its
@@ -218,7 +288,14 @@ impl<'a> Engine<'a> {
         let d = self.m.model.hidden_size();
         let cache = if n > 1 {
             let prefix = x.slice([0..n - 1, 0..d]);
-            self.m.model.forward(prefix, KvCache::new(self.m.model.num_layers()), &Intervention::default())?.cache
+            self.m
+                .model
+                .forward(
+                    prefix,
+                    KvCache::new(self.m.model.num_layers()),
+                    &Intervention::default(),
+                )?
+                .cache
         } else {
             KvCache::new(self.m.model.num_layers())
         };
@@ -232,14 +309,28 @@ impl<'a> Engine<'a> {
 
     /// The same as [`Engine::sweep`] by one full patched forward pass per layer (the paper's
     /// way); kept to check and benchmark the fast sweep.
-    pub async fn sweep_naive(&self, prompt: &Prompt, v: &TaskVector) -> Result<Vec<LayerPrediction>> {
+    pub async fn sweep_naive(
+        &self,
+        prompt: &Prompt,
+        v: &TaskVector,
+    ) -> Result<Vec<LayerPrediction>> {
         self.check_vector(v)?;
         let (ids, px) = self.encode(prompt)?;
         let x = self.m.model.embed(&ids, &px)?;
         let mut out = Vec::with_capacity(v.num_layers());
         for (l, row) in v.layers.iter().enumerate() {
-            let iv = Intervention { patches: vec![Patch { layer: l, position: ids.len() - 1, vector: row.clone() }], ..Default::default() };
-            let o = self.m.model.forward(x.clone(), KvCache::new(self.m.model.num_layers()), &iv)?;
+            let iv = Intervention {
+                patches: vec![Patch {
+                    layer: l,
+                    position: ids.len() - 1,
+                    vector: row.clone(),
+                }],
+                ..Default::default()
+            };
+            let o =
+                self.m
+                    .model
+                    .forward(x.clone(), KvCache::new(self.m.model.num_layers()), &iv)?;
             out.push(self.prediction(l, &read_f32(o.logits).await?)?);
         }
         Ok(out)
@@ -249,7 +340,11 @@ impl<'a> Engine<'a> {
     pub async fn first_token(&self, prompt: &Prompt) -> Result<LayerPrediction> {
         let (ids, px) = self.encode(prompt)?;
         let x = self.m.model.embed(&ids, &px)?;
-        let o = self.m.model.forward(x, KvCache::new(self.m.model.num_layers()), &Intervention::default())?;
+        let o = self.m.model.forward(
+            x,
+            KvCache::new(self.m.model.num_layers()),
+            &Intervention::default(),
+        )?;
         self.prediction(usize::MAX, &read_f32(o.logits).await?)
     }
 

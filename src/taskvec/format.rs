@@ -146,17 +146,33 @@ pub struct VectorFile {
 
 impl VectorFile {
     /// Wraps a vector with its provenance.
-    pub fn new(v: &TaskVector, model: &ModelInfo, task: TaskRecord, recommended_layer: usize, sweep: Option<&SweepReport>, created_at: String) -> Self {
+    pub fn new(
+        v: &TaskVector,
+        model: &ModelInfo,
+        task: TaskRecord,
+        recommended_layer: usize,
+        sweep: Option<&SweepReport>,
+        created_at: String,
+    ) -> Self {
         VectorFile {
             format: FORMAT.into(),
             version: VERSION,
-            model: ModelRef { id: model.name.clone(), layers: model.layers, hidden: model.hidden, fingerprint: model.fingerprint.clone() },
+            model: ModelRef {
+                id: model.name.clone(),
+                layers: model.layers,
+                hidden: model.hidden,
+                fingerprint: model.fingerprint.clone(),
+            },
             task,
             prompt_format: PromptFormat::default(),
             encoding: "f32".into(),
             vectors: v.layers.clone(),
             recommended_layer,
-            sweep: sweep.map(|s| SweepRecord { zero_shot: s.zero_shot, icl: s.icl, patched: s.patched.clone() }),
+            sweep: sweep.map(|s| SweepRecord {
+                zero_shot: s.zero_shot,
+                icl: s.icl,
+                patched: s.patched.clone(),
+            }),
             created_by: concat!("taskvec ", env!("CARGO_PKG_VERSION")).into(),
             created_at,
         }
@@ -164,7 +180,9 @@ impl VectorFile {
 
     /// The vectors.
     pub fn vector(&self) -> TaskVector {
-        TaskVector { layers: self.vectors.clone() }
+        TaskVector {
+            layers: self.vectors.clone(),
+        }
     }
 
     /// Pretty JSON text.
@@ -176,24 +194,37 @@ impl VectorFile {
     pub fn from_json(text: &str) -> Result<Self> {
         let refuse = |m: String| Err(Error::TaskVector(m));
         if text.len() > MAX_BYTES {
-            return refuse(format!("the file is {} MiB; vector files are at most {} MiB", text.len() >> 20, MAX_BYTES >> 20));
+            return refuse(format!(
+                "the file is {} MiB; vector files are at most {} MiB",
+                text.len() >> 20,
+                MAX_BYTES >> 20
+            ));
         }
         if text.trim().is_empty() {
             return refuse("the file is empty".into());
         }
-        let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| Error::TaskVector(format!("not valid JSON: {e}")))?;
+        let raw: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::TaskVector(format!("not valid JSON: {e}")))?;
         match raw.get("format").and_then(|v| v.as_str()) {
             Some(FORMAT) => {}
-            Some(other) => return refuse(format!("not a taskvec vector file (format is {other:?})")),
+            Some(other) => {
+                return refuse(format!("not a taskvec vector file (format is {other:?})"));
+            }
             None => return refuse("not a taskvec vector file (no \"format\" field)".into()),
         }
         match raw.get("version").and_then(|v| v.as_u64()) {
             Some(1) => {}
-            Some(v) => return refuse(format!("version {v} is not supported by this taskvec (it reads version {VERSION}); update taskvec")),
+            Some(v) => {
+                return refuse(format!(
+                    "version {v} is not supported by this taskvec (it reads version {VERSION}); update taskvec"
+                ));
+            }
             None => return refuse("the file has no integer \"version\"".into()),
         }
         // NaN/Infinity are not JSON: they arrive as null or strings and fail typed parsing below.
-        let f: VectorFile = serde_json::from_value(raw).map_err(|e| Error::TaskVector(format!("the file does not follow format version 1: {e}")))?;
+        let f: VectorFile = serde_json::from_value(raw).map_err(|e| {
+            Error::TaskVector(format!("the file does not follow format version 1: {e}"))
+        })?;
         f.validate()?;
         Ok(f)
     }
@@ -202,28 +233,49 @@ impl VectorFile {
     pub fn validate(&self) -> Result<()> {
         let refuse = |m: String| Err(Error::TaskVector(m));
         if self.encoding != "f32" {
-            return refuse(format!("unknown encoding {:?} (expected \"f32\")", self.encoding));
+            return refuse(format!(
+                "unknown encoding {:?} (expected \"f32\")",
+                self.encoding
+            ));
         }
         let (l, d) = (self.model.layers, self.model.hidden);
         if l == 0 || d == 0 {
             return refuse("the file declares zero layers or zero hidden size".into());
         }
         if self.vectors.len() != l {
-            return refuse(format!("the file declares {l} layers but holds {} vectors", self.vectors.len()));
+            return refuse(format!(
+                "the file declares {l} layers but holds {} vectors",
+                self.vectors.len()
+            ));
         }
         if let Some((i, v)) = self.vectors.iter().enumerate().find(|(_, v)| v.len() != d) {
-            return refuse(format!("vector {i} has {} values; the declared hidden size is {d}", v.len()));
+            return refuse(format!(
+                "vector {i} has {} values; the declared hidden size is {d}",
+                v.len()
+            ));
         }
-        if let Some(i) = self.vectors.iter().position(|v| v.iter().any(|x| !x.is_finite())) {
-            return refuse(format!("vector {i} contains a non-finite value (NaN or infinity)"));
+        if let Some(i) = self
+            .vectors
+            .iter()
+            .position(|v| v.iter().any(|x| !x.is_finite()))
+        {
+            return refuse(format!(
+                "vector {i} contains a non-finite value (NaN or infinity)"
+            ));
         }
         if self.recommended_layer >= l {
-            return refuse(format!("recommended layer {} is outside 0..{l}", self.recommended_layer));
+            return refuse(format!(
+                "recommended layer {} is outside 0..{l}",
+                self.recommended_layer
+            ));
         }
         if let Some(s) = &self.sweep
             && s.patched.len() != l
         {
-            return refuse(format!("the sweep has {} layers, the vectors {l}", s.patched.len()));
+            return refuse(format!(
+                "the sweep has {} layers, the vectors {l}",
+                s.patched.len()
+            ));
         }
         Ok(())
     }

@@ -33,9 +33,12 @@ impl Engine<'_> {
         let mut tracked_tokens = Vec::new();
         for w in track {
             let ids = self.m.tokenizer.encode(w)?;
-            let id = *ids.iter().find(|&&i| Some(i) != self.m.tokenizer.add_bos).ok_or_else(|| {
-                Error::TaskVector(format!("the tracked word {w:?} has no tokens"))
-            })?;
+            let id = *ids
+                .iter()
+                .find(|&&i| Some(i) != self.m.tokenizer.add_bos)
+                .ok_or_else(|| {
+                    Error::TaskVector(format!("the tracked word {w:?} has no tokens"))
+                })?;
             tracked_ids.push(id as usize);
             tracked_tokens.push((w.clone(), self.m.tokenizer.decode(&[id])?));
         }
@@ -51,10 +54,17 @@ impl Engine<'_> {
                     .into_iter()
                     .map(|i| Ok((self.m.tokenizer.decode(&[i as u32])?, p[i])))
                     .collect::<Result<_>>()?;
-                Ok(LensLayer { layer, top, tracked: tracked_ids.iter().map(|&i| p[i]).collect() })
+                Ok(LensLayer {
+                    layer,
+                    top,
+                    tracked: tracked_ids.iter().map(|&i| p[i]).collect(),
+                })
             })
             .collect::<Result<_>>()?;
-        Ok(Lens { tracked_tokens, layers })
+        Ok(Lens {
+            tracked_tokens,
+            layers,
+        })
     }
 }
 
@@ -66,7 +76,11 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
         aa += (*x as f64).powi(2);
         bb += (*y as f64).powi(2);
     }
-    if aa == 0.0 || bb == 0.0 { 0.0 } else { (ab / (aa.sqrt() * bb.sqrt())) as f32 }
+    if aa == 0.0 || bb == 0.0 {
+        0.0
+    } else {
+        (ab / (aa.sqrt() * bb.sqrt())) as f32
+    }
 }
 
 /// Per-layer cosine similarity between two task vectors of the same shape.
@@ -80,7 +94,11 @@ pub fn cosine_per_layer(a: &super::TaskVector, b: &super::TaskVector) -> Result<
             b.hidden()
         )));
     }
-    Ok(a.layers.iter().zip(&b.layers).map(|(x, y)| cosine(x, y)).collect())
+    Ok(a.layers
+        .iter()
+        .zip(&b.layers)
+        .map(|(x, y)| cosine(x, y))
+        .collect())
 }
 
 /// Similarity matrix across vectors: at `layer`, or averaged over layers when `None`.
@@ -91,7 +109,10 @@ pub fn similarity_matrix(vs: &[&super::TaskVector], layer: Option<usize>) -> Res
                 .map(|b| {
                     let per = cosine_per_layer(a, b)?;
                     match layer {
-                        Some(l) => per.get(l).copied().ok_or_else(|| Error::TaskVector(format!("layer {l} out of range"))),
+                        Some(l) => per
+                            .get(l)
+                            .copied()
+                            .ok_or_else(|| Error::TaskVector(format!("layer {l} out of range"))),
                         None => Ok(per.iter().sum::<f32>() / per.len().max(1) as f32),
                     }
                 })

@@ -45,17 +45,33 @@ pub struct SweepReport {
 }
 
 /// Builds the task vector for a spec from the validation examples.
-pub async fn vector_for(engine: &Engine<'_>, task: &Task, val: &[crate::taskvec::Example], spec: Spec, n_prompts: usize, seed: u64) -> Result<TaskVector> {
+pub async fn vector_for(
+    engine: &Engine<'_>,
+    task: &Task,
+    val: &[crate::taskvec::Example],
+    spec: Spec,
+    n_prompts: usize,
+    seed: u64,
+) -> Result<TaskVector> {
     let instruction = || {
-        task.instruction
-            .clone()
-            .ok_or_else(|| Error::TaskVector(format!("task '{}' has no instruction; use --spec text", task.name)))
+        task.instruction.clone().ok_or_else(|| {
+            Error::TaskVector(format!(
+                "task '{}' has no instruction; use --spec text",
+                task.name
+            ))
+        })
     };
     Ok(match spec {
-        Spec::Text => engine.extract_examples(val, n_prompts, seed, |_, _| {}).await?,
+        Spec::Text => {
+            engine
+                .extract_examples(val, n_prompts, seed, |_, _| {})
+                .await?
+        }
         Spec::Instruction => engine.extract_instruction(&instruction()?).await?,
         Spec::Ensemble => {
-            let a = engine.extract_examples(val, n_prompts, seed, |_, _| {}).await?;
+            let a = engine
+                .extract_examples(val, n_prompts, seed, |_, _| {})
+                .await?;
             let b = engine.extract_instruction(&instruction()?).await?;
             TaskVector::mean(&[&a, &b])?
         }
@@ -63,7 +79,14 @@ pub async fn vector_for(engine: &Engine<'_>, task: &Task, val: &[crate::taskvec:
 }
 
 /// Runs the whole protocol. `progress(done, total)` is called after each test item.
-pub async fn evaluate(engine: &Engine<'_>, task: &Task, spec: Spec, n_prompts: usize, seed: u64, mut progress: impl FnMut(usize, usize)) -> Result<(SweepReport, TaskVector)> {
+pub async fn evaluate(
+    engine: &Engine<'_>,
+    task: &Task,
+    spec: Spec,
+    n_prompts: usize,
+    seed: u64,
+    mut progress: impl FnMut(usize, usize),
+) -> Result<(SweepReport, TaskVector)> {
     let (val, test) = task.split(seed)?;
     let v = vector_for(engine, task, &val, spec, n_prompts, seed).await?;
     let ignore_case = spec != Spec::Text;

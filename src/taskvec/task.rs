@@ -94,7 +94,10 @@ impl Prompt {
                 "an instruction must end with ':' (e.g. 'The capital city of the country:'), got {t:?}"
             )));
         }
-        Ok(Prompt { text: t.to_string(), images: vec![] })
+        Ok(Prompt {
+            text: t.to_string(),
+            images: vec![],
+        })
     }
 }
 
@@ -111,12 +114,36 @@ pub struct Task {
 
 /// The paper's six tasks: (name, instruction, TSV data compiled into the binary).
 pub const BUILTIN: [(&str, &str, &str); 6] = [
-    ("country_capital", "The capital city of the country:", include_str!("../../data/tasks/country_capital.tsv")),
-    ("country_currency", "The last word of the official currency of the country:", include_str!("../../data/tasks/country_currency.tsv")),
-    ("animal_latin", "The scientific name of the animal's species in latin:", include_str!("../../data/tasks/animal_latin.tsv")),
-    ("animal_young", "The term for the baby of the animal:", include_str!("../../data/tasks/animal_young.tsv")),
-    ("food_color", "The color of the food:", include_str!("../../data/tasks/food_color.tsv")),
-    ("food_flavor", "The flavor descriptor of the food:", include_str!("../../data/tasks/food_flavor.tsv")),
+    (
+        "country_capital",
+        "The capital city of the country:",
+        include_str!("../../data/tasks/country_capital.tsv"),
+    ),
+    (
+        "country_currency",
+        "The last word of the official currency of the country:",
+        include_str!("../../data/tasks/country_currency.tsv"),
+    ),
+    (
+        "animal_latin",
+        "The scientific name of the animal's species in latin:",
+        include_str!("../../data/tasks/animal_latin.tsv"),
+    ),
+    (
+        "animal_young",
+        "The term for the baby of the animal:",
+        include_str!("../../data/tasks/animal_young.tsv"),
+    ),
+    (
+        "food_color",
+        "The color of the food:",
+        include_str!("../../data/tasks/food_color.tsv"),
+    ),
+    (
+        "food_flavor",
+        "The flavor descriptor of the food:",
+        include_str!("../../data/tasks/food_flavor.tsv"),
+    ),
 ];
 
 /// Parses `input<TAB>output` lines (blank lines and `#` comments skipped) into text examples.
@@ -128,12 +155,21 @@ pub fn parse_tsv(text: &str) -> Result<Vec<Example>> {
             continue;
         }
         let (x, y) = line.split_once('\t').ok_or_else(|| {
-            Error::TaskVector(format!("line {}: expected 'input<TAB>output', got {line:?}", i + 1))
+            Error::TaskVector(format!(
+                "line {}: expected 'input<TAB>output', got {line:?}",
+                i + 1
+            ))
         })?;
         if x.trim().is_empty() || y.trim().is_empty() {
-            return Err(Error::TaskVector(format!("line {}: empty input or output", i + 1)));
+            return Err(Error::TaskVector(format!(
+                "line {}: empty input or output",
+                i + 1
+            )));
         }
-        out.push(Example { input: Input::Text(x.trim().to_string()), output: y.trim().to_string() });
+        out.push(Example {
+            input: Input::Text(x.trim().to_string()),
+            output: y.trim().to_string(),
+        });
     }
     Ok(out)
 }
@@ -144,9 +180,16 @@ impl Task {
         let key = name.to_ascii_lowercase().replace('-', "_");
         let (n, instr, data) = BUILTIN.iter().find(|(n, _, _)| *n == key).ok_or_else(|| {
             let names: Vec<&str> = BUILTIN.iter().map(|b| b.0).collect();
-            Error::TaskVector(format!("unknown task '{name}'; built-in tasks: {}", names.join(", ")))
+            Error::TaskVector(format!(
+                "unknown task '{name}'; built-in tasks: {}",
+                names.join(", ")
+            ))
         })?;
-        Ok(Task { name: n.to_string(), instruction: Some(instr.to_string()), examples: parse_tsv(data)? })
+        Ok(Task {
+            name: n.to_string(),
+            instruction: Some(instr.to_string()),
+            examples: parse_tsv(data)?,
+        })
     }
 
     /// Splits the examples with a seeded shuffle: the first third is the validation set (used
@@ -168,14 +211,23 @@ impl Task {
 
 /// `k` demonstrations drawn at random from `pool`, excluding index `skip` (and any example with
 /// the same input as `query`).
-pub fn draw_demos<'a>(pool: &'a [Example], skip: Option<usize>, query: &Input, k: usize, rng: &mut StdRng) -> Vec<&'a Example> {
+pub fn draw_demos<'a>(
+    pool: &'a [Example],
+    skip: Option<usize>,
+    query: &Input,
+    k: usize,
+    rng: &mut StdRng,
+) -> Vec<&'a Example> {
     let candidates: Vec<&Example> = pool
         .iter()
         .enumerate()
         .filter(|(i, e)| Some(*i) != skip && e.input != *query)
         .map(|(_, e)| e)
         .collect();
-    candidates.choose_multiple(rng, k.min(candidates.len())).copied().collect()
+    candidates
+        .choose_multiple(rng, k.min(candidates.len()))
+        .copied()
+        .collect()
 }
 
 /// The paper's scoring: whitespace stripped, both non-empty, one a prefix of the other;
@@ -195,10 +247,16 @@ mod tests {
 
     #[test]
     fn prompt_format_matches_the_paper() {
-        let ex = Example { input: Input::Text("France".into()), output: "Paris".into() };
+        let ex = Example {
+            input: Input::Text("France".into()),
+            output: "Paris".into(),
+        };
         let p = Prompt::few_shot(&[&ex], &Input::Text("Spain".into()));
         assert_eq!(p.text, "Q:France\nA:Paris\n\nQ:Spain\nA:");
-        let img = Input::Image { bytes: vec![1], label: "x.png".into() };
+        let img = Input::Image {
+            bytes: vec![1],
+            label: "x.png".into(),
+        };
         let p = Prompt::zero_shot(&img);
         assert_eq!((p.text.as_str(), p.images.len()), ("Q:<image>\nA:", 1));
     }

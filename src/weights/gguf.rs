@@ -247,7 +247,7 @@ impl GgufHeader {
                 .ok_or_else(|| {
                     Error::load(format!("tensor '{name}' has absurd dimensions {dims:?}"))
                 })? as usize;
-            if dims[0] as usize % ty.block_elems() != 0 {
+            if !(dims[0] as usize).is_multiple_of(ty.block_elems()) {
                 return Err(Error::load(format!(
                     "tensor '{name}': row length {} is not a multiple of the {:?} block size",
                     dims[0], ty
@@ -264,9 +264,22 @@ impl GgufHeader {
                 })? as usize;
             let dims = dims.into_iter().map(|d| d as usize).collect();
             order.push(name.clone());
-            tensors.insert(name, TensorInfo { dims, ty, offset, size });
+            tensors.insert(
+                name,
+                TensorInfo {
+                    dims,
+                    ty,
+                    offset,
+                    size,
+                },
+            );
         }
-        Ok(GgufHeader { version, metadata, tensors, order })
+        Ok(GgufHeader {
+            version,
+            metadata,
+            tensors,
+            order,
+        })
     }
 
     /// A metadata value by key.

@@ -40,7 +40,10 @@ impl HostTensor {
                 out[j * r + i] = self.data[i * c + j];
             }
         }
-        HostTensor { shape: vec![c, r], data: out }
+        HostTensor {
+            shape: vec![c, r],
+            data: out,
+        }
     }
 }
 
@@ -85,10 +88,19 @@ impl GgufSource {
         let header = GgufHeader::parse(&bytes)?;
         let arch = header.architecture().unwrap_or("").to_string();
         // Head counts are needed to undo llama.cpp's Q/K row permutation (text models only).
-        let count = |k: &str| header.get(&format!("{arch}.attention.{k}")).and_then(gguf::Value::as_u64);
+        let count = |k: &str| {
+            header
+                .get(&format!("{arch}.attention.{k}"))
+                .and_then(gguf::Value::as_u64)
+        };
         let heads = count("head_count").unwrap_or(0) as usize;
         let kv_heads = count("head_count_kv").map_or(heads, |v| v as usize);
-        Ok(GgufSource { header, bytes, heads, kv_heads })
+        Ok(GgufSource {
+            header,
+            bytes,
+            heads,
+            kv_heads,
+        })
     }
 
     /// Size of the file in bytes.
@@ -100,7 +112,10 @@ impl GgufSource {
     pub fn tensor(&self, gguf_name: &str) -> Option<HostTensor> {
         let info = self.header.tensors.get(gguf_name)?;
         let raw = &self.bytes[info.offset..info.offset + info.size];
-        Some(HostTensor { shape: info.torch_shape(), data: quant::dequantize(info.ty, raw) })
+        Some(HostTensor {
+            shape: info.torch_shape(),
+            data: quant::dequantize(info.ty, raw),
+        })
     }
 }
 
@@ -186,7 +201,10 @@ fn unpermute_rows(t: HostTensor, heads: usize) -> Result<HostTensor> {
             }
         }
     }
-    Ok(HostTensor { shape: t.shape, data: out })
+    Ok(HostTensor {
+        shape: t.shape,
+        data: out,
+    })
 }
 
 impl TensorSource for GgufSource {
@@ -196,7 +214,9 @@ impl TensorSource for GgufSource {
             _ => gguf_vision_name(part, name),
         };
         let Some(gname) = gname else { return Ok(None) };
-        let Some(t) = self.tensor(&gname) else { return Ok(None) };
+        let Some(t) = self.tensor(&gname) else {
+            return Ok(None);
+        };
         match (part, name.rsplit('.').nth(1)) {
             (Part::Text, Some("q_proj")) => unpermute_rows(t, self.heads).map(Some),
             (Part::Text, Some("k_proj")) => unpermute_rows(t, self.kv_heads).map(Some),
@@ -237,13 +257,19 @@ mod tests {
                 }
             }
         }
-        let t = HostTensor { shape: vec![8, 1], data: perm };
+        let t = HostTensor {
+            shape: vec![8, 1],
+            data: perm,
+        };
         assert_eq!(unpermute_rows(t, heads).unwrap().data, orig);
     }
 
     #[test]
     fn names_map_both_ways() {
-        assert_eq!(gguf_text_name("layers.3.mlp.down_proj.weight").unwrap(), "blk.3.ffn_down.weight");
+        assert_eq!(
+            gguf_text_name("layers.3.mlp.down_proj.weight").unwrap(),
+            "blk.3.ffn_down.weight"
+        );
         assert_eq!(
             gguf_vision_name(Part::Vision, "encoder.layers.1.self_attn.out_proj.bias").unwrap(),
             "v.blk.1.attn_out.bias"

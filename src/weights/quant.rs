@@ -180,7 +180,10 @@ mod kquant {
         if j < 4 {
             ((q[j] & 63) as f32, (q[j + 4] & 63) as f32)
         } else {
-            (((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4)) as f32, ((q[j + 4] >> 4) | ((q[j] >> 6) << 4)) as f32)
+            (
+                ((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4)) as f32,
+                ((q[j + 4] >> 4) | ((q[j] >> 6) << 4)) as f32,
+            )
         }
     }
 
@@ -204,14 +207,23 @@ mod kquant {
         let (hm, qs, sc_raw, d) = (&b[..32], &b[32..96], &b[96..108], h(&b[108..]));
         let mut aux = [0u32; 4];
         for (i, a) in aux.iter_mut().take(3).enumerate() {
-            *a = u32::from_le_bytes([sc_raw[4 * i], sc_raw[4 * i + 1], sc_raw[4 * i + 2], sc_raw[4 * i + 3]]);
+            *a = u32::from_le_bytes([
+                sc_raw[4 * i],
+                sc_raw[4 * i + 1],
+                sc_raw[4 * i + 2],
+                sc_raw[4 * i + 3],
+            ]);
         }
         let (k1, k2, tmp) = (0x0303_0303u32, 0x0f0f_0f0fu32, aux[2]);
         aux[2] = ((aux[0] >> 4) & k2) | (((tmp >> 4) & k1) << 4);
         aux[3] = ((aux[1] >> 4) & k2) | (((tmp >> 6) & k1) << 4);
         aux[0] = (aux[0] & k2) | ((tmp & k1) << 4);
         aux[1] = (aux[1] & k2) | (((tmp >> 2) & k1) << 4);
-        let scales: Vec<i8> = aux.iter().flat_map(|a| a.to_le_bytes()).map(|v| v as i8).collect();
+        let scales: Vec<i8> = aux
+            .iter()
+            .flat_map(|a| a.to_le_bytes())
+            .map(|v| v as i8)
+            .collect();
         let (mut is, mut m) = (0, 1u8);
         for n in 0..2 {
             let q = &qs[n * 32..];
@@ -232,7 +244,11 @@ mod kquant {
 
     pub fn q4k_q5k(b: &[u8], five: bool, out: &mut Vec<f32>) {
         let (d, min, scales) = (h(b), h(&b[2..]), &b[4..16]);
-        let (qh, ql) = if five { (&b[16..48], &b[48..176]) } else { (&b[..0], &b[16..144]) };
+        let (qh, ql) = if five {
+            (&b[16..48], &b[48..176])
+        } else {
+            (&b[..0], &b[16..144])
+        };
         let (mut u1, mut u2) = (1u8, 2u8);
         for j in 0..4 {
             let q = &ql[j * 32..];

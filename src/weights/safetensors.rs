@@ -17,7 +17,9 @@ impl SafetensorsSource {
     pub fn new(files: Vec<Vec<u8>>) -> Result<Self> {
         for f in &files {
             SafeTensors::deserialize(f).map_err(|e| {
-                Error::load(format!("not a valid safetensors file ({e}); it may be truncated"))
+                Error::load(format!(
+                    "not a valid safetensors file ({e}); it may be truncated"
+                ))
             })?;
         }
         Ok(SafetensorsSource { files })
@@ -47,16 +49,28 @@ impl SafetensorsSource {
             let Ok(view) = st.tensor(full) else { continue };
             let raw = view.data();
             let data: Vec<f32> = match view.dtype() {
-                Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-                Dtype::F16 => raw.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-                Dtype::BF16 => raw.chunks_exact(2).map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+                Dtype::F32 => raw
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+                Dtype::F16 => raw
+                    .chunks_exact(2)
+                    .map(|b| f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+                Dtype::BF16 => raw
+                    .chunks_exact(2)
+                    .map(|b| bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
                 other => {
                     return Err(Error::weights(format!(
                         "tensor '{full}' has dtype {other:?}; only F32, F16 and BF16 are supported"
                     )));
                 }
             };
-            return Ok(Some(HostTensor { shape: view.shape().to_vec(), data }));
+            return Ok(Some(HostTensor {
+                shape: view.shape().to_vec(),
+                data,
+            }));
         }
         Ok(None)
     }

@@ -9,7 +9,9 @@ use taskvec::loader::{LoadedModel, ModelFiles, load};
 
 /// `tests/fixtures/<rel>`.
 pub fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(rel)
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(rel)
 }
 
 /// Reads a file, panicking with its path.
@@ -20,11 +22,19 @@ pub fn read(p: &PathBuf) -> Vec<u8> {
 /// A reference tensor from a safetensors fixture: (shape, f32 values; ints converted).
 pub fn tensor(file: &[u8], name: &str) -> (Vec<usize>, Vec<f32>) {
     let st = SafeTensors::deserialize(file).unwrap();
-    let t = st.tensor(name).unwrap_or_else(|_| panic!("fixture tensor {name} missing"));
+    let t = st
+        .tensor(name)
+        .unwrap_or_else(|_| panic!("fixture tensor {name} missing"));
     let d = t.data();
     let v = match t.dtype() {
-        safetensors::Dtype::F32 => d.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
-        safetensors::Dtype::I64 => d.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
+        safetensors::Dtype::F32 => d
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect(),
+        safetensors::Dtype::I64 => d
+            .chunks_exact(8)
+            .map(|b| i64::from_le_bytes(b.try_into().unwrap()) as f32)
+            .collect(),
         other => panic!("unexpected dtype {other:?}"),
     };
     (t.shape().to_vec(), v)
@@ -38,17 +48,30 @@ pub fn ids(file: &[u8], name: &str) -> Vec<u32> {
 /// The real SmolLM2-135M-Instruct Q4_1 GGUF: `$TASKVEC_SMOLLM2` or `models/…`. Missing is a
 /// failure, not a skip: `.ci/run` installs it with `models/fetch-smollm2.sh`.
 pub fn smollm2_path() -> PathBuf {
-    let p = std::env::var_os("TASKVEC_SMOLLM2").map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
-    });
-    assert!(p.is_file(), "{} is missing: run `bash models/fetch-smollm2.sh`", p.display());
+    let p = std::env::var_os("TASKVEC_SMOLLM2")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        });
+    assert!(
+        p.is_file(),
+        "{} is missing: run `bash models/fetch-smollm2.sh`",
+        p.display()
+    );
     p
 }
 
 /// Loads the real SmolLM2 on the CPU backend.
 pub fn smollm2() -> LoadedModel {
     let bytes = read(&smollm2_path());
-    load(ModelFiles::Gguf { model: bytes, mmproj: None }, &burn::tensor::Device::flex()).unwrap()
+    load(
+        ModelFiles::Gguf {
+            model: bytes,
+            mmproj: None,
+        },
+        &burn::tensor::Device::flex(),
+    )
+    .unwrap()
 }
 
 /// The tiny random SmolVLM from safetensors (HF directory files).
@@ -87,5 +110,8 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
 pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
     assert_eq!(a.len(), b.len(), "length mismatch");
     let scale = b.iter().fold(0f64, |m, x| m.max(x.abs() as f64)).max(1e-6);
-    a.iter().zip(b).fold(0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs())) / scale
+    a.iter()
+        .zip(b)
+        .fold(0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()))
+        / scale
 }
