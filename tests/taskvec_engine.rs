@@ -259,3 +259,44 @@ fn lens_gives_a_distribution_per_layer() {
     let best = taskvec::model::argmax(&last);
     assert!((lens.layers[3].top[0].1 - last[best]).abs() < 1e-4);
 }
+
+/// The published schema and the writer agree: every key the schema requires is written, and
+/// every key written is declared (the schema forbids others).
+#[test]
+fn schema_matches_the_writer() {
+    let m = tiny_vlm_safetensors(&Device::flex());
+    let f: serde_json::Value =
+        serde_json::from_str(&file_for(&m, &some_vector(&m)).to_json()).unwrap();
+    let schema: serde_json::Value =
+        serde_json::from_slice(&read(&std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/taskvec-vector-v1.schema.json"
+        ))))
+        .unwrap();
+    fn check(doc: &serde_json::Value, schema: &serde_json::Value, path: &str) {
+        let (Some(obj), Some(props)) = (
+            doc.as_object(),
+            schema.get("properties").and_then(|p| p.as_object()),
+        ) else {
+            return;
+        };
+        for req in schema
+            .get("required")
+            .and_then(|r| r.as_array())
+            .into_iter()
+            .flatten()
+        {
+            assert!(
+                obj.contains_key(req.as_str().unwrap()),
+                "{path}: required {req} not written"
+            );
+        }
+        for (k, v) in obj {
+            let sub = props
+                .get(k)
+                .unwrap_or_else(|| panic!("{path}.{k} is written but not in the schema"));
+            check(v, sub, &format!("{path}.{k}"));
+        }
+    }
+    check(&f, &schema, "$");
+}
