@@ -13,6 +13,8 @@ pub mod model;
 pub mod preprocess;
 pub mod taskvec;
 pub mod tokenize;
+#[cfg(target_arch = "wasm32")]
+pub mod web;
 pub mod weights;
 
 pub use error::{Error, Result};

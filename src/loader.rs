@@ -151,9 +151,16 @@ fn load_gguf(model: Vec<u8>, mmproj: Option<Vec<u8>>, device: &Device) -> Result
     let mut sources: Vec<Box<dyn TensorSource>> = Vec::new();
     let mut vision = None;
     let mut image_token_id = None;
+    let mut longest_edge = None;
     if let Some(mm) = mmproj {
         let mm_src = GgufSource::new(mm)?;
         vision = Some(VisionConfig::from_gguf(&mm_src.header)?);
+        // llama.cpp records the processor's first resize target (`size.longest_edge`).
+        longest_edge = mm_src
+            .header
+            .get("clip.vision.preproc_image_size")
+            .and_then(|v| v.as_u64())
+            .map(|v| v as u32);
         image_token_id = Some(
             tokenizer
                 .token_id(crate::tokenize::IMAGE_PLACEHOLDER)
@@ -182,7 +189,7 @@ fn load_gguf(model: Vec<u8>, mmproj: Option<Vec<u8>>, device: &Device) -> Result
         },
         model,
         tokenizer,
-        longest_edge: None,
+        longest_edge,
     })
 }
 

@@ -165,6 +165,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Serves the page (www/, pkg/, models/) on 127.0.0.1 with COOP/COEP and CSP headers.
+    Serve {
+        /// Port.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Directory to serve (the repository root: www/, pkg/, models/).
+        #[arg(long, default_value = ".")]
+        root: PathBuf,
+    },
     /// Cosine similarity per layer between task vectors (a matrix for more than two).
     Similarity {
         /// Two or more task-vector JSON files.
@@ -276,6 +285,9 @@ fn image_list(path: &Option<PathBuf>) -> Result<Vec<Vec<u8>>> {
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
+    if let Command::Serve { port, root } = &cli.command {
+        return serve::serve(root, *port);
+    }
     let dev = device(cli.device)?;
     match cli.command {
         Command::Generate {
@@ -380,6 +392,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
+pub mod serve;
 mod tasks;
 use tasks::run_task_command;
 

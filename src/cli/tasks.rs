@@ -204,7 +204,8 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
                 ))?)
             };
             if json {
-                let o = serde_json::json!({"layer": layer, "patched": patched, "zero_shot": zero, "icl": icl});
+                let sweep = pollster::block_on(eng.sweep(&q, &v))?;
+                let o = serde_json::json!({"layer": layer, "patched": patched, "zero_shot": zero, "icl": icl, "sweep": sweep});
                 println!("{o}");
             } else {
                 println!(
@@ -332,10 +333,14 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             }
             Ok(())
         }
-        Command::Generate { .. } | Command::Hidden { .. } => unreachable!("handled in run"),
+        Command::Generate { .. } | Command::Hidden { .. } | Command::Serve { .. } => {
+            unreachable!("handled in run")
+        }
     }
 }
 
+/// Extracts a vector from a task's examples: all of them (one prompt per example, up to
+/// `prompts`) — or, with `sweep`, the protocol's validation split, storing its accuracies.
 fn extract_task(
     m: &LoadedModel,
     eng: &Engine,
@@ -345,23 +350,26 @@ fn extract_task(
     seed: u64,
     sweep: bool,
 ) -> Result<VectorFile> {
-    let (val, _) = t.split(seed)?;
+    let (v, report, used) = if sweep {
+        let (r, v) = pollster::block_on(evaluate(eng, t, spec, prompts, seed, |_, _| {}))?;
+        (v, Some(r), t.split(seed)?.0)
+    } else {
+        let v = pollster::block_on(crate::taskvec::protocol::vector_for(
+            eng,
+            t,
+            &t.examples,
+            spec,
+            prompts,
+            seed,
+        ))?;
+        (v, None, t.examples.clone())
+    };
+    let n = used.len().min(prompts.max(1));
     let kind = match spec {
-        Spec::Text if val.iter().any(|e| e.input.is_image()) => SpecKind::ImageExamples,
+        Spec::Text if used.iter().any(|e| e.input.is_image()) => SpecKind::ImageExamples,
         Spec::Text => SpecKind::TextExamples,
         Spec::Instruction => SpecKind::Instruction,
         Spec::Ensemble => SpecKind::Ensemble,
-    };
-    let (v, report) = if sweep {
-        let (r, v) = pollster::block_on(evaluate(eng, t, spec, prompts, seed, |_, _| {}))?;
-        (v, Some(r))
-    } else {
-        (
-            pollster::block_on(crate::taskvec::protocol::vector_for(
-                eng, t, &val, spec, prompts, seed,
-            ))?,
-            None,
-        )
     };
     let rec = TaskRecord {
         name: t.name.clone(),
@@ -369,18 +377,14 @@ fn extract_task(
         examples: if spec == Spec::Instruction {
             vec![]
         } else {
-            records(&val[..val.len().min(prompts.max(1))])
+            records(&used[..n])
         },
         instruction: if spec == Spec::Text {
             None
         } else {
             t.instruction.clone()
         },
-        prompts: if spec == Spec::Instruction {
-            1
-        } else {
-            val.len().min(prompts.max(1))
-        },
+        prompts: if spec == Spec::Instruction { 1 } else { n },
         seed,
     };
     let best = report.as_ref().map_or(m.info.layers / 2, |r| r.best_layer);

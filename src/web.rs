@@ -1,0 +1,465 @@
+//! The WebAssembly API (wasm-bindgen): a thin shell over the library for the page's worker.
+//! Data crosses as plain JS objects (serde-wasm-bindgen); errors become JS exceptions with the
+//! library's message. No logic of its own beyond argument conversion.
+
+use std::cell::RefCell;
+
+use burn::tensor::Device;
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::error::Error;
+use crate::loader::{LoadedModel, ModelFiles, load};
+use crate::taskvec::format::{ExampleRecord, SpecKind, TaskRecord};
+use crate::taskvec::lens::{cosine_per_layer, similarity_matrix};
+use crate::taskvec::task::BUILTIN;
+use crate::taskvec::{
+    Engine, Example, Input, Prompt, Spec, Task, TaskVector, VectorFile, evaluate,
+};
+
+thread_local! {
+    static GPU: RefCell<Option<Device>> = const { RefCell::new(None) };
+}
+
+fn js_err(e: Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&e.to_string()))
+}
+
+fn from_js<T: for<'de> Deserialize<'de>>(v: JsValue) -> Result<T, JsError> {
+    serde_wasm_bindgen::from_value(v).map_err(|e| JsError::new(&format!("bad request: {e}")))
+}
+
+/// Installs the panic hook (panics abort the instance; the library returns errors instead).
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// Initializes WebGPU once; returns "webgpu" or throws with the reason (the page then falls
+/// back to the CPU backend).
+#[wasm_bindgen(js_name = initWebGpu)]
+pub async fn init_webgpu() -> Result<String, JsError> {
+    if GPU.with(|g| g.borrow().is_some()) {
+        return Ok("webgpu".into());
+    }
+    let dev = Device::wgpu_options()
+        .init_async()
+        .await
+        .map_err(|e| JsError::new(&format!("WebGPU is not available: {e:?}")))?;
+    GPU.with(|g| *g.borrow_mut() = Some(dev));
+    Ok("webgpu".into())
+}
+
+fn device(backend: &str) -> Result<Device, JsError> {
+    match backend {
+        "cpu" => Ok(Device::flex()),
+        "webgpu" => GPU
+            .with(|g| g.borrow().clone())
+            .ok_or_else(|| JsError::new("WebGPU was not initialized (call initWebGpu first)")),
+        other => Err(JsError::new(&format!("unknown backend '{other}'"))),
+    }
+}
+
+/// One example from the page: text or image input, and the answer.
+#[derive(Deserialize)]
+struct ExampleIn {
+    text: Option<String>,
+    #[serde(default, with = "serde_bytes_opt")]
+    image: Option<Vec<u8>>,
+    label: Option<String>,
+    output: String,
+}
+
+mod serde_bytes_opt {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        Option::<serde_bytes::ByteBuf>::deserialize(d).map(|o| o.map(|b| b.into_vec()))
+    }
+}
+
+impl ExampleIn {
+    fn input(&self) -> Result<Input, JsError> {
+        match (&self.text, &self.image) {
+            (_, Some(bytes)) => Ok(Input::Image {
+                bytes: bytes.clone(),
+                label: self.label.clone().unwrap_or_else(|| "image".into()),
+            }),
+            (Some(t), None) if !t.trim().is_empty() => Ok(Input::Text(t.trim().to_string())),
+            _ => Err(JsError::new(
+                "an example or query has neither text nor an image",
+            )),
+        }
+    }
+}
+
+/// A query from the page.
+#[derive(Deserialize)]
+struct QueryIn {
+    text: Option<String>,
+    #[serde(default, with = "serde_bytes_opt")]
+    image: Option<Vec<u8>>,
+    label: Option<String>,
+}
+
+impl QueryIn {
+    fn input(self) -> Result<Input, JsError> {
+        ExampleIn {
+            text: self.text,
+            image: self.image,
+            label: self.label,
+            output: String::new(),
+        }
+        .input()
+    }
+}
+
+/// An extraction or evaluation request.
+#[derive(Deserialize)]
+struct TaskIn {
+    name: String,
+    spec: Spec,
+    #[serde(default)]
+    examples: Vec<ExampleIn>,
+    instruction: Option<String>,
+    #[serde(default = "default_prompts")]
+    prompts: usize,
+    #[serde(default)]
+    seed: u64,
+    #[serde(default)]
+    created_at: String,
+}
+
+fn default_prompts() -> usize {
+    30
+}
+
+impl TaskIn {
+    fn task(&self) -> Result<Task, JsError> {
+        let examples = self
+            .examples
+            .iter()
+            .map(|e| {
+                Ok(Example {
+                    input: e.input()?,
+                    output: e.output.trim().to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, JsError>>()?;
+        if examples.iter().any(|e| e.output.is_empty()) {
+            return Err(JsError::new("every example needs an answer"));
+        }
+        Ok(Task {
+            name: self.name.clone(),
+            instruction: self.instruction.clone(),
+            examples,
+        })
+    }
+}
+
+fn progress_fn(cb: &Option<js_sys::Function>) -> impl FnMut(usize, usize) + '_ {
+    move |d, n| {
+        if let Some(f) = cb {
+            let _ = f.call2(
+                &JsValue::NULL,
+                &JsValue::from(d as u32),
+                &JsValue::from(n as u32),
+            );
+        }
+    }
+}
+
+/// A loaded model in the page's worker.
+#[wasm_bindgen]
+pub struct WebModel {
+    m: LoadedModel,
+    backend: String,
+}
+
+#[wasm_bindgen]
+impl WebModel {
+    /// Loads a GGUF (plus optional mmproj GGUF) on `backend` ("webgpu" or "cpu").
+    #[wasm_bindgen(js_name = loadGguf)]
+    pub fn load_gguf(
+        backend: String,
+        model: Vec<u8>,
+        mmproj: Option<Vec<u8>>,
+    ) -> Result<WebModel, JsError> {
+        let m = load(ModelFiles::Gguf { model, mmproj }, &device(&backend)?).map_err(js_err)?;
+        Ok(WebModel { m, backend })
+    }
+
+    /// Loads a Hugging Face checkpoint's files on `backend`.
+    #[wasm_bindgen(js_name = loadHf)]
+    pub fn load_hf(
+        backend: String,
+        config: String,
+        preprocessor: Option<String>,
+        tokenizer: Vec<u8>,
+        weights: Vec<u8>,
+    ) -> Result<WebModel, JsError> {
+        let files = ModelFiles::HuggingFace {
+            config,
+            preprocessor,
+            tokenizer,
+            weights: vec![weights],
+        };
+        let m = load(files, &device(&backend)?).map_err(js_err)?;
+        Ok(WebModel { m, backend })
+    }
+
+    /// Model card: name, format, quantization, sizes, layers, hidden, vision, backend.
+    pub fn info(&self) -> Result<JsValue, JsError> {
+        #[derive(Serialize)]
+        struct Card<'a> {
+            #[serde(flatten)]
+            info: &'a crate::loader::ModelInfo,
+            backend: &'a str,
+        }
+        to_js(&Card {
+            info: &self.m.info,
+            backend: &self.backend,
+        })
+    }
+
+    /// Extracts a task vector; returns the vector file's JSON text.
+    pub async fn extract(
+        &self,
+        req: JsValue,
+        progress: Option<js_sys::Function>,
+    ) -> Result<String, JsError> {
+        let req: TaskIn = from_js(req)?;
+        let task = req.task()?;
+        let e = Engine::new(&self.m);
+        let instr = || {
+            req.instruction
+                .clone()
+                .filter(|s| !s.trim().is_empty())
+                .ok_or_else(|| JsError::new("the instruction is empty"))
+        };
+        let (v, kind, prompts) = match req.spec {
+            Spec::Text => {
+                let n = req.prompts.clamp(1, task.examples.len().max(1));
+                let v = e
+                    .extract_examples(&task.examples, n, req.seed, progress_fn(&progress))
+                    .await
+                    .map_err(js_err)?;
+                let kind = if task.examples.iter().any(|x| x.input.is_image()) {
+                    SpecKind::ImageExamples
+                } else {
+                    SpecKind::TextExamples
+                };
+                (v, kind, n)
+            }
+            Spec::Instruction => (
+                e.extract_instruction(&instr()?).await.map_err(js_err)?,
+                SpecKind::Instruction,
+                1,
+            ),
+            Spec::Ensemble => {
+                let n = req.prompts.clamp(1, task.examples.len().max(1));
+                let a = e
+                    .extract_examples(&task.examples, n, req.seed, progress_fn(&progress))
+                    .await
+                    .map_err(js_err)?;
+                let b = e.extract_instruction(&instr()?).await.map_err(js_err)?;
+                (
+                    TaskVector::mean(&[&a, &b]).map_err(js_err)?,
+                    SpecKind::Ensemble,
+                    n,
+                )
+            }
+        };
+        let rec = TaskRecord {
+            name: req.name.clone(),
+            spec: kind,
+            examples: task
+                .examples
+                .iter()
+                .map(|x| ExampleRecord {
+                    input: x.input.label().to_string(),
+                    output: x.output.clone(),
+                    image: x.input.is_image(),
+                })
+                .collect(),
+            instruction: if req.spec == Spec::Text {
+                None
+            } else {
+                req.instruction.clone()
+            },
+            prompts,
+            seed: req.seed,
+        };
+        Ok(VectorFile::new(
+            &v,
+            &self.m.info,
+            rec,
+            self.m.info.layers / 2,
+            None,
+            req.created_at,
+        )
+        .to_json())
+    }
+
+    /// Applies a vector to a query: patched answer at `layer` (default: recommended), the
+    /// zero-shot and in-context answers, and the fast per-layer sweep.
+    pub async fn apply(
+        &self,
+        vector_json: String,
+        layer: Option<usize>,
+        query: JsValue,
+        allow_transfer: bool,
+        max_tokens: usize,
+    ) -> Result<JsValue, JsError> {
+        let f = VectorFile::from_json(&vector_json).map_err(js_err)?;
+        f.check_model(&self.m.info, allow_transfer)
+            .map_err(js_err)?;
+        let input = from_js::<QueryIn>(query)?.input()?;
+        let layer = layer.unwrap_or(f.recommended_layer);
+        let e = Engine::new(&self.m);
+        let v = f.vector();
+        let q = Prompt::zero_shot(&input);
+        let patched = e
+            .answer(&q, Some((&v, layer)), max_tokens)
+            .await
+            .map_err(js_err)?;
+        let zero = e.answer(&q, None, max_tokens).await.map_err(js_err)?;
+        let demos: Vec<Example> = f
+            .task
+            .examples
+            .iter()
+            .filter(|x| !x.image)
+            .take(crate::taskvec::engine::DEMOS)
+            .map(|x| Example {
+                input: Input::Text(x.input.clone()),
+                output: x.output.clone(),
+            })
+            .collect();
+        let icl = if demos.is_empty() {
+            None
+        } else {
+            Some(
+                e.answer(
+                    &Prompt::few_shot(&demos.iter().collect::<Vec<_>>(), &input),
+                    None,
+                    max_tokens,
+                )
+                .await
+                .map_err(js_err)?,
+            )
+        };
+        let sweep = e.sweep(&q, &v).await.map_err(js_err)?;
+        to_js(
+            &serde_json::json!({"layer": layer, "patched": patched, "zero_shot": zero, "icl": icl, "sweep": sweep}),
+        )
+    }
+
+    /// The paper's protocol over the request's examples: accuracies per layer.
+    pub async fn evaluate(
+        &self,
+        req: JsValue,
+        progress: Option<js_sys::Function>,
+    ) -> Result<JsValue, JsError> {
+        let req: TaskIn = from_js(req)?;
+        let task = req.task()?;
+        let (r, _) = evaluate(
+            &Engine::new(&self.m),
+            &task,
+            req.spec,
+            req.prompts,
+            req.seed,
+            progress_fn(&progress),
+        )
+        .await
+        .map_err(js_err)?;
+        to_js(&r)
+    }
+
+    /// Logit lens of a prompt (a query or free text) with tracked words.
+    pub async fn lens(
+        &self,
+        prompt: String,
+        image: Option<Vec<u8>>,
+        track: Vec<String>,
+        top: usize,
+    ) -> Result<JsValue, JsError> {
+        let p = Prompt {
+            text: prompt,
+            images: image.into_iter().collect(),
+        };
+        to_js(
+            &Engine::new(&self.m)
+                .lens(&p, &track, top)
+                .await
+                .map_err(js_err)?,
+        )
+    }
+
+    /// The zero-shot query text for a text input (`Q:{x}\nA:`), or with `<image>`.
+    #[wasm_bindgen(js_name = queryText)]
+    pub fn query_text(text: Option<String>) -> String {
+        Prompt::zero_shot(&Input::Text(
+            text.unwrap_or_else(|| crate::tokenize::IMAGE_PLACEHOLDER.into()),
+        ))
+        .text
+    }
+}
+
+/// Validates a vector file's text; returns a summary or throws the refusal.
+#[wasm_bindgen(js_name = inspectVector)]
+pub fn inspect_vector(json: String) -> Result<JsValue, JsError> {
+    let f = VectorFile::from_json(&json).map_err(js_err)?;
+    to_js(&serde_json::json!({
+        "task": f.task.name, "spec": f.task.spec, "model": f.model, "recommended_layer": f.recommended_layer,
+        "examples": f.task.examples.len(), "instruction": f.task.instruction, "created_at": f.created_at, "sweep": f.sweep,
+    }))
+}
+
+/// Checks that a vector file fits a loaded model (throws the refusal otherwise).
+#[wasm_bindgen(js_name = checkVector)]
+pub fn check_vector(json: String, model: &WebModel, allow_transfer: bool) -> Result<(), JsError> {
+    VectorFile::from_json(&json)
+        .map_err(js_err)?
+        .check_model(&model.m.info, allow_transfer)
+        .map_err(js_err)
+}
+
+/// Cosine per layer between the first two vector files and the mean-over-layers matrix of all.
+#[wasm_bindgen]
+pub fn similarity(jsons: Vec<String>) -> Result<JsValue, JsError> {
+    let fs: Vec<VectorFile> = jsons
+        .iter()
+        .map(|j| VectorFile::from_json(j))
+        .collect::<Result<_, _>>()
+        .map_err(js_err)?;
+    if fs.len() < 2 {
+        return Err(JsError::new("similarity needs at least two vectors"));
+    }
+    let vs: Vec<TaskVector> = fs.iter().map(VectorFile::vector).collect();
+    let refs: Vec<&TaskVector> = vs.iter().collect();
+    let per = cosine_per_layer(refs[0], refs[1]).map_err(js_err)?;
+    let matrix = similarity_matrix(&refs, None).map_err(js_err)?;
+    to_js(&serde_json::json!({"per_layer": per, "matrix_mean_over_layers": matrix}))
+}
+
+/// The built-in tasks: name, instruction and pairs.
+#[wasm_bindgen(js_name = builtinTasks)]
+pub fn builtin_tasks() -> Result<JsValue, JsError> {
+    let tasks: Vec<serde_json::Value> = BUILTIN
+        .iter()
+        .map(|(name, instr, _)| {
+            let t = Task::builtin(name).map_err(js_err)?;
+            let pairs: Vec<(String, String)> = t
+                .examples
+                .iter()
+                .map(|e| (e.input.label().to_string(), e.output.clone()))
+                .collect();
+            Ok(serde_json::json!({"name": name, "instruction": instr, "pairs": pairs}))
+        })
+        .collect::<Result<_, JsError>>()?;
+    to_js(&tasks)
+}

@@ -1,0 +1,212 @@
+// Browser tests of the page in headless Chromium (Debian's chromium, driven by playwright-core),
+// served by `taskvec serve` on 127.0.0.1. Uses the tiny random SmolVLM (models/tiny/), and the
+// CLI (`target/release/taskvec`) as the reference for every number the page shows.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, existsSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+const bin = join(root, "target/release/taskvec");
+const tiny = ["--model", join(root, "models/tiny/tiny_lm.gguf"), "--mmproj", join(root, "models/tiny/tiny_mmproj.gguf")];
+const image = join(root, "tests/fixtures/tiny_vlm/image_a.png");
+const out = join(root, "test-results");
+const work = mkdtempSync(join(tmpdir(), "taskvec-browser-"));
+const port = 18000 + Math.floor(Math.random() * 2000);
+const base = `http://127.0.0.1:${port}/www/index.html`;
+let server, ctx;
+
+const cli = (...args) => execFileSync(bin, args, { encoding: "utf8", cwd: root });
+const cliJson = (...args) => JSON.parse(cli(...args));
+
+before(async () => {
+  mkdirSync(out, { recursive: true });
+  server = spawn(bin, ["serve", "--port", String(port), "--root", root], { stdio: ["ignore", "ignore", "pipe"] });
+  for (let i = 0; i < 100; i++) {
+    try { if ((await fetch(base)).ok) break; } catch (_) { /* not up yet */ }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "taskvec-chrome-")), {
+    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+    headless: true,
+    acceptDownloads: true,
+    args: ["--enable-unsafe-webgpu", "--no-sandbox", "--headless=new", "--disable-quic", "--no-first-run",
+      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+});
+
+after(async () => {
+  if (ctx) await ctx.close();
+  if (server) server.kill();
+});
+
+/** Opens the page with the tiny model; fails on any page error or dialog (an XSS would fire one). */
+async function open(query) {
+  const page = await ctx.newPage();
+  const problems = [];
+  page.on("pageerror", (e) => problems.push("pageerror: " + e.message));
+  page.on("dialog", async (d) => { problems.push("dialog: " + d.message()); await d.dismiss(); });
+  page.on("request", (r) => { if (!r.url().startsWith(`http://127.0.0.1:${port}/`) && !r.url().startsWith("blob:") && !r.url().startsWith("data:")) problems.push("external request: " + r.url()); });
+  await page.goto(`${base}?${query}`);
+  await page.waitForFunction(() => document.body.dataset.ready, null, { timeout: 120000 });
+  assert.equal(await page.evaluate(() => document.body.dataset.ready), "1", await page.textContent("#model-error"));
+  return { page, problems };
+}
+
+async function clearLibrary(page) {
+  await page.evaluate(async () => {
+    await new Promise((res) => { const r = indexedDB.open("taskvec", 1); r.onsuccess = () => { const t = r.result.transaction("vectors", "readwrite"); t.objectStore("vectors").clear(); t.oncomplete = res; }; });
+  });
+}
+
+/** Extract (text examples, first 30 country-capital pairs, 5 prompts, seed 0) then apply to the image at layer 2. */
+async function extractAndApply(page, specValue = "text") {
+  await page.selectOption("#preset", "country_capital");
+  await page.check(`input[name=spec][value=${specValue}]`);
+  await page.fill("#prompts", "5");
+  await page.fill("#seed", "0");
+  await page.click("#extract-btn");
+  await page.waitForFunction(() => /saved/.test(document.querySelector("#task-status").textContent) || document.querySelector("#task-error").textContent, null, { timeout: 300000 });
+  assert.equal(await page.textContent("#task-error"), "");
+  await page.setInputFiles("#query-image", image);
+  await page.selectOption("#layer-choice", "2");
+  await page.click("#apply-btn");
+  await page.waitForFunction(() => window.taskvecState.last.lens || document.querySelector("#apply-error").textContent, null, { timeout: 300000 });
+  assert.equal(await page.textContent("#apply-error"), "");
+  return page.evaluate(() => window.taskvecState.last);
+}
+
+function close(a, b, tol, what) {
+  assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);
+}
+
+let gpuResult = null;
+
+test("WebGPU: extract, apply to an image, plots equal the CLI, export/reload/import", { timeout: 900000 }, async () => {
+  const { page, problems } = await open("model=tiny");
+  await clearLibrary(page);
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.ready === "1", null, { timeout: 120000 });
+  const backend = await page.evaluate(() => window.taskvecState.backend);
+  assert.equal(backend, "webgpu", "headless Chromium with --enable-unsafe-webgpu has WebGPU");
+  assert.equal(await page.evaluate(() => window.taskvecState.info.layers), 4);
+
+  const last = await extractAndApply(page);
+  gpuResult = last.apply;
+  const vecFile = join(work, "page.json");
+  writeFileSync(vecFile, last.vector);
+
+  // The same vector through the CLI gives the same answer, baselines and sweep.
+  const ref = cliJson("apply", ...tiny, "--vector", vecFile, "--layer", "2", "--image", image, "--json");
+  assert.deepEqual(last.apply.patched.ids, ref.patched.ids, "patched answer ids");
+  assert.deepEqual(last.apply.zero_shot.ids, ref.zero_shot.ids, "zero-shot ids");
+  assert.deepEqual(last.apply.icl.ids, ref.icl.ids, "in-context ids");
+  const shown = await page.textContent("#ans-patched");
+  assert.ok(shown.includes(JSON.stringify(ref.patched.text)), `page shows ${shown}`);
+  ref.sweep.forEach((s, i) => { assert.equal(last.apply.sweep[i].token, s.token, `sweep layer ${i}`); close(last.apply.sweep[i].prob, s.prob, 1e-3, `sweep prob ${i}`); });
+
+  // The page extracts the same vector as the CLI from the same examples.
+  const pairs = join(work, "pairs.tsv");
+  const tasks = await page.evaluate(() => window.taskvecState.tasks);
+  writeFileSync(pairs, tasks[0].pairs.slice(0, 30).map(([x, y]) => `${x}\t${y}`).join("\n") + "\n");
+  cli("extract", ...tiny, "--pairs", pairs, "--prompts", "5", "--seed", "0", "--out", join(work, "cli.json"));
+  const cv = JSON.parse(readFileSync(join(work, "cli.json"), "utf8")).vectors, pv = JSON.parse(last.vector).vectors;
+  pv.forEach((row, l) => row.forEach((x, i) => close(x, cv[l][i], 1e-3 * (1 + Math.abs(cv[l][i])), `vector[${l}][${i}]`)));
+
+  // (a) logit lens equals the CLI's for the same prompt and tracked words.
+  const lensRef = cliJson("lens", ...tiny, "--prompt", last.lens.prompt, "--image", image, "--track", ...last.lens.track, "--top", "3", "--json");
+  lensRef.layers.forEach((l, i) => {
+    assert.equal(last.lens.result.layers[i].top[0][0], l.top[0][0], `lens top token at layer ${i}`);
+    l.tracked.forEach((p, j) => close(last.lens.result.layers[i].tracked[j], p, 1e-3, `lens tracked ${j} layer ${i}`));
+  });
+
+  // A second vector (instruction) so that (c) and (d) have data; they equal `taskvec similarity`.
+  await page.check("input[name=spec][value=instruction]");
+  await page.click("#extract-btn");
+  await page.waitForFunction(() => window.taskvecState.last.matrix, null, { timeout: 300000 });
+  const vectors = await page.evaluate(async () => (await new Promise((res) => { const r = indexedDB.open("taskvec", 1); r.onsuccess = () => { const q = r.result.transaction("vectors").objectStore("vectors").getAll(); q.onsuccess = () => res(q.result); }; })).sort((a, b) => a.saved - b.saved).map((e) => e.json));
+  vectors.forEach((j, i) => writeFileSync(join(work, `lib${i}.json`), j));
+  const simRef = cliJson("similarity", join(work, "lib0.json"), join(work, "lib1.json"), "--json");
+  const st = await page.evaluate(() => window.taskvecState.last);
+  simRef.per_layer.forEach((c, i) => close(st.cosine.per_layer[i], c, 1e-5, `cosine layer ${i}`));
+  simRef.matrix_mean_over_layers.forEach((row, i) => row.forEach((c, j) => close(st.matrix.matrix_mean_over_layers[i][j], c, 1e-5, `matrix ${i},${j}`)));
+  for (const fig of ["plot-lens", "plot-sweep", "plot-cosine", "plot-matrix"]) {
+    assert.ok(await page.locator(`#${fig} svg`).count() > 0, `${fig} has a plot`);
+  }
+  await page.screenshot({ path: join(out, "page.png"), fullPage: true });
+
+  // Export → reload → import → the same answer.
+  const [download] = await Promise.all([page.waitForEvent("download"), page.locator("#library button", { hasText: "export" }).first().click()]);
+  const exported = join(work, "exported.json");
+  await download.saveAs(exported);
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.ready === "1", null, { timeout: 120000 });
+  await clearLibrary(page);
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.ready === "1", null, { timeout: 120000 });
+  await page.setInputFiles("#import-files", exported);
+  await page.waitForFunction(() => document.querySelectorAll("#library tbody tr").length === 1, null, { timeout: 60000 });
+  await page.setInputFiles("#query-image", image);
+  await page.selectOption("#layer-choice", "2");
+  await page.evaluate(() => { window.taskvecState.last = {}; });
+  await page.click("#apply-btn");
+  await page.waitForFunction(() => window.taskvecState.last.apply || document.querySelector("#apply-error").textContent, null, { timeout: 300000 });
+  assert.deepEqual(await page.evaluate(() => window.taskvecState.last.apply.patched.ids), gpuResult.patched.ids);
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test("CPU fallback gives the same numbers", { timeout: 900000 }, async () => {
+  assert.ok(gpuResult, "needs the WebGPU run");
+  const { page, problems } = await open("model=tiny&backend=cpu");
+  await clearLibrary(page);
+  assert.equal(await page.evaluate(() => window.taskvecState.backend), "cpu");
+  assert.match(await page.textContent("#notice"), /CPU/);
+  const last = await extractAndApply(page);
+  assert.deepEqual(last.apply.patched.ids, gpuResult.patched.ids);
+  assert.deepEqual(last.apply.zero_shot.ids, gpuResult.zero_shot.ids);
+  last.apply.sweep.forEach((s, i) => { assert.equal(s.token, gpuResult.sweep[i].token); close(s.prob, gpuResult.sweep[i].prob, 1e-3, `cpu vs gpu sweep ${i}`); });
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test("bad vector files are refused or shown as text, and nothing is lost", { timeout: 600000 }, async () => {
+  const { page, problems } = await open("model=tiny&backend=cpu");
+  await clearLibrary(page);
+  await page.reload();
+  await page.waitForFunction(() => document.body.dataset.ready === "1", null, { timeout: 120000 });
+  const good = JSON.parse(readFileSync(join(work, "page.json"), "utf8"));
+  const files = {
+    "broken.json": "{\"format\": \"taskvec.vector\", ",
+    "nan.json": JSON.stringify(good).replace(/\[\[/, "[[NaN,"),
+    "other-model.json": JSON.stringify({ ...good, model: { ...good.model, hidden: 64 }, vectors: good.vectors.map(() => new Array(64).fill(0.1)) }),
+    "xss.json": JSON.stringify({ ...good, task: { ...good.task, name: "<img src=x onerror=alert(1)>" } }),
+  };
+  for (const [name, body] of Object.entries(files)) writeFileSync(join(work, name), body);
+  await page.setInputFiles("#import-files", ["broken.json", "nan.json", "xss.json"].map((n) => join(work, n)));
+  await page.waitForFunction(() => document.querySelector("#library-error").textContent, null, { timeout: 60000 });
+  const err = await page.textContent("#library-error");
+  assert.match(err, /broken\.json: .*not valid JSON/);
+  assert.match(err, /nan\.json: .*not valid JSON/);
+  // The XSS name is imported as plain text: no <img> element, no dialog.
+  await page.waitForFunction(() => document.querySelectorAll("#library tbody tr").length === 1, null, { timeout: 60000 });
+  assert.equal(await page.locator("img[src='x']").count(), 0);
+  assert.equal(await page.inputValue("#library tbody tr input"), "<img src=x onerror=alert(1)> · imported");
+  // Another model's vector: import is refused? No: it is a valid file; applying it is refused.
+  await page.setInputFiles("#import-files", join(work, "other-model.json"));
+  await page.waitForFunction(() => document.querySelectorAll("#library tbody tr").length === 2, null, { timeout: 60000 });
+  await page.selectOption("#vector-choice", { index: 1 });
+  await page.fill("#query-text", "France");
+  await page.click("#apply-btn");
+  await page.waitForFunction(() => document.querySelector("#apply-error").textContent, null, { timeout: 60000 });
+  assert.match(await page.textContent("#apply-error"), /cannot be applied/);
+  // The library and the model are still there.
+  assert.equal(await page.locator("#library tbody tr").count(), 2);
+  assert.equal(await page.evaluate(() => window.taskvecState.info.layers), 4);
+  assert.deepEqual(problems, []);
+  await page.close();
+});

@@ -1,0 +1,365 @@
+// The taskvec page: UI wiring. All model work happens in the worker (client.js); every piece
+// of user or file text is rendered with textContent, never as HTML.
+import { ModelClient } from "./client.js";
+import * as lib from "./library.js";
+import * as plots from "./plots.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const client = new ModelClient();
+/** Everything the page shows, also read by the browser tests. */
+const state = (window.taskvecState = { backend: null, info: null, tasks: [], last: {} });
+
+const MODELS = {
+  smollm2: { label: "SmolLM2-135M-Instruct · Q4_1 · text only (local models/)", model: "../models/SmolLM2-135M-Instruct.Q4_1.gguf" },
+  tiny: { label: "Tiny random SmolVLM · test model, images (local models/tiny/)", model: "../models/tiny/tiny_lm.gguf", mmproj: "../models/tiny/tiny_mmproj.gguf" },
+  smolvlm: {
+    label: "SmolVLM-256M-Instruct · Q8_0 · images (download from the model hub)",
+    model: "https://huggingface.co/ggml-org/SmolVLM-256M-Instruct-GGUF/resolve/main/SmolVLM-256M-Instruct-Q8_0.gguf",
+    mmproj: "https://huggingface.co/ggml-org/SmolVLM-256M-Instruct-GGUF/resolve/main/mmproj-SmolVLM-256M-Instruct-Q8_0.gguf",
+  },
+  url: { label: "Any URL…" },
+};
+const TASK_WORDS = { country_capital: "capital", country_currency: "currency", animal_latin: "species", animal_young: "baby", food_color: "color", food_flavor: "flavor" };
+
+function text(el, s) { el.textContent = s == null ? "" : String(s); }
+function busy(btns, on) { for (const b of btns) b.disabled = on; }
+function showError(id, e) { text($(id), e ? (e.message || String(e)) : ""); }
+function progress(bar, status) {
+  return (p) => {
+    bar.hidden = false;
+    if (p.total) { bar.max = p.total; bar.value = p.done; } else bar.removeAttribute("value");
+    const mb = (n) => (n / 1048576).toFixed(1) + " MB";
+    text(status, p.total > 4096 ? `${p.what}: ${mb(p.done)} / ${mb(p.total)}` : p.total ? `${p.what}: ${p.done} / ${p.total}` : p.what);
+  };
+}
+function opt(value, label) { const o = document.createElement("option"); o.value = value; o.textContent = label; return o; }
+
+// ---------- model ----------
+async function loadModel(source, files) {
+  showError("model-error", null);
+  const bar = $("load-progress"), status = $("load-status");
+  busy([$("load-btn")], true);
+  try {
+    let res;
+    if (source === "files") {
+      const gguf = files.filter((f) => /\.gguf$/i.test(f.name));
+      if (!gguf.length) throw new Error("choose a .gguf file");
+      const mm = gguf.find((f) => /mmproj/i.test(f.name));
+      const main = gguf.find((f) => f !== mm);
+      if (!main) throw new Error("the files hold only a vision projector (mmproj); add the language model GGUF");
+      const model = await main.arrayBuffer();
+      const mmproj = mm ? await mm.arrayBuffer() : null;
+      res = await client.call("load", { source: "bytes", model, mmproj }, progress(bar, status), [model, ...(mmproj ? [mmproj] : [])]);
+    } else {
+      const choice = MODELS[$("model-choice").value];
+      const urls = choice.model ? { model: new URL(choice.model, location.href).href, mmproj: choice.mmproj ? new URL(choice.mmproj, location.href).href : null }
+        : { model: $("model-url").value.trim(), mmproj: $("mmproj-url").value.trim() || null };
+      if (!urls.model) throw new Error("enter the model's URL");
+      res = await client.call("load", { source: "url", urls }, progress(bar, status));
+    }
+    state.info = res.info;
+    showCard(res.info);
+    text(status, "ready" + (res.notes.length ? " · " + res.notes.join(" ") : ""));
+  } catch (e) {
+    text(status, state.info ? "kept the previous model" : "");
+    showError("model-error", e);
+  } finally {
+    bar.hidden = true;
+    busy([$("load-btn")], false);
+  }
+}
+
+function showCard(info) {
+  const rows = [
+    ["name", info.name], ["format", info.format], ["weights", info.quant], ["file size", (info.file_bytes / 1048576).toFixed(1) + " MB"],
+    ["layers", info.layers], ["hidden size", info.hidden], ["images", info.vision ? "yes" : "no (text only)"], ["backend", info.backend], ["fingerprint", info.fingerprint],
+  ];
+  const card = $("model-card");
+  card.replaceChildren();
+  for (const [k, v] of rows) { const dt = document.createElement("dt"); text(dt, k); const dd = document.createElement("dd"); text(dd, v); card.append(dt, dd); }
+  const layer = $("layer-choice");
+  layer.replaceChildren(opt("", "recommended"));
+  for (let l = 0; l < info.layers; l++) layer.append(opt(String(l), String(l)));
+}
+
+// ---------- task ----------
+function addRow(ex) {
+  const tr = document.createElement("tr");
+  const inCell = document.createElement("td");
+  if (ex.image) {
+    const img = document.createElement("img");
+    img.src = URL.createObjectURL(new Blob([ex.image]));
+    img.alt = ex.label || "image";
+    const span = document.createElement("span");
+    text(span, " " + (ex.label || "image"));
+    inCell.append(img, span);
+    tr.imageBytes = ex.image;
+    tr.imageLabel = ex.label || "image";
+  } else {
+    const input = document.createElement("input");
+    input.value = ex.text || "";
+    input.className = "ex-in";
+    inCell.append(input);
+  }
+  const outCell = document.createElement("td");
+  const out = document.createElement("input");
+  out.value = ex.output || "";
+  out.className = "ex-out";
+  outCell.append(out);
+  const rm = document.createElement("td");
+  const b = document.createElement("button");
+  text(b, "✕");
+  b.title = "remove";
+  b.onclick = () => tr.remove();
+  rm.append(b);
+  tr.append(inCell, outCell, rm);
+  $("examples").tBodies[0].append(tr);
+}
+
+function applyPreset(name) {
+  const t = state.tasks.find((x) => x.name === name);
+  $("examples").tBodies[0].replaceChildren();
+  if (!t) return;
+  for (const [x, y] of t.pairs.slice(0, 30)) addRow({ text: x, output: y });
+  $("instruction").value = t.instruction;
+  $("task-name").value = t.name;
+}
+
+function spec() { return document.querySelector("input[name=spec]:checked").value; }
+
+function taskRequest() {
+  const examples = [];
+  for (const tr of $("examples").tBodies[0].rows) {
+    const out = tr.querySelector(".ex-out").value.trim();
+    if (tr.imageBytes) examples.push({ image: tr.imageBytes, label: tr.imageLabel, output: out });
+    else {
+      const x = tr.querySelector(".ex-in").value.trim();
+      if (!x && !out) continue;
+      examples.push({ text: x, output: out });
+    }
+  }
+  const s = spec();
+  if (s !== "instruction" && examples.length < 2) throw new Error("give at least two examples (input and answer)");
+  if (s !== "text" && !$("instruction").value.trim().endsWith(":")) throw new Error("the instruction must end with ':'");
+  const prompts = Number($("prompts").value), seed = Number($("seed").value);
+  if (!(prompts >= 1 && prompts <= 200)) throw new Error("prompts must be between 1 and 200");
+  if (!(seed >= 0)) throw new Error("the seed must be a non-negative number");
+  return { name: $("task-name").value.trim() || "task", spec: s, examples, instruction: $("instruction").value.trim() || null, prompts, seed, created_at: new Date().toISOString() };
+}
+
+async function extract() {
+  showError("task-error", null);
+  const btns = [$("extract-btn"), $("evaluate-btn")];
+  busy(btns, true);
+  try {
+    const req = taskRequest();
+    const json = await client.call("extract", { req }, progress($("task-progress"), $("task-status")));
+    state.last.vector = json;
+    const id = await save(json, `${req.name} · ${req.spec === "text" ? (req.examples.some((e) => e.image) ? "image examples" : "text examples") : req.spec}`);
+    $("vector-choice").value = id;
+    text($("task-status"), "vector extracted and saved in the library");
+  } catch (e) { showError("task-error", e); text($("task-status"), ""); }
+  finally { $("task-progress").hidden = true; busy(btns, false); }
+}
+
+async function evaluateTask() {
+  showError("task-error", null);
+  const btns = [$("extract-btn"), $("evaluate-btn")];
+  busy(btns, true);
+  try {
+    const req = taskRequest();
+    const r = await client.call("evaluate", { req }, progress($("task-progress"), $("task-status")));
+    state.last.evaluate = r;
+    plots.accuracy(r);
+    text($("task-status"), `zero-shot ${r.zero_shot.toFixed(2)} · in context ${r.icl.toFixed(2)} · best patched ${r.patched[r.best_layer].toFixed(2)} at layer ${r.best_layer} (${r.n_test} test items)`);
+  } catch (e) { showError("task-error", e); text($("task-status"), ""); }
+  finally { $("task-progress").hidden = true; busy(btns, false); }
+}
+
+// ---------- query ----------
+let queryImage = null;
+
+function answerText(a) {
+  if (!a) return "–";
+  const top = a.top[0];
+  return `${JSON.stringify(a.text)}   (first token ${JSON.stringify(top[0])}, p = ${top[1].toFixed(3)})`;
+}
+
+async function applyVector() {
+  showError("apply-error", null);
+  busy([$("apply-btn")], true);
+  try {
+    const entry = (await lib.list()).find((e) => e.id === $("vector-choice").value);
+    if (!entry) throw new Error("extract or import a vector first");
+    const q = $("query-text").value.trim();
+    if (!queryImage && !q) throw new Error("type a text query or choose an image");
+    const query = queryImage ? { image: queryImage.bytes, label: queryImage.label } : { text: q };
+    const layerV = $("layer-choice").value;
+    text($("apply-status"), "running…");
+    const r = await client.call("apply", { vector: entry.json, layer: layerV === "" ? null : Number(layerV), query, allowTransfer: $("allow-transfer").checked, maxTokens: 8 });
+    state.last.apply = r;
+    text($("ans-patched"), answerText(r.patched) + `  · layer ${r.layer}`);
+    text($("ans-zero"), answerText(r.zero_shot));
+    text($("ans-icl"), answerText(r.icl));
+    plots.sweep(r);
+    // Logit lens of the in-context prompt (the examples recorded in the vector + the query).
+    const demos = (entry.summaryExamples || []).filter((e) => !e.image).slice(0, 5);
+    const x = queryImage ? "<image>" : q;
+    const prompt = demos.map((d) => `Q:${d.input}\nA:${d.output}\n\n`).join("") + `Q:${x}\nA:`;
+    const track = [queryImage ? null : q, TASK_WORDS[entry.summary.task] || null, r.patched.text.trim() || null].filter(Boolean);
+    const lens = await client.call("lens", { prompt, image: queryImage ? queryImage.bytes : null, track, top: 3 });
+    state.last.lens = { prompt, track, result: lens };
+    plots.lens(lens);
+    text($("apply-status"), "");
+  } catch (e) { showError("apply-error", e); text($("apply-status"), ""); }
+  finally { busy([$("apply-btn")], false); }
+}
+
+// ---------- library ----------
+async function save(json, name) {
+  const summary = await client.call("inspect", { json });
+  const parsed = JSON.parse(json);
+  const id = "v" + Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
+  await lib.put({ id, name, json, summary, summaryExamples: parsed.task.examples || [], saved: Date.now() });
+  await refreshLibrary();
+  return id;
+}
+
+async function importFiles(files) {
+  showError("library-error", null);
+  const errors = [];
+  for (const f of files) {
+    try {
+      if (f.size > 64 * 1048576) throw new Error("larger than 64 MiB");
+      const json = await f.text();
+      const summary = await client.call("inspect", { json });
+      await save(json, `${summary.task} · imported`);
+    } catch (e) { errors.push(`${f.name}: ${e.message || e}`); }
+  }
+  if (errors.length) showError("library-error", new Error(errors.join("\n")));
+}
+
+function download(name, json) {
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(new Blob([json], { type: "application/json" }));
+  a.download = name.replace(/[^\w.-]+/g, "_") + ".json";
+  a.click();
+  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
+async function refreshLibrary() {
+  const entries = await lib.list();
+  const body = $("library").tBodies[0];
+  body.replaceChildren();
+  const choice = $("vector-choice"), keep = choice.value;
+  choice.replaceChildren();
+  for (const e of entries) {
+    const tr = document.createElement("tr");
+    const name = document.createElement("input");
+    name.value = e.name;
+    name.onchange = async () => { e.name = name.value; await lib.put(e); refreshLibrary(); };
+    const cells = [name, e.summary.spec, `${e.summary.model.id} (${e.summary.model.layers}×${e.summary.model.hidden})`, String(e.summary.recommended_layer), e.summary.created_at || ""];
+    for (const c of cells) { const td = document.createElement("td"); if (typeof c === "string") text(td, c); else td.append(c); tr.append(td); }
+    const act = document.createElement("td");
+    const ex = document.createElement("button"); text(ex, "export"); ex.onclick = () => download(e.name, e.json);
+    const del = document.createElement("button"); text(del, "delete"); del.onclick = async () => { await lib.remove(e.id); refreshLibrary(); };
+    act.append(ex, " ", del);
+    tr.append(act);
+    body.append(tr);
+    choice.append(opt(e.id, e.name));
+  }
+  if (entries.some((e) => e.id === keep)) choice.value = keep;
+  else if (entries.length) choice.value = entries[entries.length - 1].id;
+  await refreshSimilarity(entries);
+}
+
+function uniqueNames(entries) {
+  const seen = new Map();
+  return entries.map((e) => { const n = seen.get(e.name) || 0; seen.set(e.name, n + 1); return n ? `${e.name} (${n + 1})` : e.name; });
+}
+
+async function refreshSimilarity(entries) {
+  // Vectors of one shape only are comparable: use those of the newest vector's shape.
+  const last = entries[entries.length - 1];
+  const same = last ? entries.filter((e) => e.summary.model.layers === last.summary.model.layers && e.summary.model.hidden === last.summary.model.hidden).slice(-12) : [];
+  for (const id of ["cos-a", "cos-b"]) {
+    const sel = $(id), keep = sel.value;
+    sel.replaceChildren(...same.map((e) => opt(e.id, e.name)));
+    if (same.some((e) => e.id === keep)) sel.value = keep;
+  }
+  if (same.length >= 2 && (!$("cos-a").value || $("cos-a").value === $("cos-b").value)) {
+    $("cos-a").value = same[same.length - 2].id;
+    $("cos-b").value = same[same.length - 1].id;
+  }
+  try {
+    const a = same.find((e) => e.id === $("cos-a").value), b = same.find((e) => e.id === $("cos-b").value);
+    if (a && b && a !== b) {
+      state.last.cosine = await client.call("similarity", { jsons: [a.json, b.json] });
+      plots.cosine(state.last.cosine, a.name, b.name);
+    } else plots.cosine(null);
+    if (same.length >= 2) {
+      state.last.matrix = await client.call("similarity", { jsons: same.map((e) => e.json) });
+      plots.matrix(state.last.matrix, uniqueNames(same));
+    } else plots.matrix(null);
+  } catch (e) { showError("library-error", e); }
+}
+
+function dropZone(el, onFiles) {
+  el.addEventListener("dragover", (ev) => { ev.preventDefault(); el.classList.add("over"); });
+  el.addEventListener("dragleave", () => el.classList.remove("over"));
+  el.addEventListener("drop", (ev) => { ev.preventDefault(); el.classList.remove("over"); onFiles([...ev.dataTransfer.files]); });
+}
+
+// ---------- start ----------
+async function main() {
+  for (const [k, m] of Object.entries(MODELS)) $("model-choice").append(opt(k, m.label));
+  const pick = params.get("model") || "smollm2";
+  $("model-choice").value = MODELS[pick] ? pick : "smollm2";
+  $("url-row").hidden = $("model-choice").value !== "url";
+  $("model-choice").onchange = () => { $("url-row").hidden = $("model-choice").value !== "url"; };
+  $("load-btn").onclick = () => loadModel("url");
+  $("model-files").onchange = (ev) => loadModel("files", [...ev.target.files]);
+  dropZone($("model-drop"), (files) => loadModel("files", files));
+  $("add-row").onclick = () => addRow({});
+  $("add-images").onchange = async (ev) => {
+    for (const f of ev.target.files) {
+      if (f.size > 50 * 1048576) { showError("task-error", new Error(`${f.name}: images over 50 MB are refused`)); continue; }
+      addRow({ image: new Uint8Array(await f.arrayBuffer()), label: f.name, output: "" });
+    }
+    ev.target.value = "";
+  };
+  $("extract-btn").onclick = extract;
+  $("evaluate-btn").onclick = evaluateTask;
+  $("apply-btn").onclick = applyVector;
+  $("query-image").onchange = async (ev) => {
+    const f = ev.target.files[0];
+    if (!f) { queryImage = null; $("query-preview").hidden = true; return; }
+    if (f.size > 50 * 1048576) { showError("apply-error", new Error(`${f.name}: images over 50 MB are refused`)); return; }
+    queryImage = { bytes: new Uint8Array(await f.arrayBuffer()), label: f.name };
+    $("query-preview").src = URL.createObjectURL(f);
+    $("query-preview").hidden = false;
+  };
+  $("query-text").oninput = () => { if ($("query-text").value) { queryImage = null; $("query-preview").hidden = true; $("query-image").value = ""; } };
+  $("import-files").onchange = async (ev) => { await importFiles([...ev.target.files]); ev.target.value = ""; };
+  dropZone($("vector-drop"), importFiles);
+  $("cos-a").onchange = $("cos-b").onchange = async () => refreshSimilarity(await lib.list());
+
+  const preferGpu = params.get("backend") !== "cpu";
+  const boot = await client.call("init", { preferGpu });
+  state.backend = boot.backend;
+  text($("backend"), boot.backend === "webgpu" ? "WebGPU" : "CPU (WebAssembly)");
+  if (boot.notice) { $("notice").hidden = false; text($("notice"), boot.notice); }
+  state.tasks = await client.call("builtinTasks");
+  for (const t of state.tasks) $("preset").append(opt(t.name, t.name.replace("_", " – ")));
+  $("preset").append(opt("", "custom (empty)"));
+  $("preset").onchange = () => applyPreset($("preset").value);
+  applyPreset(state.tasks[0].name);
+  plots.lens(null); plots.sweep(null);
+  await refreshLibrary();
+  if (params.get("autoload") !== "0") await loadModel("url");
+  state.ready = true;
+  document.body.dataset.ready = "1";
+}
+
+main().catch((e) => { showError("model-error", e); document.body.dataset.ready = "error"; });

@@ -1,0 +1,101 @@
+// The four layer-wise plots, drawn with Observable Plot (vendored from npm). All labels are
+// data passed to Plot, which renders them as SVG text, never as HTML.
+/* global Plot */
+
+function put(fig, node) {
+  const box = document.querySelector(`#${fig} .plot`);
+  box.replaceChildren(node);
+  return box;
+}
+
+function empty(fig, text) {
+  const p = document.createElement("p");
+  p.className = "empty";
+  p.textContent = text;
+  put(fig, p);
+}
+
+/** (a) Logit lens: heatmap of the top token per layer, and tracked-token curves. */
+export function lens(data) {
+  if (!data) return empty("plot-lens", "Apply a vector to see the logit lens.");
+  const cells = data.layers.map((l) => ({ layer: l.layer, token: JSON.stringify(l.top[0][0]), p: l.top[0][1] }));
+  const heat = Plot.plot({
+    height: 110, marginLeft: 50, x: { label: "layer", tickFormat: "d" }, y: { label: null, axis: null },
+    color: { scheme: "blues", domain: [0, 1], legend: true, label: "top-1 probability" },
+    marks: [
+      Plot.cell(cells, { x: "layer", y: () => "top-1", fill: "p", title: (d) => `layer ${d.layer}: ${d.token} ${d.p.toFixed(3)}` }),
+      Plot.text(cells, { x: "layer", y: () => "top-1", text: "token", rotate: -60, fontSize: 9 }),
+    ],
+  });
+  const curves = [];
+  data.tracked_tokens.forEach(([word, tok], i) => {
+    for (const l of data.layers) curves.push({ layer: l.layer, p: l.tracked[i], series: `${word} (${JSON.stringify(tok)})` });
+  });
+  const lines = Plot.plot({
+    height: 220, marginLeft: 50, x: { label: "layer", tickFormat: "d" }, y: { label: "probability", domain: [0, 1] },
+    color: { legend: true },
+    marks: [Plot.ruleY([0]), Plot.line(curves, { x: "layer", y: "p", stroke: "series", marker: "dot" })],
+  });
+  const wrap = document.createElement("div");
+  wrap.append(heat, lines);
+  put("plot-lens", wrap);
+}
+
+/** (b) Patch sweep for one query: probability of each layer's greedy answer; baselines as rules. */
+export function sweep(data) {
+  if (!data) return empty("plot-sweep", "Apply a vector to see the sweep.");
+  const pts = data.sweep.map((s) => ({ layer: s.layer, p: s.prob, answer: s.text }));
+  const base = [
+    { y: data.zero_shot.top[0][1], label: `zero-shot: ${JSON.stringify(data.zero_shot.top[0][0])}` },
+    ...(data.icl ? [{ y: data.icl.top[0][1], label: `in context: ${JSON.stringify(data.icl.top[0][0])}` }] : []),
+  ];
+  put("plot-sweep", Plot.plot({
+    height: 260, marginLeft: 50, x: { label: "patched layer", tickFormat: "d" }, y: { label: "probability of the first answer token", domain: [0, 1] },
+    marks: [
+      Plot.ruleY(base, { y: "y", stroke: "#999", strokeDasharray: "4,3" }),
+      Plot.text(base, { y: "y", x: 0, text: "label", dy: -6, textAnchor: "start", fill: "#666" }),
+      Plot.line(pts, { x: "layer", y: "p", stroke: "#2f5bd3" }),
+      Plot.dot(pts, { x: "layer", y: "p", fill: "#2f5bd3", title: (d) => `layer ${d.layer}: ${JSON.stringify(d.answer)} ${d.p.toFixed(3)}` }),
+      Plot.text(pts, { x: "layer", y: "p", text: (d) => d.answer, dy: -10, fontSize: 9, rotate: -45 }),
+      Plot.ruleX([data.layer], { stroke: "#d33", strokeOpacity: 0.4 }),
+    ],
+  }));
+}
+
+/** (b') Accuracy per layer from the protocol, with zero-shot and ICL baselines. */
+export function accuracy(r) {
+  const pts = r.patched.map((a, layer) => ({ layer, a }));
+  put("plot-sweep", Plot.plot({
+    height: 260, marginLeft: 50, x: { label: "patched layer", tickFormat: "d" }, y: { label: "test accuracy", domain: [0, 1] },
+    marks: [
+      Plot.ruleY([r.zero_shot], { stroke: "#999", strokeDasharray: "4,3" }),
+      Plot.text([r.zero_shot], { y: (d) => d, x: 0, text: () => `zero-shot ${r.zero_shot.toFixed(2)}`, dy: -6, textAnchor: "start", fill: "#666" }),
+      Plot.ruleY([r.icl], { stroke: "#6a6", strokeDasharray: "4,3" }),
+      Plot.text([r.icl], { y: (d) => d, x: 0, text: () => `in context ${r.icl.toFixed(2)}`, dy: -6, textAnchor: "start", fill: "#484" }),
+      Plot.line(pts, { x: "layer", y: "a", stroke: "#2f5bd3", marker: "dot" }),
+    ],
+  }));
+}
+
+/** (c) Cosine similarity per layer between two vectors. */
+export function cosine(data, a, b) {
+  if (!data) return empty("plot-cosine", "Save two vectors (e.g. from text examples and from the instruction) to compare them.");
+  const pts = data.per_layer.map((c, layer) => ({ layer, c }));
+  put("plot-cosine", Plot.plot({
+    height: 240, marginLeft: 50, x: { label: "layer", tickFormat: "d" }, y: { label: `cosine(${a}, ${b})`, domain: [-1, 1] },
+    marks: [Plot.ruleY([0]), Plot.line(pts, { x: "layer", y: "c", stroke: "#8a3ffc", marker: "dot" })],
+  }));
+}
+
+/** (d) Similarity matrix across saved vectors. */
+export function matrix(data, names) {
+  if (!data) return empty("plot-matrix", "Save two or more vectors to see the matrix.");
+  const cells = [];
+  data.matrix_mean_over_layers.forEach((row, i) => row.forEach((c, j) => cells.push({ a: names[i], b: names[j], c })));
+  put("plot-matrix", Plot.plot({
+    height: 80 + 28 * names.length, marginLeft: 140, marginBottom: 90,
+    x: { label: null, tickRotate: -35, domain: names }, y: { label: null, domain: names },
+    color: { scheme: "rdbu", domain: [-1, 1], legend: true, label: "mean cosine" },
+    marks: [Plot.cell(cells, { x: "b", y: "a", fill: "c" }), Plot.text(cells, { x: "b", y: "a", text: (d) => d.c.toFixed(2), fontSize: 10 })],
+  }));
+}
