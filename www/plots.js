@@ -82,18 +82,19 @@ export function cosine(data, a, b) {
   if (!data) return empty("plot-cosine", "Save two vectors (e.g. from text examples and from the instruction) to compare them.");
   const pts = data.per_layer.map((c, layer) => ({ layer, c }));
   put("plot-cosine", Plot.plot({
-    height: 240, marginLeft: 50, x: { label: "layer", tickFormat: "d" }, y: { label: `cosine(${a}, ${b})`, domain: [-1, 1] },
+    subtitle: `${a}  vs  ${b}`, height: 240, marginLeft: 50, x: { label: "layer", tickFormat: "d" }, y: { label: "cosine similarity", domain: [-1, 1] },
     marks: [Plot.ruleY([0]), Plot.line(pts, { x: "layer", y: "c", stroke: "#8a3ffc", marker: "dot" })],
   }));
 }
 
 /** (d) Similarity matrix across saved vectors. */
-export function matrix(data, names) {
+export function matrix(data, fullNames) {
   if (!data) return empty("plot-matrix", "Save two or more vectors to see the matrix.");
+  const names = fullNames.map((n, i) => `${i + 1}. ${n.length > 22 ? n.slice(0, 21) + "…" : n}`);
   const cells = [];
   data.matrix_mean_over_layers.forEach((row, i) => row.forEach((c, j) => cells.push({ a: names[i], b: names[j], c })));
   put("plot-matrix", Plot.plot({
-    height: 80 + 28 * names.length, marginLeft: 140, marginBottom: 90,
+    height: 110 + 30 * names.length, marginLeft: 170, marginBottom: 110, width: 240 + 60 * names.length,
     x: { label: null, tickRotate: -35, domain: names }, y: { label: null, domain: names },
     color: { scheme: "rdbu", domain: [-1, 1], legend: true, label: "mean cosine" },
     marks: [Plot.cell(cells, { x: "b", y: "a", fill: "c" }), Plot.text(cells, { x: "b", y: "a", text: (d) => d.c.toFixed(2), fontSize: 10 })],

@@ -165,6 +165,23 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmarks prefill, decoding and the layer sweep (median of runs after a warm-up).
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Prompt tokens for the prefill figure.
+        #[arg(long, default_value_t = 128)]
+        prefill: usize,
+        /// Tokens to decode.
+        #[arg(long, default_value_t = 32)]
+        decode: usize,
+        /// Timed runs per figure.
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+        /// Print exactly one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Serves the page (www/, pkg/, models/) on 127.0.0.1 with COOP/COEP and CSP headers.
     Serve {
         /// Port.
@@ -388,10 +405,43 @@ pub fn run(cli: Cli) -> Result<()> {
                 ],
             )
         }
+        Command::Bench {
+            model,
+            prefill,
+            decode,
+            runs,
+            json,
+        } => {
+            let m = load_model(&model, &dev)?;
+            let name = match cli.device {
+                Backend::Cpu => "flex (cpu)",
+                Backend::Wgpu => "wgpu",
+            };
+            let r = bench::bench(&m, name, prefill, decode, runs)?;
+            if json {
+                println!("{}", serde_json::to_string(&r).expect("report serializes"));
+            } else {
+                println!("backend              {}", r.backend);
+                println!(
+                    "prefill              {:.1} tok/s ({} tokens, every layer captured)",
+                    r.prefill_tok_s, r.prefill_tokens
+                );
+                println!("decode               {:.2} ms/token", r.decode_ms_per_token);
+                println!("patched forward      {:.1} ms", r.patched_forward_ms);
+                println!(
+                    "layer sweep (fast)   {:.1} ms  ({:.2}x one patched forward)",
+                    r.sweep_ms,
+                    r.sweep_ms / r.patched_forward_ms
+                );
+                println!("layer sweep (naive)  {:.1} ms", r.naive_sweep_ms);
+            }
+            Ok(())
+        }
         other => run_task_command(other, &dev),
     }
 }
 
+pub mod bench;
 pub mod serve;
 mod tasks;
 use tasks::run_task_command;

@@ -333,7 +333,10 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             }
             Ok(())
         }
-        Command::Generate { .. } | Command::Hidden { .. } | Command::Serve { .. } => {
+        Command::Generate { .. }
+        | Command::Hidden { .. }
+        | Command::Serve { .. }
+        | Command::Bench { .. } => {
             unreachable!("handled in run")
         }
     }

@@ -210,3 +210,30 @@ test("bad vector files are refused or shown as text, and nothing is lost", { tim
   assert.deepEqual(problems, []);
   await page.close();
 });
+
+test("real SmolLM2-135M smoke run on the CPU backend: instruction vector, one text apply", { timeout: 900000 }, async () => {
+  const t0 = Date.now();
+  const { page, problems } = await open("backend=cpu");
+  await clearLibrary(page);
+  const info = await page.evaluate(() => window.taskvecState.info);
+  assert.equal(info.layers, 30);
+  assert.equal(info.hidden, 576);
+  await page.selectOption("#preset", "country_capital");
+  await page.check("input[name=spec][value=instruction]");
+  await page.click("#extract-btn");
+  await page.waitForFunction(() => /saved/.test(document.querySelector("#task-status").textContent) || document.querySelector("#task-error").textContent, null, { timeout: 600000 });
+  assert.equal(await page.textContent("#task-error"), "");
+  await page.fill("#query-text", "Germany");
+  await page.selectOption("#layer-choice", "15");
+  await page.click("#apply-btn");
+  await page.waitForFunction(() => window.taskvecState.last.apply || document.querySelector("#apply-error").textContent, null, { timeout: 600000 });
+  assert.equal(await page.textContent("#apply-error"), "");
+  const seconds = (Date.now() - t0) / 1000;
+  const last = await page.evaluate(() => window.taskvecState.last);
+  writeFileSync(join(work, "smol.json"), last.vector);
+  const ref = cliJson("apply", "--model", join(root, "models/SmolLM2-135M-Instruct.Q4_1.gguf"), "--vector", join(work, "smol.json"), "--layer", "15", "--text", "Germany", "--json");
+  assert.deepEqual(last.apply.patched.ids, ref.patched.ids, "page and CLI agree on the real model");
+  console.log(`# SmolLM2 on the CPU backend: page open to first answer ${seconds.toFixed(1)} s; answer ${JSON.stringify(last.apply.patched.text)}`);
+  assert.deepEqual(problems, []);
+  await page.close();
+});
