@@ -225,6 +225,33 @@ impl TextModel {
         Ok(x)
     }
 
+    /// Q, K, V of rows `x` at layer `l`, RoPE applied: [heads, rows, d] and [kv, rows, d] ×2.
+    fn qkv(
+        &self,
+        l: usize,
+        x: &Tensor<2>,
+        cos: &Tensor<3>,
+        sin: &Tensor<3>,
+    ) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+        let c = &self.config;
+        let b = &self.blocks[l];
+        let [len, _] = x.dims();
+        let h = rms_norm(x.clone(), &b.attn_norm, c.rms_norm_eps);
+        let heads = |t: Tensor<2>, n: usize| t.reshape([len, n, c.head_dim]).swap_dims(0, 1);
+        let q = rope(heads(b.q.forward(h.clone()), c.num_heads), cos, sin);
+        let k = rope(heads(b.k.forward(h.clone()), c.num_kv_heads), cos, sin);
+        (q, k, heads(b.v.forward(h), c.num_kv_heads))
+    }
+
+    /// Output projection, residual add and the SwiGLU MLP of layer `l`.
+    fn finish(&self, l: usize, x: Tensor<2>, attn: Tensor<2>) -> Tensor<2> {
+        let b = &self.blocks[l];
+        let x = x + b.o.forward(attn);
+        let h = rms_norm(x.clone(), &b.mlp_norm, self.config.rms_norm_eps);
+        let m = silu(b.gate.forward(h.clone())) * b.up.forward(h);
+        x + b.down.forward(m)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn block(
         &self,
@@ -236,23 +263,72 @@ impl TextModel {
         cache: &mut KvCache,
         mode: CacheMode,
     ) -> Tensor<2> {
-        let c = &self.config;
-        let b = &self.blocks[l];
-        let [len, _] = x.dims();
-        let hd = c.head_dim;
-        let h = rms_norm(x.clone(), &b.attn_norm, c.rms_norm_eps);
-        let heads = |t: Tensor<2>, n: usize| t.reshape([len, n, hd]).swap_dims(0, 1);
-        let q = rope(heads(b.q.forward(h.clone()), c.num_heads), cos, sin);
-        let k = rope(heads(b.k.forward(h.clone()), c.num_kv_heads), cos, sin);
-        let v = heads(b.v.forward(h), c.num_kv_heads);
+        let (q, k, v) = self.qkv(l, &x, cos, sin);
         let (k, v) = cache.extend(l, k, v, mode == CacheMode::Store);
+        let group = self.config.num_heads / self.config.num_kv_heads;
+        let a = attention(q, repeat_kv(k, group), repeat_kv(v, group), mask);
+        self.finish(l, x, a)
+    }
+
+    /// Runs alternative versions of the *next* position (the one after `cache`) side by side:
+    /// row r of `x` ([rows, hidden]) is one branch; every branch attends to the cached prefix
+    /// and to itself only. After layer l, the rows listed in `replace` for l are overwritten.
+    /// Returns the final residual rows. The layer sweep uses one branch per patch layer, so
+    /// all layers are swept in a single batched pass.
+    pub fn run_branches(
+        &self,
+        mut x: Tensor<2>,
+        cache: &KvCache,
+        replace: &[Replace],
+    ) -> Result<Tensor<2>> {
+        let c = &self.config;
+        let [rows, d] = x.dims();
+        let start = cache.len();
+        if start + 1 > c.max_positions {
+            return Err(Error::model(format!(
+                "position {start} exceeds the model's context of {}",
+                c.max_positions
+            )));
+        }
+        if let Some(r) = replace
+            .iter()
+            .find(|r| r.position >= rows || r.layer >= c.num_layers || r.vector.dims() != [d])
+        {
+            return Err(Error::model(format!(
+                "branch replacement at layer {} row {} does not fit",
+                r.layer, r.position
+            )));
+        }
+        let (cos, sin) = self.rope_tables(start, 1);
         let group = c.num_heads / c.num_kv_heads;
-        let (k, v) = (repeat_kv(k, group), repeat_kv(v, group));
-        let a = attention(q, k, v, mask);
-        let x = x + b.o.forward(a);
-        let h = rms_norm(x.clone(), &b.mlp_norm, c.rms_norm_eps);
-        let m = silu(b.gate.forward(h.clone())) * b.up.forward(h);
-        x + b.down.forward(m)
+        let scale = 1.0 / (c.head_dim as f64).sqrt();
+        for l in 0..c.num_layers {
+            let (q, k, v) = self.qkv(l, &x, &cos, &sin);
+            let (k, v) = (repeat_kv(k, group), repeat_kv(v, group));
+            // Each branch's score against itself, [heads, rows, 1].
+            let own = (q.clone() * k).sum_dim(2) * scale;
+            let a = match cache.layer(l) {
+                Some((pk, pv)) => {
+                    let t = pk.dims()[1];
+                    let prefix = q.matmul(repeat_kv(pk, group).swap_dims(1, 2)) * scale;
+                    let p = burn::tensor::activation::softmax(Tensor::cat(vec![prefix, own], 2), 2);
+                    let [h, r, _] = p.dims();
+                    let p_prefix = p.clone().slice([0..h, 0..r, 0..t]);
+                    let p_own = p.slice([0..h, 0..r, t..t + 1]);
+                    p_prefix.matmul(repeat_kv(pv, group)) + p_own * v
+                }
+                None => v,
+            };
+            let [h, r, hd] = a.dims();
+            x = self.finish(l, x, a.swap_dims(0, 1).reshape([r, h * hd]));
+            for rep in replace.iter().filter(|rep| rep.layer == l) {
+                x = x.slice_assign(
+                    [rep.position..rep.position + 1, 0..d],
+                    rep.vector.clone().unsqueeze_dim::<2>(0),
+                );
+            }
+        }
+        Ok(x)
     }
 
     /// Final norm + LM head on residual rows ([n, hidden] → logits [n, vocab]); also the logit

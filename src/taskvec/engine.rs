@@ -279,7 +279,7 @@ impl<'a> Engine<'a> {
     }
 
     /// First-token prediction for every patch layer, fast: one prefill of the query without its
-    /// last token, then per layer only the last token through the layers after the patch.
+    /// last token, then the last token once per patch layer, all layers batched in one pass.
     pub async fn sweep(&self, prompt: &Prompt, v: &TaskVector) -> Result<Vec<LayerPrediction>> {
         self.check_vector(v)?;
         let (ids, px) = self.encode(prompt)?;
@@ -287,7 +287,7 @@ impl<'a> Engine<'a> {
         let x = self.m.model.embed(&ids, &px)?;
         let d = self.m.model.hidden_size();
         let cache = if n > 1 {
-            let prefix = x.slice([0..n - 1, 0..d]);
+            let prefix = x.clone().slice([0..n - 1, 0..d]);
             self.m
                 .model
                 .forward(
@@ -299,12 +299,18 @@ impl<'a> Engine<'a> {
         } else {
             KvCache::new(self.m.model.num_layers())
         };
-        let mut out = Vec::with_capacity(v.num_layers());
-        for (l, row) in v.layers.iter().enumerate() {
-            let logits = self.m.model.resume_after_layer(row, l, &cache)?;
-            out.push(self.prediction(l, &read_f32(logits).await?)?);
-        }
-        Ok(out)
+        let logits = read_f32(self.m.model.sweep_next(
+            x.slice([n - 1..n, 0..d]),
+            &v.layers,
+            &cache,
+        )?)
+        .await?;
+        let vocab = logits.len() / v.num_layers();
+        logits
+            .chunks(vocab)
+            .enumerate()
+            .map(|(l, row)| self.prediction(l, row))
+            .collect()
     }
 
     /// The same as [`Engine::sweep`] by one full patched forward pass per layer (the paper's
