@@ -172,7 +172,8 @@ async function evaluateTask() {
     const r = await client.call("evaluate", { req }, progress($("task-progress"), $("task-status")));
     state.last.evaluate = r;
     plots.accuracy(r);
-    text($("task-status"), `zero-shot ${r.zero_shot.toFixed(2)} · in context ${r.icl.toFixed(2)} · best patched ${r.patched[r.best_layer].toFixed(2)} at layer ${r.best_layer} (${r.n_test} test items)`);
+    $("layer-choice").value = String(r.best_layer);
+    text($("task-status"), `zero-shot ${r.zero_shot.toFixed(2)} · in context ${r.icl.toFixed(2)} · best patched ${r.patched[r.best_layer].toFixed(2)} at layer ${r.best_layer} (${r.n_test} test items; the layer is now selected for Apply)`);
   } catch (e) { showError("task-error", e); text($("task-status"), ""); }
   finally { $("task-progress").hidden = true; busy(btns, false); }
 }
@@ -329,6 +330,13 @@ async function main() {
     }
     ev.target.value = "";
   };
+  dropZone(document.querySelector(".examples-box"), async (files) => {
+    for (const f of files) {
+      if (!f.type.startsWith("image/")) { showError("task-error", new Error(`${f.name}: only images can be dropped here`)); continue; }
+      if (f.size > 50 * 1048576) { showError("task-error", new Error(`${f.name}: images over 50 MB are refused`)); continue; }
+      addRow({ image: new Uint8Array(await f.arrayBuffer()), label: f.name, output: "" });
+    }
+  });
   $("extract-btn").onclick = extract;
   $("evaluate-btn").onclick = evaluateTask;
   $("apply-btn").onclick = applyVector;

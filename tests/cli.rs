@@ -1,0 +1,255 @@
+//! The CLI's fixed contracts, run as a user would: `generate`, `hidden`, `sweep --json`,
+//! `bench --json`, and a clear error with a non-zero exit (never a panic) on bad input.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+
+fn taskvec(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_taskvec"))
+        .args(args)
+        .output()
+        .expect("runs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let o = taskvec(args);
+    assert!(
+        o.status.success(),
+        "taskvec {args:?} failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout).unwrap()
+}
+
+#[test]
+fn generate_prints_only_the_continuation() {
+    let g: serde_json::Value =
+        serde_json::from_slice(&read(&fixture("smollm2/greedy.json"))).unwrap();
+    let model = smollm2_path();
+    for i in [0, 3, 6] {
+        let prompt = g["prompts"][i].as_str().unwrap();
+        let want = g["text"][i].as_str().unwrap();
+        let got = ok(&[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            prompt,
+            "--max-tokens",
+            "12",
+        ]);
+        // The CLI stops at end-of-turn tokens; transformers' reference does not.
+        let want = want.split("<|im_end|>").next().unwrap();
+        assert_eq!(got, want, "prompt {prompt:?}");
+    }
+}
+
+#[test]
+fn hidden_writes_every_layer_like_transformers() {
+    let dir = std::env::temp_dir().join(format!("taskvec-hidden-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let r = read(&fixture("tiny_vlm/ref.safetensors"));
+    let ids: Vec<String> = common::ids(&r, "img.input_ids")
+        .iter()
+        .map(u32::to_string)
+        .collect();
+    let image = fixture("tiny_vlm/image_a.png");
+    let runs = [
+        (
+            "st",
+            vec![
+                "--model".to_string(),
+                fixture("tiny_vlm").display().to_string(),
+            ],
+        ),
+        (
+            "gguf",
+            vec![
+                "--model".to_string(),
+                fixture("tiny_vlm/tiny_lm.gguf").display().to_string(),
+                "--mmproj".to_string(),
+                fixture("tiny_vlm/tiny_mmproj.gguf").display().to_string(),
+            ],
+        ),
+    ];
+    for (name, model) in runs {
+        let out = dir.join(format!("{name}.safetensors"));
+        let mut args: Vec<String> = vec!["hidden".into()];
+        args.extend(model);
+        args.extend([
+            "--ids".into(),
+            ids.join(","),
+            "--image".into(),
+            image.display().to_string(),
+            "--out".into(),
+            out.display().to_string(),
+        ]);
+        let a: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok(&a);
+        let f = read(&out);
+        let (shape, hidden) = tensor(&f, "hidden");
+        assert_eq!(shape, vec![5, 12, 48], "{name}: [layers+1, seq, hidden]");
+        let e = rel_err(&hidden, &tensor(&r, "img.hidden").1);
+        assert!(e < 2e-5, "{name}: hidden rel err {e:e}");
+        let (lshape, logits) = tensor(&f, "logits");
+        assert_eq!(lshape, vec![12, 440]);
+        assert!(rel_err(&logits, &tensor(&r, "img.logits").1) < 2e-5);
+        assert_eq!(
+            common::ids(&f, "input_ids"),
+            common::ids(&r, "img.input_ids")
+        );
+    }
+    // --prompt expands <image> exactly like the processor.
+    let out = dir.join("prompt.safetensors");
+    ok(&[
+        "hidden",
+        "--model",
+        fixture("tiny_vlm").to_str().unwrap(),
+        "--prompt",
+        "Q:<image>\nA:",
+        "--image",
+        image.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        common::ids(&read(&out), "input_ids"),
+        common::ids(&r, "img.input_ids")
+    );
+}
+
+#[test]
+fn sweep_json_and_bench_json_contracts() {
+    let dir = std::env::temp_dir().join(format!("taskvec-sweep-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pairs = dir.join("pairs.tsv");
+    std::fs::write(
+        &pairs,
+        "France\tParis\nSpain\tMadrid\nItaly\tRome\nJapan\tTokyo\nEgypt\tCairo\nPeru\tLima\n",
+    )
+    .unwrap();
+    let model = fixture("tiny_vlm");
+    let out = ok(&[
+        "sweep",
+        "--model",
+        model.to_str().unwrap(),
+        "--pairs",
+        pairs.to_str().unwrap(),
+        "--seed",
+        "3",
+        "--json",
+    ]);
+    let j: serde_json::Value = serde_json::from_str(out.trim()).expect("exactly one JSON object");
+    assert_eq!(j["patched"].as_array().unwrap().len(), 4);
+    assert!(j["zero_shot"].is_f64() && j["icl"].is_f64() && j["best_layer"].is_u64());
+    let out = ok(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--prefill",
+        "16",
+        "--decode",
+        "4",
+        "--runs",
+        "2",
+        "--json",
+    ]);
+    let b: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for k in [
+        "prefill_tok_s",
+        "decode_ms_per_token",
+        "sweep_ms",
+        "naive_sweep_ms",
+    ] {
+        assert!(b[k].as_f64().unwrap() > 0.0, "{k}");
+    }
+    assert!(b["backend"].is_string());
+}
+
+#[test]
+fn bad_inputs_exit_nonzero_with_a_message() {
+    let dir = std::env::temp_dir().join(format!("taskvec-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junk = dir.join("junk.gguf");
+    std::fs::write(&junk, b"GGUF\x03\x00\x00\x00trunc").unwrap();
+    let txt = dir.join("notimage.png");
+    std::fs::write(&txt, b"hello, I am text").unwrap();
+    let tiny = fixture("tiny_vlm");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (
+            vec![
+                "generate",
+                "--model",
+                junk.to_str().unwrap(),
+                "--prompt",
+                "x",
+                "--max-tokens",
+                "1",
+            ],
+            "truncated",
+        ),
+        (
+            vec![
+                "generate",
+                "--model",
+                "/nonexistent.gguf",
+                "--prompt",
+                "x",
+                "--max-tokens",
+                "1",
+            ],
+            "nonexistent",
+        ),
+        (
+            vec![
+                "generate",
+                "--model",
+                tiny.to_str().unwrap(),
+                "--prompt",
+                "Q:<image>\nA:",
+                "--image",
+                txt.to_str().unwrap(),
+                "--max-tokens",
+                "1",
+            ],
+            "not an image",
+        ),
+        (
+            vec![
+                "apply",
+                "--model",
+                tiny.to_str().unwrap(),
+                "--vector",
+                txt.to_str().unwrap(),
+                "--text",
+                "x",
+            ],
+            "not valid JSON",
+        ),
+        (
+            vec![
+                "extract",
+                "--model",
+                tiny.to_str().unwrap(),
+                "--instruction",
+                "no colon",
+                "--out",
+                "/dev/null",
+            ],
+            "must end with ':'",
+        ),
+    ];
+    for (args, needle) in cases {
+        let o = taskvec(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(
+            err.contains(needle),
+            "{args:?}: expected {needle:?} in {err:?}"
+        );
+        assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    }
+}
