@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use crate::error::Error;
 use crate::loader::{LoadedModel, ModelFiles, load};
 use crate::taskvec::format::{ExampleRecord, SpecKind, TaskRecord};
-use crate::taskvec::lens::{cosine_per_layer, similarity_matrix};
+use crate::taskvec::lens::similarity_report;
 use crate::taskvec::task::BUILTIN;
 use crate::taskvec::{
     Engine, Example, Input, Prompt, Spec, Task, TaskVector, VectorFile, evaluate,
@@ -319,43 +319,11 @@ impl WebModel {
         f.check_model(&self.m.info, allow_transfer)
             .map_err(js_err)?;
         let input = from_js::<QueryIn>(query)?.input()?;
-        let layer = layer.unwrap_or(f.recommended_layer);
-        let e = Engine::new(&self.m);
-        let v = f.vector();
-        let q = Prompt::zero_shot(&input);
-        let patched = e
-            .answer(&q, Some((&v, layer)), max_tokens)
+        let r = Engine::new(&self.m)
+            .apply_report(&f, &input, layer, max_tokens)
             .await
             .map_err(js_err)?;
-        let zero = e.answer(&q, None, max_tokens).await.map_err(js_err)?;
-        let demos: Vec<Example> = f
-            .task
-            .examples
-            .iter()
-            .filter(|x| !x.image)
-            .take(crate::taskvec::engine::DEMOS)
-            .map(|x| Example {
-                input: Input::Text(x.input.clone()),
-                output: x.output.clone(),
-            })
-            .collect();
-        let icl = if demos.is_empty() {
-            None
-        } else {
-            Some(
-                e.answer(
-                    &Prompt::few_shot(&demos.iter().collect::<Vec<_>>(), &input),
-                    None,
-                    max_tokens,
-                )
-                .await
-                .map_err(js_err)?,
-            )
-        };
-        let sweep = e.sweep(&q, &v).await.map_err(js_err)?;
-        to_js(
-            &serde_json::json!({"layer": layer, "patched": patched, "zero_shot": zero, "icl": icl, "sweep": sweep}),
-        )
+        to_js(&r)
     }
 
     /// The paper's protocol over the request's examples: accuracies per layer.
@@ -436,14 +404,7 @@ pub fn similarity(jsons: Vec<String>) -> Result<JsValue, JsError> {
         .map(|j| VectorFile::from_json(j))
         .collect::<Result<_, _>>()
         .map_err(js_err)?;
-    if fs.len() < 2 {
-        return Err(JsError::new("similarity needs at least two vectors"));
-    }
-    let vs: Vec<TaskVector> = fs.iter().map(VectorFile::vector).collect();
-    let refs: Vec<&TaskVector> = vs.iter().collect();
-    let per = cosine_per_layer(refs[0], refs[1]).map_err(js_err)?;
-    let matrix = similarity_matrix(&refs, None).map_err(js_err)?;
-    to_js(&serde_json::json!({"per_layer": per, "matrix_mean_over_layers": matrix}))
+    to_js(&similarity_report(&fs).map_err(js_err)?)
 }
 
 /// The built-in tasks: name, instruction and pairs.

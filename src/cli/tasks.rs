@@ -8,9 +8,9 @@ use super::{Command, SpecArg, TaskArgs, load_model, read};
 use crate::error::{Error, Result};
 use crate::loader::LoadedModel;
 use crate::taskvec::format::{ExampleRecord, SpecKind, TaskRecord};
-use crate::taskvec::lens::{cosine_per_layer, similarity_matrix};
+use crate::taskvec::lens::similarity_report;
 use crate::taskvec::task::{Input, parse_tsv};
-use crate::taskvec::{Engine, Example, Prompt, Spec, Task, TaskVector, VectorFile, evaluate};
+use crate::taskvec::{Engine, Example, Prompt, Spec, Task, VectorFile, evaluate};
 
 fn spec(s: SpecArg) -> Spec {
     match s {
@@ -169,7 +169,6 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             let f = load_vector(&vector)?;
             let m = load_model(&model, dev)?;
             f.check_model(&m.info, allow_transfer)?;
-            let layer = layer.unwrap_or(f.recommended_layer);
             let input = match (text, image) {
                 (Some(t), _) => Input::Text(t),
                 (None, Some(p)) => Input::Image {
@@ -178,58 +177,40 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
                 },
                 (None, None) => unreachable!("clap requires --text or --image"),
             };
-            let eng = Engine::new(&m);
-            let v = f.vector();
-            let q = Prompt::zero_shot(&input);
-            let patched = pollster::block_on(eng.answer(&q, Some((&v, layer)), max_tokens))?;
-            let zero = pollster::block_on(eng.answer(&q, None, max_tokens))?;
-            let demos: Vec<Example> = f
-                .task
-                .examples
-                .iter()
-                .filter(|e| !e.image)
-                .take(crate::taskvec::engine::DEMOS)
-                .map(|e| Example {
-                    input: Input::Text(e.input.clone()),
-                    output: e.output.clone(),
-                })
-                .collect();
-            let icl = if demos.is_empty() {
-                None
-            } else {
-                Some(pollster::block_on(eng.answer(
-                    &Prompt::few_shot(&demos.iter().collect::<Vec<_>>(), &input),
-                    None,
-                    max_tokens,
-                ))?)
-            };
+            let r =
+                pollster::block_on(Engine::new(&m).apply_report(&f, &input, layer, max_tokens))?;
             if json {
-                let sweep = pollster::block_on(eng.sweep(&q, &v))?;
-                let o = serde_json::json!({"layer": layer, "patched": patched, "zero_shot": zero, "icl": icl, "sweep": sweep});
-                println!("{o}");
+                println!("{}", serde_json::to_string(&r).expect("report serializes"));
             } else {
-                println!(
-                    "layer {layer}{}",
-                    if layer == f.recommended_layer {
-                        " (recommended)"
-                    } else {
-                        ""
-                    }
-                );
+                let rec = if r.layer == f.recommended_layer {
+                    " (recommended)"
+                } else {
+                    ""
+                };
+                println!("layer {}{rec}", r.layer);
                 let top = |a: &crate::taskvec::Answer| a.top.first().map_or(0.0, |t| t.1);
                 println!(
                     "patched:    {:?}  (first token p={:.3})",
-                    patched.text,
-                    top(&patched)
+                    r.patched.text,
+                    top(&r.patched)
                 );
                 println!(
                     "zero-shot:  {:?}  (first token p={:.3})",
-                    zero.text,
-                    top(&zero)
+                    r.zero_shot.text,
+                    top(&r.zero_shot)
                 );
-                if let Some(i) = &icl {
+                if let Some(i) = &r.icl {
                     println!("in context: {:?}  (first token p={:.3})", i.text, top(i));
                 }
+                let best = r
+                    .sweep
+                    .iter()
+                    .max_by(|a, b| a.prob.total_cmp(&b.prob))
+                    .expect("layers");
+                println!(
+                    "sweep: most confident at layer {} with {:?} (p={:.3})",
+                    best.layer, best.text, best.prob
+                );
             }
             Ok(())
         }
@@ -300,15 +281,10 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
                 .iter()
                 .map(|p| load_vector(p))
                 .collect::<Result<_>>()?;
-            let vs: Vec<TaskVector> = fs.iter().map(VectorFile::vector).collect();
-            let refs: Vec<&TaskVector> = vs.iter().collect();
-            let per = cosine_per_layer(refs[0], refs[1])?;
-            let matrix = similarity_matrix(&refs, None)?;
+            let r = similarity_report(&fs)?;
+            let (per, matrix) = (&r.per_layer, &r.matrix_mean_over_layers);
             if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"per_layer": per, "matrix_mean_over_layers": matrix})
-                );
+                println!("{}", serde_json::to_string(&r).expect("report serializes"));
             } else {
                 println!(
                     "cosine per layer ({} vs {}):",
@@ -320,7 +296,7 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
                 }
                 if fs.len() > 2 {
                     println!("matrix (mean over layers):");
-                    for row in &matrix {
+                    for row in matrix {
                         println!(
                             "{}",
                             row.iter()

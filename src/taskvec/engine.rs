@@ -64,6 +64,21 @@ pub struct Answer {
     pub top: Vec<(String, f32)>,
 }
 
+/// The result of applying a vector to one query (see [`Engine::apply_report`]).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ApplyReport {
+    /// The patched layer.
+    pub layer: usize,
+    /// Answer with the vector patched in.
+    pub patched: Answer,
+    /// Answer to the bare query.
+    pub zero_shot: Answer,
+    /// Answer with demonstrations in the prompt, when the vector records text examples.
+    pub icl: Option<Answer>,
+    /// First-token prediction for every patch layer.
+    pub sweep: Vec<LayerPrediction>,
+}
+
 /// The first-token prediction at one patched layer.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct LayerPrediction {
@@ -352,6 +367,55 @@ impl<'a> Engine<'a> {
             &Intervention::default(),
         )?;
         self.prediction(usize::MAX, &read_f32(o.logits).await?)
+    }
+
+    /// Everything the page and `taskvec apply` show for one query: the answer with `f`'s vector
+    /// patched at `layer` (default: the file's recommended layer), the zero-shot answer, the
+    /// in-context answer (up to 5 of the file's text examples as demonstrations), and the fast
+    /// sweep over every layer.
+    pub async fn apply_report(
+        &self,
+        f: &super::VectorFile,
+        input: &Input,
+        layer: Option<usize>,
+        max_new: usize,
+    ) -> Result<ApplyReport> {
+        let layer = layer.unwrap_or(f.recommended_layer);
+        let v = f.vector();
+        let q = Prompt::zero_shot(input);
+        let patched = self.answer(&q, Some((&v, layer)), max_new).await?;
+        let zero_shot = self.answer(&q, None, max_new).await?;
+        let demos: Vec<Example> = f
+            .task
+            .examples
+            .iter()
+            .filter(|x| !x.image)
+            .take(DEMOS)
+            .map(|x| Example {
+                input: Input::Text(x.input.clone()),
+                output: x.output.clone(),
+            })
+            .collect();
+        let icl = if demos.is_empty() {
+            None
+        } else {
+            Some(
+                self.answer(
+                    &Prompt::few_shot(&demos.iter().collect::<Vec<_>>(), input),
+                    None,
+                    max_new,
+                )
+                .await?,
+            )
+        };
+        let sweep = self.sweep(&q, &v).await?;
+        Ok(ApplyReport {
+            layer,
+            patched,
+            zero_shot,
+            icl,
+            sweep,
+        })
     }
 
     /// The zero-shot query prompt for an input.

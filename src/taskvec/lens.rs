@@ -120,3 +120,27 @@ pub fn similarity_matrix(vs: &[&super::TaskVector], layer: Option<usize>) -> Res
         })
         .collect()
 }
+
+/// Per-layer cosine of the first two vectors and the mean-over-layers matrix of all of them.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SimilarityReport {
+    /// Cosine per layer between the first two vectors.
+    pub per_layer: Vec<f32>,
+    /// Mean cosine over layers for every pair.
+    pub matrix_mean_over_layers: Vec<Vec<f32>>,
+}
+
+/// Compares two or more vector files.
+pub fn similarity_report(files: &[super::VectorFile]) -> Result<SimilarityReport> {
+    if files.len() < 2 {
+        return Err(Error::TaskVector(
+            "similarity needs at least two vectors".into(),
+        ));
+    }
+    let vs: Vec<super::TaskVector> = files.iter().map(super::VectorFile::vector).collect();
+    let refs: Vec<&super::TaskVector> = vs.iter().collect();
+    Ok(SimilarityReport {
+        per_layer: cosine_per_layer(refs[0], refs[1])?,
+        matrix_mean_over_layers: similarity_matrix(&refs, None)?,
+    })
+}

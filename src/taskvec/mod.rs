@@ -7,7 +7,7 @@ pub mod lens;
 pub mod protocol;
 pub mod task;
 
-pub use engine::{Answer, Engine, LayerPrediction, TaskVector};
+pub use engine::{Answer, ApplyReport, Engine, LayerPrediction, TaskVector};
 pub use format::VectorFile;
 pub use protocol::{Spec, SweepReport, evaluate};
 pub use task::{Example, Input, Prompt, Task};

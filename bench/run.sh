@@ -1,0 +1,224 @@
+#!/usr/bin/env bash
+# Benchmarks taskvec (native, burn flex CPU backend) against llama.cpp (node-llama-cpp prebuilt CPU
+# binary) and, when a Python with torch + transformers + gguf is available, transformers (f32 eager),
+# on the same model and machine, in one go; then writes bench/RESULTS.md.
+#
+# Usage: bench/run.sh [N=128] [D=32] [RUNS=5]
+#
+# Environment (all optional):
+#   TASKVEC_BENCH_MODEL         GGUF model      (default: models/SmolLM2-135M-Instruct.Q4_1.gguf)
+#   TASKVEC_BIN                 taskvec binary  (default: target/release/taskvec; waited for, up to
+#                               TASKVEC_BIN_WAIT seconds, default 600, if missing: it may be rebuilding)
+#   TASKVEC_BENCH_THREADS       threads for every tool (default: 2); taskvec gets RAYON_NUM_THREADS
+#   TASKVEC_BENCH_CTX           llama.cpp context size (default: 512)
+#   TASKVEC_BENCH_LLAMACPP_DIR  where node-llama-cpp is installed, OUTSIDE the repository
+#                               (default: ${XDG_CACHE_HOME:-$HOME/.cache}/taskvec-bench; installed
+#                               there with npm if missing, unless TASKVEC_BENCH_NO_INSTALL=1)
+#   TASKVEC_BENCH_PYTHON        Python for the transformers run (default: /work/venv/bin/python if
+#                               present, else python3); skipped when it lacks torch/transformers/gguf.
+#                               Set TASKVEC_BENCH_PYTHON=none to skip it.
+#   TASKVEC_BENCH_WAIT_LOAD     if set (e.g. 0.6), first wait until the 1-minute load average is below
+#                               it, polling every 30 s for at most TASKVEC_BENCH_WAIT_MAX s (default 3600)
+#   TASKVEC_BENCH_OUT           output file     (default: bench/RESULTS.md)
+set -euo pipefail
+
+N="${1:-128}"
+D="${2:-32}"
+RUNS="${3:-5}"
+
+BENCH_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$BENCH_DIR/.." && pwd)"
+cd "$REPO"
+
+MODEL="${TASKVEC_BENCH_MODEL:-models/SmolLM2-135M-Instruct.Q4_1.gguf}"
+BIN="${TASKVEC_BIN:-target/release/taskvec}"
+THREADS="${TASKVEC_BENCH_THREADS:-2}"
+LLAMACPP_DIR="${TASKVEC_BENCH_LLAMACPP_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/taskvec-bench}"
+OUT="${TASKVEC_BENCH_OUT:-$BENCH_DIR/RESULTS.md}"
+NLC_VERSION="3.22.1"
+NPM_INSTALL="npm install --ignore-scripts --omit=optional node-llama-cpp@$NLC_VERSION @node-llama-cpp/linux-x64@$NLC_VERSION"
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] ERROR: %s\n' "$*" >&2; exit 1; }
+
+[[ "$N" =~ ^[0-9]+$ && "$D" =~ ^[0-9]+$ && "$RUNS" =~ ^[0-9]+$ ]] || die "N, D and RUNS must be integers (got '$N' '$D' '$RUNS')"
+(( N >= 16 && D >= 1 && RUNS >= 1 )) || die "need N >= 16, D >= 1, RUNS >= 1"
+[[ -f "$MODEL" ]] || die "model not found: $MODEL (see models/fetch-smollm2.sh)"
+command -v node >/dev/null || die "node (>= 18) is needed for the llama.cpp run and for writing the report"
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/taskvec-bench.XXXXXX")"
+trap 'rm -rf "$TMP"' EXIT
+
+# --- the taskvec binary (another job may be rebuilding it) --------------------------------------
+wait_bin="${TASKVEC_BIN_WAIT:-600}"
+waited=0
+until [[ -x "$BIN" ]]; do
+  (( waited < wait_bin )) || die "taskvec binary $BIN missing after ${wait_bin}s (build it with: cargo build --release)"
+  log "waiting for $BIN (being rebuilt?) ..."
+  sleep 15; waited=$(( waited + 15 ))
+done
+
+# --- node-llama-cpp, outside the repository -----------------------------------------------------
+llamacpp_ok() {
+  [[ -f "$LLAMACPP_DIR/node_modules/node-llama-cpp/package.json" && -d "$LLAMACPP_DIR/node_modules/@node-llama-cpp/linux-x64" ]]
+}
+if ! llamacpp_ok; then
+  case "$(realpath -m "$LLAMACPP_DIR")/" in
+    "$(realpath -m "$REPO")/"*) die "TASKVEC_BENCH_LLAMACPP_DIR ($LLAMACPP_DIR) is inside the repository; use a directory outside it (never commit node_modules)";;
+  esac
+  if [[ "${TASKVEC_BENCH_NO_INSTALL:-0}" == 1 ]] || ! command -v npm >/dev/null; then
+    die "node-llama-cpp is not installed in $LLAMACPP_DIR/node_modules. Install it OUTSIDE the repository:
+    mkdir -p '$LLAMACPP_DIR' && cd '$LLAMACPP_DIR' && npm init -y >/dev/null && $NPM_INSTALL
+or set TASKVEC_BENCH_LLAMACPP_DIR to a directory whose node_modules has it."
+  fi
+  log "installing node-llama-cpp@$NLC_VERSION (prebuilt linux-x64 CPU binary) into $LLAMACPP_DIR"
+  mkdir -p "$LLAMACPP_DIR"
+  ( cd "$LLAMACPP_DIR" && { [[ -f package.json ]] || npm init -y >/dev/null; } && $NPM_INSTALL >&2 ) \
+    || die "npm install failed; install by hand OUTSIDE the repository:
+    mkdir -p '$LLAMACPP_DIR' && cd '$LLAMACPP_DIR' && npm init -y >/dev/null && $NPM_INSTALL"
+  llamacpp_ok || die "node-llama-cpp still missing in $LLAMACPP_DIR/node_modules after npm install"
+fi
+
+# --- Python with torch + transformers (optional) ------------------------------------------------
+PY="${TASKVEC_BENCH_PYTHON:-}"
+if [[ -z "$PY" ]]; then
+  if [[ -x /work/venv/bin/python ]]; then PY=/work/venv/bin/python; else PY="$(command -v python3 || true)"; fi
+fi
+HAVE_TF=0
+TF_SKIP_REASON="TASKVEC_BENCH_PYTHON=none"
+if [[ -n "$PY" && "$PY" != none ]]; then
+  if "$PY" -c 'import torch, transformers, gguf' >/dev/null 2>&1; then
+    HAVE_TF=1
+  else
+    TF_SKIP_REASON="$PY lacks torch, transformers or gguf"
+  fi
+elif [[ -z "$PY" ]]; then
+  TF_SKIP_REASON="no Python found"
+fi
+
+# --- optionally wait for a quiet machine -----------------------------------------------------------
+load1() { cut -d' ' -f1 /proc/loadavg; }
+if [[ -n "${TASKVEC_BENCH_WAIT_LOAD:-}" ]]; then
+  max="${TASKVEC_BENCH_WAIT_MAX:-3600}"; waited=0
+  while ! awk -v l="$(load1)" -v t="$TASKVEC_BENCH_WAIT_LOAD" 'BEGIN{exit !(l < t)}'; do
+    (( waited < max )) || die "1-minute load average still $(load1) >= $TASKVEC_BENCH_WAIT_LOAD after ${max}s"
+    log "load average $(load1) >= $TASKVEC_BENCH_WAIT_LOAD, waiting 30 s ..."
+    sleep 30; waited=$(( waited + 30 ))
+  done
+fi
+
+# --- runs ---------------------------------------------------------------------------------------
+LOAD_START="$(cat /proc/loadavg)"
+DATE_START="$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+log "start $DATE_START, loadavg $LOAD_START, N=$N D=$D runs=$RUNS threads=$THREADS"
+
+last_json() { grep -E '^\{' "$1" | tail -n 1; }
+
+CMD_TASKVEC="RAYON_NUM_THREADS=$THREADS $BIN bench --device cpu --model $MODEL --prefill $N --decode $D --runs $RUNS --json"
+log "taskvec: $CMD_TASKVEC"
+RAYON_NUM_THREADS="$THREADS" "$BIN" bench --device cpu --model "$MODEL" --prefill "$N" --decode "$D" --runs "$RUNS" --json \
+  >"$TMP/taskvec.out" 2>"$TMP/taskvec.err" || { cat "$TMP/taskvec.err" >&2; die "taskvec bench failed"; }
+last_json "$TMP/taskvec.out" >"$TMP/taskvec.json" || die "taskvec printed no JSON: $(cat "$TMP/taskvec.out")"
+LOAD_AFTER_TASKVEC="$(cat /proc/loadavg)"
+
+CMD_LLAMA="TASKVEC_BENCH_LLAMACPP_DIR=$LLAMACPP_DIR TASKVEC_BENCH_THREADS=$THREADS TASKVEC_BENCH_CTX=${TASKVEC_BENCH_CTX:-512} node bench/llamacpp.mjs $MODEL $N $D $RUNS"
+log "llama.cpp: $CMD_LLAMA"
+TASKVEC_BENCH_LLAMACPP_DIR="$LLAMACPP_DIR" TASKVEC_BENCH_THREADS="$THREADS" TASKVEC_BENCH_CTX="${TASKVEC_BENCH_CTX:-512}" \
+  node "$BENCH_DIR/llamacpp.mjs" "$MODEL" "$N" "$D" "$RUNS" >"$TMP/llama.out" 2>"$TMP/llama.err" \
+  || { cat "$TMP/llama.err" >&2; die "llama.cpp benchmark failed"; }
+last_json "$TMP/llama.out" >"$TMP/llama.json" || die "llamacpp.mjs printed no JSON: $(cat "$TMP/llama.out")"
+LOAD_AFTER_LLAMA="$(cat /proc/loadavg)"
+
+CMD_TF="(skipped: $TF_SKIP_REASON)"
+LOAD_AFTER_TF="-"
+if (( HAVE_TF )); then
+  CMD_TF="TASKVEC_BENCH_THREADS=$THREADS $PY bench/transformers_bench.py $MODEL $N $D $RUNS"
+  log "transformers: $CMD_TF"
+  if TASKVEC_BENCH_THREADS="$THREADS" "$PY" "$BENCH_DIR/transformers_bench.py" "$MODEL" "$N" "$D" "$RUNS" \
+       >"$TMP/tf.out" 2>"$TMP/tf.err" && last_json "$TMP/tf.out" >"$TMP/tf.json"; then
+    LOAD_AFTER_TF="$(cat /proc/loadavg)"
+  else
+    tail -n 20 "$TMP/tf.err" >&2
+    log "transformers run failed; leaving it out of the table"
+    HAVE_TF=0; TF_SKIP_REASON="the run failed: $(tail -n 1 "$TMP/tf.err")"
+    rm -f "$TMP/tf.json"
+  fi
+fi
+DATE_END="$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+LOAD_END="$(cat /proc/loadavg)"
+
+# --- machine --------------------------------------------------------------------------------------
+CPU_MODEL="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
+[[ -n "$CPU_MODEL" ]] || CPU_MODEL="$(uname -m)"
+CPU_FLAGS="$(grep -m1 '^flags' /proc/cpuinfo | grep -oE '\b(avx2|avx512f|avx512_vnni|avx_vnni|fma|f16c)\b' | sort -u | tr '\n' ' ' || true)"
+MEM_TOTAL="$(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+MEM_AVAIL="$(awk '/^MemAvailable/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+
+export N D RUNS THREADS MODEL BIN LLAMACPP_DIR PY HAVE_TF TF_SKIP_REASON \
+  LOAD_START LOAD_AFTER_TASKVEC LOAD_AFTER_LLAMA LOAD_AFTER_TF LOAD_END DATE_START DATE_END \
+  CPU_MODEL CPU_FLAGS MEM_TOTAL MEM_AVAIL CMD_TASKVEC CMD_LLAMA CMD_TF TMP
+export NPROC="$(nproc)" KERNEL="$(uname -sr)" NODE_VERSION="$(node --version)" \
+  TASKVEC_VERSION="$("$BIN" --version 2>/dev/null || echo '?')" \
+  BIN_MTIME="$(date -u -r "$BIN" '+%Y-%m-%d %H:%M:%S UTC' 2>/dev/null || echo '?')" \
+  MODEL_BYTES="$(stat -c %s "$MODEL")"
+
+# --- RESULTS.md ---------------------------------------------------------------------------------
+node - >"$TMP/RESULTS.md" <<'EOF'
+const fs = require("fs");
+const e = process.env;
+const rd = (f) => (fs.existsSync(`${e.TMP}/${f}`) ? JSON.parse(fs.readFileSync(`${e.TMP}/${f}`, "utf8")) : null);
+const tv = rd("taskvec.json"), ll = rd("llama.json"), tf = rd("tf.json");
+const f1 = (x) => (x == null ? "-" : x.toFixed(1));
+const f2 = (x) => (x == null ? "-" : x.toFixed(2));
+const ratio = (x) => (x == null || !isFinite(x) ? "-" : `${x.toFixed(2)}×`);
+const rows = [
+  ["taskvec (native)", `burn ${tv.backend}, f32 weights dequantized from Q4_1, RAYON_NUM_THREADS=${e.THREADS}`, tv],
+  ["llama.cpp", `node-llama-cpp ${ll.node_llama_cpp_version} prebuilt CPU binary, Q4_1 kernels, ${ll.threads} threads`, ll],
+];
+if (tf) rows.push(["transformers", `torch ${tf.torch_version} / transformers ${tf.transformers_version}, f32 eager, ${tf.threads} threads`, tf]);
+const L = [];
+L.push("# taskvec vs llama.cpp: CPU benchmark", "");
+L.push(`Generated by \`bench/run.sh ${e.N} ${e.D} ${e.RUNS}\` on ${e.DATE_START} (finished ${e.DATE_END}).`);
+L.push(`Model: \`${e.MODEL}\` (SmolLM2-135M-Instruct, GGUF Q4_1, ${(Number(e.MODEL_BYTES) / 1048576).toFixed(1)} MiB).`);
+L.push(`N = ${e.N} prefill tokens, D = ${e.D} decoded tokens, runs = ${e.RUNS} (median after one warm-up), threads = ${e.THREADS}.`, "");
+const load1 = Number(e.LOAD_START.split(" ")[0]);
+if (load1 >= 0.6)
+  L.push(`> **Warning:** the 1-minute load average was ${load1} when the run started, so other processes were competing for the ${e.NPROC} CPUs. llama.cpp's and torch's thread pools spin-wait and degrade badly under contention (often far more than taskvec's rayon pool); treat these figures as unreliable and rerun on an idle machine (\`TASKVEC_BENCH_WAIT_LOAD=0.6 bench/run.sh\`).`, "");
+L.push("## Prefill and decode", "");
+L.push("| tool | backend | prefill tok/s | decode ms/token | prefill speed vs llama.cpp | decode speed vs llama.cpp |");
+L.push("|---|---|---:|---:|---:|---:|");
+for (const [name, backend, r] of rows)
+  L.push(`| ${name} | ${backend} | ${f1(r.prefill_tok_s)} | ${f2(r.decode_ms_per_token)} | ${ratio(r.prefill_tok_s / ll.prefill_tok_s)} | ${ratio(ll.decode_ms_per_token / r.decode_ms_per_token)} |`);
+if (!tf) L.push(`| transformers | — | — | — | — | — |`, "", `transformers: skipped (${e.TF_SKIP_REASON}).`);
+L.push("");
+L.push("Ratios are speeds relative to llama.cpp: 1.00× = as fast, 0.50× = half as fast (for decode: llama.cpp ms/token ÷ tool ms/token).", "");
+L.push("What is measured:", "");
+L.push(`- **Prefill**: a few-shot Country-Capital prompt (\`Q:x\\nA:y\\n\\n\` demonstrations from \`data/tasks/country_capital.tsv\`, each tool's own tokenizer, repeated and cut to exactly N tokens), one forward from an empty KV cache, last-position logits read back. taskvec additionally captures the last position's residual stream at every layer; transformers runs with \`output_hidden_states=True\` (all positions, all layers); llama.cpp captures nothing extra.`);
+L.push(`- **Decode**: after an untimed 16-token prefill, D greedy steps (forward of one token with the KV cache + argmax); ms per token = elapsed / D.`);
+L.push(`- llama.cpp API: ${ll.api}. Context size ${ll.context_size}, batch size ${ll.batch_size}, flash attention "${ll.flash_attention}", threads ${ll.threads} (\`getLlama({build:"never", gpu:false, maxThreads:${e.THREADS}})\`, \`createContext({contextSize:${ll.context_size}, threads:${e.THREADS}})\`). The KV cache is cleared with \`clearHistory()\` outside the timed region.`);
+if (tf) L.push(`- transformers API: ${tf.api}.`);
+L.push("");
+L.push("## taskvec layer sweep", "");
+L.push("One query (`Q:x\\nA:`), a task vector from a 5-shot prompt, patched at each of the model's layers in turn:", "");
+L.push("| figure | ms |", "|---|---:|");
+L.push(`| fast sweep (all layers) | ${f1(tv.sweep_ms)} |`);
+L.push(`| naive sweep (one full patched forward per layer) | ${f1(tv.naive_sweep_ms)} |`);
+L.push(`| one patched forward | ${f1(tv.patched_forward_ms)} |`, "");
+L.push(`Fast sweep = ${(tv.sweep_ms / tv.patched_forward_ms).toFixed(2)}× one patched forward (goal ≤ 1.5×); naive / fast = ${(tv.naive_sweep_ms / tv.sweep_ms).toFixed(1)}×.`, "");
+L.push("## taskvec in headless Chromium", "");
+L.push("**TODO — not measured.** (WebGPU / wasm build of taskvec in headless Chromium on this machine: prefill tok/s, decode ms/token, sweep ms.)", "");
+L.push("## Machine", "");
+L.push(`- CPU: ${e.CPU_MODEL} — \`nproc\` = ${e.NPROC}; flags: ${e.CPU_FLAGS.trim() || "-"}`);
+L.push(`- Memory: ${e.MEM_TOTAL} total, ${e.MEM_AVAIL} available at the end`);
+L.push(`- Kernel: ${e.KERNEL}; node ${e.NODE_VERSION}; ${e.TASKVEC_VERSION} (binary built ${e.BIN_MTIME})`);
+L.push(`- Load average (/proc/loadavg) at start: \`${e.LOAD_START}\`; after taskvec: \`${e.LOAD_AFTER_TASKVEC}\`; after llama.cpp: \`${e.LOAD_AFTER_LLAMA}\`; after transformers: \`${e.LOAD_AFTER_TF}\`; end: \`${e.LOAD_END}\``, "");
+L.push("## Commands", "", "Run from the repository root, in this order:", "", "```sh");
+L.push(e.CMD_TASKVEC, e.CMD_LLAMA, e.CMD_TF, "```", "");
+L.push("Reproduce everything: `bench/run.sh [N] [D] [RUNS]` (defaults 128 32 5; see the header of `bench/run.sh` for the environment variables). node-llama-cpp is installed outside the repository, in `TASKVEC_BENCH_LLAMACPP_DIR`.", "");
+L.push("## Raw output", "", "```json");
+L.push(JSON.stringify({ taskvec: tv, llamacpp: ll, transformers: tf }, null, 2), "```", "");
+process.stdout.write(L.join("\n"));
+EOF
+mv "$TMP/RESULTS.md" "$OUT"
+log "wrote $OUT"
+sed -n '/^## Prefill and decode/,/^Ratios/p' "$OUT" >&2
