@@ -253,3 +253,39 @@ fn bad_inputs_exit_nonzero_with_a_message() {
         assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
     }
 }
+
+#[test]
+fn info_json_reports_file_and_resident_sizes() {
+    let model = smollm2_path();
+    let j: serde_json::Value =
+        serde_json::from_str(ok(&["info", "--model", model.to_str().unwrap(), "--json"]).trim())
+            .unwrap();
+    assert_eq!(j["file_bytes"].as_u64(), Some(98_362_432));
+    assert_eq!(
+        (j["layers"].as_u64(), j["hidden"].as_u64()),
+        (Some(30), Some(576))
+    );
+    assert_eq!(j["quant"].as_str(), Some("q4_1+q8_0"));
+    // f32 weights today (the dequantized GGUF plus the transposed LM head): about 6.6× the file.
+    let resident = j["resident_weight_bytes"].as_u64().unwrap();
+    assert!(resident > 98_362_432, "{resident}");
+    let t: serde_json::Value = serde_json::from_str(
+        ok(&[
+            "info",
+            "--model",
+            fixture("tiny_vlm").to_str().unwrap(),
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(
+        t["file_bytes"].as_u64(),
+        Some(
+            std::fs::metadata(fixture("tiny_vlm/model.safetensors"))
+                .unwrap()
+                .len()
+        ),
+        "only the model's own shards"
+    );
+}

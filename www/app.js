@@ -72,7 +72,7 @@ async function loadModel(source, files) {
 
 function showCard(info) {
   const rows = [
-    ["name", info.name], ["format", info.format], ["weights", info.quant], ["file size", (info.file_bytes / 1048576).toFixed(1) + " MB"],
+    ["name", info.name], ["format", info.format], ["weights", info.quant], ["file size", (info.file_bytes / 1048576).toFixed(1) + " MB"], ["weights in memory", (info.resident_weight_bytes / 1048576).toFixed(1) + " MB"],
     ["layers", info.layers], ["hidden size", info.hidden], ["images", info.vision ? "yes" : "no (text only)"], ["backend", info.backend], ["fingerprint", info.fingerprint],
   ];
   const card = $("model-card");

@@ -165,6 +165,14 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Describes a model: sizes on disk and in memory, layers, hidden size, storage type.
+    Info {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Print exactly one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Benchmarks prefill, decoding and the layer sweep (median of runs after a warm-up).
     Bench {
         #[command(flatten)]
@@ -249,15 +257,33 @@ pub fn model_files(args: &ModelArgs) -> Result<ModelFiles> {
             .ok_or_else(|| Error::load(format!("{} has no config.json", p.display())))?;
         let tokenizer = read(&p.join("tokenizer.json"))
             .map_err(|_| Error::load(format!("{} has no tokenizer.json", p.display())))?;
-        let mut shards: Vec<PathBuf> = std::fs::read_dir(p)
-            .map_err(|source| Error::Io {
-                path: p.display().to_string(),
-                source,
-            })?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|f| f.extension().is_some_and(|x| x == "safetensors"))
-            .collect();
+        // The shards: those listed by `model.safetensors.index.json`, else `model.safetensors`,
+        // else every `*.safetensors` in the directory.
+        let mut shards: Vec<PathBuf> = match text("model.safetensors.index.json")? {
+            Some(index) => {
+                let j: serde_json::Value = serde_json::from_str(&index)
+                    .map_err(|e| Error::load(format!("model.safetensors.index.json: {e}")))?;
+                let mut files: Vec<PathBuf> = j["weight_map"]
+                    .as_object()
+                    .ok_or_else(|| Error::load("model.safetensors.index.json has no weight_map"))?
+                    .values()
+                    .filter_map(|v| v.as_str().map(|f| p.join(f)))
+                    .collect();
+                files.dedup();
+                files
+            }
+            None if p.join("model.safetensors").is_file() => vec![p.join("model.safetensors")],
+            None => std::fs::read_dir(p)
+                .map_err(|source| Error::Io {
+                    path: p.display().to_string(),
+                    source,
+                })?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "safetensors"))
+                .collect(),
+        };
         shards.sort();
+        shards.dedup();
         if shards.is_empty() {
             return Err(Error::load(format!(
                 "{} has no *.safetensors file",
@@ -404,6 +430,36 @@ pub fn run(cli: Cli) -> Result<()> {
                     ),
                 ],
             )
+        }
+        Command::Info { model, json } => {
+            let m = load_model(&model, &dev)?;
+            let i = &m.info;
+            let resident = m.model.resident_bytes();
+            if json {
+                let o = serde_json::json!({
+                    "file_bytes": i.file_bytes, "resident_weight_bytes": resident, "layers": i.layers,
+                    "hidden": i.hidden, "quant": i.quant, "name": i.name, "format": i.format,
+                    "fingerprint": i.fingerprint, "vision": i.vision,
+                });
+                println!("{o}");
+            } else {
+                println!(
+                    "{} ({}, {}), fingerprint {}",
+                    i.name, i.format, i.quant, i.fingerprint
+                );
+                println!(
+                    "file {:.1} MiB, resident weights {:.1} MiB",
+                    i.file_bytes as f64 / 1048576.0,
+                    resident as f64 / 1048576.0
+                );
+                println!(
+                    "{} layers, hidden {}, images: {}",
+                    i.layers,
+                    i.hidden,
+                    if i.vision { "yes" } else { "no" }
+                );
+            }
+            Ok(())
         }
         Command::Bench {
             model,

@@ -312,7 +312,8 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
         Command::Generate { .. }
         | Command::Hidden { .. }
         | Command::Serve { .. }
-        | Command::Bench { .. } => {
+        | Command::Bench { .. }
+        | Command::Info { .. } => {
             unreachable!("handled in run")
         }
     }

@@ -6,6 +6,11 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::error::Result;
 use crate::weights::{HostTensor, Part, TensorSource};
 
+/// Bytes a tensor occupies on its device (elements × the size of its storage type).
+pub fn bytes<const D: usize>(t: &Tensor<D>) -> usize {
+    t.shape().num_elements() * t.dtype().size()
+}
+
 /// Puts a host tensor on the device with rank `D`.
 pub fn upload<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(t.data, t.shape), device)
@@ -47,6 +52,11 @@ impl Linear {
             weight: upload(w.transposed(), device),
             bias,
         })
+    }
+
+    /// Bytes of its parameters on the device.
+    pub fn resident_bytes(&self) -> usize {
+        bytes(&self.weight) + self.bias.as_ref().map_or(0, bytes)
     }
 
     /// Applies the layer to rows of `x` ([rows, in] → [rows, out]).
@@ -105,6 +115,11 @@ impl LayerNorm {
             bias: load_vec(src, part, &format!("{prefix}.bias"), n, device)?,
             eps,
         })
+    }
+
+    /// Bytes of its parameters on the device.
+    pub fn resident_bytes(&self) -> usize {
+        bytes(&self.weight) + bytes(&self.bias)
     }
 
     /// Normalizes each row of `x`.

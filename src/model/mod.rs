@@ -85,6 +85,11 @@ impl Model {
         })
     }
 
+    /// Bytes the loaded weights occupy on the device (measured from the tensors).
+    pub fn resident_bytes(&self) -> usize {
+        self.text.resident_bytes() + self.vision.as_ref().map_or(0, VisionModel::resident_bytes)
+    }
+
     /// Number of decoder layers.
     pub fn num_layers(&self) -> usize {
         self.config.text.num_layers

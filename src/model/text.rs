@@ -8,7 +8,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation::silu};
 
 use super::cache::KvCache;
 use super::config::TextConfig;
-use super::layers::{Linear, attention, load_vec, rms_norm, upload};
+use super::layers::{Linear, attention, bytes, load_vec, rms_norm, upload};
 use crate::error::{Error, Result};
 use crate::weights::{Part, TensorSource};
 
@@ -113,6 +113,23 @@ impl TextModel {
             device: device.clone(),
             config,
         })
+    }
+
+    /// Bytes the weights occupy on the device, summed over every parameter tensor.
+    pub fn resident_bytes(&self) -> usize {
+        let blocks: usize = self
+            .blocks
+            .iter()
+            .map(|b| {
+                bytes(&b.attn_norm)
+                    + bytes(&b.mlp_norm)
+                    + [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down]
+                        .iter()
+                        .map(|l| l.resident_bytes())
+                        .sum::<usize>()
+            })
+            .sum();
+        blocks + bytes(&self.embed) + bytes(&self.lm_head) + bytes(&self.norm)
     }
 
     /// The device the weights live on.

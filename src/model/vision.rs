@@ -4,7 +4,7 @@
 use burn::tensor::{Device, Tensor, TensorData, activation::gelu_approximate};
 
 use super::config::VisionConfig;
-use super::layers::{LayerNorm, Linear, attention, upload};
+use super::layers::{LayerNorm, Linear, attention, bytes, upload};
 use crate::error::{Error, Result};
 use crate::weights::{Part, TensorSource};
 
@@ -98,6 +98,28 @@ impl VisionModel {
             device: device.clone(),
             config,
         })
+    }
+
+    /// Bytes the weights occupy on the device, summed over every parameter tensor.
+    pub fn resident_bytes(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                l.ln1.resident_bytes()
+                    + l.ln2.resident_bytes()
+                    + [&l.q, &l.k, &l.v, &l.out, &l.fc1, &l.fc2]
+                        .iter()
+                        .map(|x| x.resident_bytes())
+                        .sum::<usize>()
+            })
+            .sum();
+        layers
+            + bytes(&self.patch_w)
+            + bytes(&self.patch_b)
+            + bytes(&self.pos)
+            + self.post_ln.resident_bytes()
+            + self.proj.resident_bytes()
     }
 
     /// Runs the encoder on normalized pixels ([3, S, S] row-major). Returns every hidden state

@@ -1,4 +1,4 @@
-// Manual measurement (not part of the suite): page open → first answer with the real SmolLM2
+// Manual measurement (not part of the test suite; run with `node bench/browser_first_answer.mjs [webgpu|cpu]`): page open → first answer with the real SmolLM2
 // on WebGPU (SwiftShader in headless Chromium here). Needs `taskvec serve` on PORT (default 8080).
 import { chromium } from "playwright-core";
 import { mkdtempSync } from "node:fs";
