@@ -219,10 +219,12 @@ impl WebModel {
             #[serde(flatten)]
             info: &'a crate::loader::ModelInfo,
             backend: &'a str,
+            resident_weight_bytes: usize,
         }
         to_js(&Card {
             info: &self.m.info,
             backend: &self.backend,
+            resident_weight_bytes: self.m.model.resident_bytes(),
         })
     }
 

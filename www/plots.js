@@ -2,6 +2,9 @@
 // data passed to Plot, which renders them as SVG text, never as HTML.
 /* global Plot */
 
+/** A layer axis with integer ticks only. */
+const layerAxis = (label = "layer") => ({ label, tickFormat: (d) => (Number.isInteger(d) ? String(d) : "") });
+
 function put(fig, node) {
   const box = document.querySelector(`#${fig} .plot`);
   box.replaceChildren(node);
@@ -20,7 +23,7 @@ export function lens(data) {
   if (!data) return empty("plot-lens", "Apply a vector to see the logit lens.");
   const cells = data.layers.map((l) => ({ layer: l.layer, token: JSON.stringify(l.top[0][0]), p: l.top[0][1] }));
   const heat = Plot.plot({
-    height: 110, marginLeft: 50, x: { label: "layer", tickFormat: "d" }, y: { label: null, axis: null },
+    height: 110, marginLeft: 50, x: layerAxis(), y: { label: null, axis: null },
     color: { scheme: "blues", domain: [0, 1], legend: true, label: "top-1 probability" },
     marks: [
       Plot.cell(cells, { x: "layer", y: () => "top-1", fill: "p", title: (d) => `layer ${d.layer}: ${d.token} ${d.p.toFixed(3)}` }),
@@ -32,7 +35,7 @@ export function lens(data) {
     for (const l of data.layers) curves.push({ layer: l.layer, p: l.tracked[i], series: `${word} (${JSON.stringify(tok)})` });
   });
   const lines = Plot.plot({
-    height: 220, marginLeft: 50, x: { label: "layer", tickFormat: "d" }, y: { label: "probability", domain: [0, 1] },
+    height: 220, marginLeft: 50, x: layerAxis(), y: { label: "probability", domain: [0, 1] },
     color: { legend: true },
     marks: [Plot.ruleY([0]), Plot.line(curves, { x: "layer", y: "p", stroke: "series", marker: "dot" })],
   });
@@ -50,7 +53,7 @@ export function sweep(data) {
     ...(data.icl ? [{ y: data.icl.top[0][1], label: `in context: ${JSON.stringify(data.icl.top[0][0])}` }] : []),
   ];
   put("plot-sweep", Plot.plot({
-    height: 260, marginLeft: 50, x: { label: "patched layer", tickFormat: "d" }, y: { label: "probability of the first answer token", domain: [0, 1] },
+    height: 260, marginLeft: 50, x: layerAxis("patched layer"), y: { label: "probability of the first answer token", domain: [0, 1] },
     marks: [
       Plot.ruleY(base, { y: "y", stroke: "#999", strokeDasharray: "4,3" }),
       Plot.text(base, { y: "y", x: 0, text: "label", dy: -6, textAnchor: "start", fill: "#666" }),
@@ -66,7 +69,7 @@ export function sweep(data) {
 export function accuracy(r) {
   const pts = r.patched.map((a, layer) => ({ layer, a }));
   put("plot-sweep", Plot.plot({
-    height: 260, marginLeft: 50, x: { label: "patched layer", tickFormat: "d" }, y: { label: "test accuracy", domain: [0, 1] },
+    height: 260, marginLeft: 50, x: layerAxis("patched layer"), y: { label: "test accuracy", domain: [0, 1] },
     marks: [
       Plot.ruleY([r.zero_shot], { stroke: "#999", strokeDasharray: "4,3" }),
       Plot.text([r.zero_shot], { y: (d) => d, x: 0, text: () => `zero-shot ${r.zero_shot.toFixed(2)}`, dy: -6, textAnchor: "start", fill: "#666" }),
@@ -82,7 +85,7 @@ export function cosine(data, a, b) {
   if (!data) return empty("plot-cosine", "Save two vectors (e.g. from text examples and from the instruction) to compare them.");
   const pts = data.per_layer.map((c, layer) => ({ layer, c }));
   put("plot-cosine", Plot.plot({
-    subtitle: `${a}  vs  ${b}`, height: 240, marginLeft: 50, x: { label: "layer", tickFormat: "d" }, y: { label: "cosine similarity", domain: [-1, 1] },
+    caption: `${a}  vs  ${b}`, height: 240, marginLeft: 50, x: layerAxis(), y: { label: "cosine similarity", domain: [-1, 1] },
     marks: [Plot.ruleY([0]), Plot.line(pts, { x: "layer", y: "c", stroke: "#8a3ffc", marker: "dot" })],
   }));
 }
