@@ -8,7 +8,9 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelConfig, TextConfig, VisionConfig};
 use crate::tokenize::TextTokenizer;
-use crate::weights::{GgufSource, SafetensorsSource, Sources, TensorSource, gguf::is_gguf};
+use crate::weights::{
+    GgufSource, ModeSource, SafetensorsSource, Sources, TensorSource, WeightMode, gguf::is_gguf,
+};
 
 /// The files that make a model, already read into memory.
 pub enum ModelFiles {
@@ -39,8 +41,11 @@ pub struct ModelInfo {
     pub name: String,
     /// `gguf` or `safetensors`.
     pub format: String,
-    /// Storage type of the weights (e.g. `q4_1`, `f32`, `mixed`).
+    /// Storage type of the weights in the file (e.g. `q4_1+q8_0`, `f32`).
     pub quant: String,
+    /// Storage type of the language model's matrices once loaded (e.g. `q4_1+q8_0`: the
+    /// blocks stay quantized in memory; `f32`: dequantized).
+    pub storage: String,
     /// Total size of the model files.
     pub file_bytes: usize,
     /// Short SHA-256 of the weight files: identifies the exact weights.
@@ -78,10 +83,16 @@ fn fingerprint(files: &[&[u8]]) -> String {
         .collect()
 }
 
-/// Loads a model from its files onto `device`.
+/// Loads a model from its files onto `device`, keeping quantized blocks where the device has
+/// kernels for them ([`WeightMode::Auto`]).
 pub fn load(files: ModelFiles, device: &Device) -> Result<LoadedModel> {
+    load_with(files, device, WeightMode::Auto)
+}
+
+/// Loads a model from its files onto `device`, storing its matrices as `mode` says.
+pub fn load_with(files: ModelFiles, device: &Device, mode: WeightMode) -> Result<LoadedModel> {
     match files {
-        ModelFiles::Gguf { model, mmproj } => load_gguf(model, mmproj, device),
+        ModelFiles::Gguf { model, mmproj } => load_gguf(model, mmproj, device, mode),
         ModelFiles::HuggingFace {
             config,
             preprocessor,
@@ -93,7 +104,7 @@ pub fn load(files: ModelFiles, device: &Device) -> Result<LoadedModel> {
             let fp = fingerprint(&weights.iter().map(Vec::as_slice).collect::<Vec<_>>());
             let src = SafetensorsSource::new(weights)?;
             let file_bytes = src.file_bytes();
-            let model = Model::load(cfg.clone(), &src, device)?;
+            let model = Model::load(cfg.clone(), &ModeSource { inner: &src, mode }, device)?;
             let longest_edge = preprocessor
                 .as_deref()
                 .and_then(crate::model::config::image_processor_json)
@@ -107,7 +118,8 @@ pub fn load(files: ModelFiles, device: &Device) -> Result<LoadedModel> {
                         "llama".into()
                     },
                     format: "safetensors".into(),
-                    quant: "f32".into(),
+                    quant: src.storage_types(),
+                    storage: model.storage(),
                     file_bytes,
                     fingerprint: fp,
                     layers: cfg.text.num_layers,
@@ -122,7 +134,12 @@ pub fn load(files: ModelFiles, device: &Device) -> Result<LoadedModel> {
     }
 }
 
-fn load_gguf(model: Vec<u8>, mmproj: Option<Vec<u8>>, device: &Device) -> Result<LoadedModel> {
+fn load_gguf(
+    model: Vec<u8>,
+    mmproj: Option<Vec<u8>>,
+    device: &Device,
+    mode: WeightMode,
+) -> Result<LoadedModel> {
     if !is_gguf(&model) {
         return Err(Error::load("the model file is not a GGUF file"));
     }
@@ -175,12 +192,14 @@ fn load_gguf(model: Vec<u8>, mmproj: Option<Vec<u8>>, device: &Device) -> Result
         vision,
         image_token_id,
     };
-    let model = Model::load(cfg.clone(), &Sources(sources), device)?;
+    let src = Sources(sources);
+    let model = Model::load(cfg.clone(), &ModeSource { inner: &src, mode }, device)?;
     Ok(LoadedModel {
         info: ModelInfo {
             name,
             format: "gguf".into(),
             quant,
+            storage: model.storage(),
             file_bytes,
             fingerprint: fp,
             layers: cfg.text.num_layers,

@@ -6,7 +6,7 @@ use burn::tensor::Device;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::{Error, Result};
-use crate::loader::{LoadedModel, ModelFiles, load};
+use crate::loader::{LoadedModel, ModelFiles};
 use crate::model::{Intervention, KvCache, read_f32};
 
 /// taskvec: task vectors for small vision-language models.
@@ -39,6 +39,10 @@ pub struct ModelArgs {
     /// llama.cpp vision projector GGUF (`mmproj-*.gguf`) for a SmolVLM GGUF.
     #[arg(long)]
     pub mmproj: Option<PathBuf>,
+    /// How matrices are stored once loaded: `auto` keeps a GGUF's Q8_0/Q4_0/Q4_1 blocks on the
+    /// CPU, `f32` dequantizes everything, `q8_0`/`q4_0`/`q4_1` quantize on load.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "f32", "q8_0", "q4_0", "q4_1"])]
+    pub weights: String,
 }
 
 /// Subcommands.
@@ -319,7 +323,8 @@ pub fn device(b: Backend) -> Result<Device> {
 
 /// Loads the model named on the command line.
 pub fn load_model(args: &ModelArgs, dev: &Device) -> Result<LoadedModel> {
-    load(model_files(args)?, dev)
+    let mode = crate::weights::WeightMode::parse(&args.weights)?;
+    crate::loader::load_with(model_files(args)?, dev, mode)
 }
 
 fn image_list(path: &Option<PathBuf>) -> Result<Vec<Vec<u8>>> {
@@ -439,7 +444,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 let o = serde_json::json!({
                     "file_bytes": i.file_bytes, "resident_weight_bytes": resident, "layers": i.layers,
                     "hidden": i.hidden, "quant": i.quant, "name": i.name, "format": i.format,
-                    "fingerprint": i.fingerprint, "vision": i.vision,
+                    "fingerprint": i.fingerprint, "vision": i.vision, "storage": i.storage,
                 });
                 println!("{o}");
             } else {
@@ -448,9 +453,10 @@ pub fn run(cli: Cli) -> Result<()> {
                     i.name, i.format, i.quant, i.fingerprint
                 );
                 println!(
-                    "file {:.1} MiB, resident weights {:.1} MiB",
+                    "file {:.1} MiB, resident weights {:.1} MiB (matrices stored as {})",
                     i.file_bytes as f64 / 1048576.0,
-                    resident as f64 / 1048576.0
+                    resident as f64 / 1048576.0,
+                    i.storage
                 );
                 println!(
                     "{} layers, hidden {}, images: {}",

@@ -1,8 +1,11 @@
 //! Building blocks shared by the vision encoder and the text decoder: linear layers, norms,
 //! and moving host tensors to a device.
 
+use std::sync::Arc;
+
 use burn::tensor::{Device, Tensor, TensorData};
 
+use super::qmatmul::QuantMatrix;
 use crate::error::Result;
 use crate::weights::{HostTensor, Part, TensorSource};
 
@@ -16,11 +19,86 @@ pub fn upload<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(t.data, t.shape), device)
 }
 
-/// A dense layer `y = x W + b`, with `W` stored as [in, out].
+/// Whether matrices on this device may stay in quantized blocks: the CPU backend, whose memory
+/// is the host's, where taskvec's own kernels run (see [`super::qmatmul`]).
+pub fn keeps_blocks(device: &Device) -> bool {
+    *device == Device::flex()
+}
+
+/// A weight matrix used as `x · W`: f32 on the device, or quantized blocks in host memory
+/// (CPU backend only) multiplied by taskvec's kernels.
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // a handful per layer; boxing the tensor buys nothing
+pub enum Matrix {
+    /// f32 `[in, out]` on the device.
+    Dense(Tensor<2>),
+    /// Quantized `[out, in]` blocks.
+    Quant(Arc<QuantMatrix>),
+}
+
+impl Matrix {
+    /// Loads the PyTorch `[out, in]` matrix `name`, keeping its blocks where the device allows.
+    pub fn load(
+        src: &dyn TensorSource,
+        part: Part,
+        name: &str,
+        in_out: [usize; 2],
+        device: &Device,
+    ) -> Result<Self> {
+        let [i, o] = in_out;
+        if keeps_blocks(device)
+            && let Some(raw) = src.get_raw(part, name)?
+            && QuantMatrix::supports(raw.ty)
+            && raw.shape == [o, i]
+        {
+            return Ok(Matrix::Quant(Arc::new(QuantMatrix::new(
+                raw.ty, o, i, raw.data,
+            )?)));
+        }
+        let w = src.require(part, name)?.expect_shape(name, &[o, i])?;
+        Ok(Matrix::Dense(upload(w.transposed(), device)))
+    }
+
+    /// Bytes it occupies (device tensor, or the host blocks).
+    pub fn resident_bytes(&self) -> usize {
+        match self {
+            Matrix::Dense(w) => bytes(w),
+            Matrix::Quant(q) => q.bytes(),
+        }
+    }
+
+    /// Storage type name (`f32`, `q8_0`, `q4_0`, `q4_1`).
+    pub fn storage(&self) -> &'static str {
+        match self {
+            Matrix::Dense(_) => "f32",
+            Matrix::Quant(q) => q.ty().name(),
+        }
+    }
+
+    /// `x · W` for rows `x` ([rows, in] → [rows, out]).
+    pub fn apply(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Matrix::Dense(w) => x.matmul(w.clone()),
+            Matrix::Quant(q) => {
+                let device = x.device();
+                let [m, _] = x.dims();
+                let xs = x
+                    .into_data()
+                    .convert::<f32>()
+                    .try_into_vec::<f32>()
+                    .expect("f32 data after convert");
+                let y = q.matmul_t(&xs, m);
+                Tensor::from_data(TensorData::new(y, [m, q.dims()[0]]), &device)
+            }
+        }
+    }
+}
+
+/// A linear layer `y = x W + b`.
 #[derive(Debug, Clone)]
 pub struct Linear {
-    /// Weight, [in, out].
-    pub weight: Tensor<2>,
+    /// Weight.
+    pub weight: Matrix,
     /// Optional bias, [out].
     pub bias: Option<Tensor<1>>,
 }
@@ -35,10 +113,7 @@ impl Linear {
         bias: bool,
         device: &Device,
     ) -> Result<Self> {
-        let wn = format!("{prefix}.weight");
-        let w = src
-            .require(part, &wn)?
-            .expect_shape(&wn, &[in_out[1], in_out[0]])?;
+        let weight = Matrix::load(src, part, &format!("{prefix}.weight"), in_out, device)?;
         let bias = if bias {
             let bn = format!("{prefix}.bias");
             Some(upload(
@@ -48,20 +123,17 @@ impl Linear {
         } else {
             None
         };
-        Ok(Linear {
-            weight: upload(w.transposed(), device),
-            bias,
-        })
+        Ok(Linear { weight, bias })
     }
 
-    /// Bytes of its parameters on the device.
+    /// Bytes of its parameters.
     pub fn resident_bytes(&self) -> usize {
-        bytes(&self.weight) + self.bias.as_ref().map_or(0, bytes)
+        self.weight.resident_bytes() + self.bias.as_ref().map_or(0, bytes)
     }
 
     /// Applies the layer to rows of `x` ([rows, in] → [rows, out]).
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        let y = x.matmul(self.weight.clone());
+        let y = self.weight.apply(x);
         match &self.bias {
             Some(b) => y + b.clone().unsqueeze_dim::<2>(0),
             None => y,

@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod config;
 pub mod layers;
+pub mod qmatmul;
 pub mod text;
 pub mod vision;
 
@@ -88,6 +89,11 @@ impl Model {
     /// Bytes the loaded weights occupy on the device (measured from the tensors).
     pub fn resident_bytes(&self) -> usize {
         self.text.resident_bytes() + self.vision.as_ref().map_or(0, VisionModel::resident_bytes)
+    }
+
+    /// Storage types of the language model's matrices in memory (e.g. `q4_1+q8_0`, `f32`).
+    pub fn storage(&self) -> String {
+        self.text.storage()
     }
 
     /// Number of decoder layers.

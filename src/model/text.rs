@@ -3,12 +3,14 @@
 //! positions, so a forward pass can be resumed from any layer (the layer sweep needs it).
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData, activation::silu};
 
 use super::cache::KvCache;
 use super::config::TextConfig;
-use super::layers::{Linear, attention, bytes, load_vec, rms_norm, upload};
+use super::layers::{Linear, Matrix, attention, bytes, load_vec, rms_norm, upload};
+use super::qmatmul::QuantMatrix;
 use crate::error::{Error, Result};
 use crate::weights::{Part, TensorSource};
 
@@ -26,15 +28,23 @@ struct Block {
     down: Linear,
 }
 
+/// Token embeddings: f32 rows on the device, or the quantized matrix (shared with a tied LM head).
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // one per model
+enum Embedding {
+    Dense(Tensor<2>),
+    Quant(Arc<QuantMatrix>),
+}
+
 /// The language model: embeddings, decoder blocks, final norm, LM head.
 #[derive(Debug, Clone)]
 pub struct TextModel {
     /// Its configuration.
     pub config: TextConfig,
-    embed: Tensor<2>,
+    embed: Embedding,
     blocks: Vec<Block>,
     norm: Tensor<1>,
-    lm_head: Tensor<2>,
+    lm_head: Matrix,
     inv_freq: Vec<f32>,
     device: Device,
 }
@@ -91,22 +101,29 @@ impl TextModel {
                 down: lin(n("mlp.down_proj"), c.intermediate_size, d)?,
             });
         }
-        let embed_host = src
-            .require(p, "embed_tokens.weight")?
-            .expect_shape("embed_tokens.weight", &[c.vocab_size, d])?;
-        let head_host = match src.get(p, "lm_head.weight")? {
-            Some(h) if !c.tie_word_embeddings => {
-                h.expect_shape("lm_head.weight", &[c.vocab_size, d])?
-            }
-            _ => embed_host.clone(),
+        // The LM head as `x · W` ([hidden, vocab]); a tied head is the embedding matrix.
+        let embed_matrix = Matrix::load(src, p, "embed_tokens.weight", [d, c.vocab_size], device)?;
+        let untied = !c.tie_word_embeddings && src.get(p, "lm_head.weight")?.is_some();
+        let lm_head = if untied {
+            Matrix::load(src, p, "lm_head.weight", [d, c.vocab_size], device)?
+        } else {
+            embed_matrix.clone()
+        };
+        let embed = match embed_matrix {
+            Matrix::Quant(q) => Embedding::Quant(q),
+            Matrix::Dense(_) => Embedding::Dense(upload(
+                src.require(p, "embed_tokens.weight")?
+                    .expect_shape("embed_tokens.weight", &[c.vocab_size, d])?,
+                device,
+            )),
         };
         // transformers: inv_freq = 1 / theta^(2i/d), in f32.
         let inv_freq = (0..hd / 2)
             .map(|i| 1.0 / (c.rope_theta as f32).powf((2 * i) as f32 / hd as f32))
             .collect();
         Ok(TextModel {
-            embed: upload(embed_host, device),
-            lm_head: upload(head_host.transposed(), device),
+            embed,
+            lm_head,
             norm: load_vec(src, p, "norm.weight", d, device)?,
             blocks,
             inv_freq,
@@ -129,7 +146,34 @@ impl TextModel {
                         .sum::<usize>()
             })
             .sum();
-        blocks + bytes(&self.embed) + bytes(&self.lm_head) + bytes(&self.norm)
+        let embed = match &self.embed {
+            Embedding::Dense(t) => bytes(t),
+            Embedding::Quant(q) => q.bytes(),
+        };
+        let head = match (&self.embed, &self.lm_head) {
+            (Embedding::Quant(e), Matrix::Quant(h)) if Arc::ptr_eq(e, h) => 0,
+            (_, h) => h.resident_bytes(),
+        };
+        blocks + embed + head + bytes(&self.norm)
+    }
+
+    /// Storage types of the matrices, e.g. `q4_1+q8_0` or `f32` (most frequent first).
+    pub fn storage(&self) -> String {
+        let mut counts: Vec<(&'static str, usize)> = Vec::new();
+        let all = self
+            .blocks
+            .iter()
+            .flat_map(|b| [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down])
+            .map(|l| l.weight.storage())
+            .chain([self.lm_head.storage()]);
+        for s in all {
+            match counts.iter_mut().find(|(n, _)| *n == s) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((s, 1)),
+            }
+        }
+        counts.sort_by_key(|c| std::cmp::Reverse(c.1));
+        counts.iter().map(|(n, _)| *n).collect::<Vec<_>>().join("+")
     }
 
     /// The device the weights live on.
@@ -145,9 +189,23 @@ impl TextModel {
                 self.config.vocab_size
             )));
         }
-        let idx: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-        let t = Tensor::<1, Int>::from_data(TensorData::new(idx, [ids.len()]), &self.device);
-        Ok(self.embed.clone().select(0, t))
+        match &self.embed {
+            Embedding::Dense(e) => {
+                let idx: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+                let t =
+                    Tensor::<1, Int>::from_data(TensorData::new(idx, [ids.len()]), &self.device);
+                Ok(e.clone().select(0, t))
+            }
+            Embedding::Quant(q) => {
+                let idx: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
+                let rows = q.gather(&idx);
+                let d = q.dims()[1];
+                Ok(Tensor::from_data(
+                    TensorData::new(rows, [ids.len(), d]),
+                    &self.device,
+                ))
+            }
+        }
     }
 
     /// cos and sin tables [len, head_dim] for positions `start..start+len` (rotate-half layout).
@@ -351,7 +409,8 @@ impl TextModel {
     /// Final norm + LM head on residual rows ([n, hidden] → logits [n, vocab]); also the logit
     /// lens when applied to an intermediate layer's residual stream.
     pub fn logits(&self, h: Tensor<2>) -> Tensor<2> {
-        rms_norm(h, &self.norm, self.config.rms_norm_eps).matmul(self.lm_head.clone())
+        self.lm_head
+            .apply(rms_norm(h, &self.norm, self.config.rms_norm_eps))
     }
 }
 

@@ -47,6 +47,47 @@ impl HostTensor {
     }
 }
 
+/// A tensor still in its file's storage type (GGUF blocks), in PyTorch shape.
+#[derive(Debug, Clone)]
+pub struct RawTensor {
+    /// Storage type.
+    pub ty: quant::GgmlType,
+    /// Shape, outermost first (a matrix is `[rows, cols]`, blocks run along a row).
+    pub shape: Vec<usize>,
+    /// The stored bytes.
+    pub data: Vec<u8>,
+}
+
+/// How a model's matrices are stored once loaded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WeightMode {
+    /// Keep the file's quantized blocks where a kernel exists (CPU), else f32.
+    #[default]
+    Auto,
+    /// Dequantize everything to f32 (the reference for quantized runs).
+    F32,
+    /// Quantize every matrix whose rows split into 32-value blocks to this type on load.
+    Quantize(quant::GgmlType),
+}
+
+impl WeightMode {
+    /// Parses `auto`, `f32`, `q8_0`, `q4_0` or `q4_1`.
+    pub fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "auto" => WeightMode::Auto,
+            "f32" => WeightMode::F32,
+            "q8_0" => WeightMode::Quantize(quant::GgmlType::Q8_0),
+            "q4_0" => WeightMode::Quantize(quant::GgmlType::Q4_0),
+            "q4_1" => WeightMode::Quantize(quant::GgmlType::Q4_1),
+            _ => {
+                return Err(Error::load(format!(
+                    "unknown weight mode '{s}': use auto, f32, q8_0, q4_0 or q4_1"
+                )));
+            }
+        })
+    }
+}
+
 /// The part of a checkpoint a tensor name refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
@@ -62,6 +103,11 @@ pub enum Part {
 pub trait TensorSource {
     /// The tensor with this name in this part, or `None` when absent.
     fn get(&self, part: Part, name: &str) -> Result<Option<HostTensor>>;
+
+    /// The tensor in its stored (quantized) form, when the source keeps one.
+    fn get_raw(&self, _part: Part, _name: &str) -> Result<Option<RawTensor>> {
+        Ok(None)
+    }
 
     /// The tensor, or an error naming it when absent.
     fn require(&self, part: Part, name: &str) -> Result<HostTensor> {
@@ -181,46 +227,98 @@ fn gguf_vision_name(part: Part, name: &str) -> Option<String> {
 }
 
 /// Undoes llama.cpp's row permutation of Q/K weights (it converts rotate-half RoPE into the
-/// interleaved form): rows `[h, 2, d/2]` were stored as `[h, d/2, 2]`.
-fn unpermute_rows(t: HostTensor, heads: usize) -> Result<HostTensor> {
-    let (rows, cols) = (t.shape[0], t.shape[1]);
-    if heads == 0 || rows % (2 * heads) != 0 {
+/// interleaved form): rows `[h, 2, d/2]` were stored as `[h, d/2, 2]`. Works on rows of any
+/// element type (f32 values or quantized blocks).
+fn unpermute<T: Copy + Default>(data: &[T], rows: usize, heads: usize) -> Result<Vec<T>> {
+    if heads == 0
+        || rows == 0
+        || !rows.is_multiple_of(2 * heads)
+        || !data.len().is_multiple_of(rows)
+    {
         return Err(Error::weights(format!(
             "Q/K weight with {rows} rows does not split into {heads} heads"
         )));
     }
+    let cols = data.len() / rows;
     let half = rows / heads / 2;
-    let mut out = vec![0f32; rows * cols];
+    let mut out = vec![T::default(); data.len()];
     for hh in 0..heads {
         for i in 0..half {
             for two in 0..2 {
                 let src = hh * 2 * half + i * 2 + two; // stored order [h, d/2, 2]
                 let dst = hh * 2 * half + two * half + i; // wanted order [h, 2, d/2]
                 out[dst * cols..(dst + 1) * cols]
-                    .copy_from_slice(&t.data[src * cols..(src + 1) * cols]);
+                    .copy_from_slice(&data[src * cols..(src + 1) * cols]);
             }
         }
     }
+    Ok(out)
+}
+
+fn unpermute_rows(t: HostTensor, heads: usize) -> Result<HostTensor> {
+    let data = unpermute(&t.data, t.shape[0], heads)?;
     Ok(HostTensor {
         shape: t.shape,
-        data: out,
+        data,
     })
 }
 
-impl TensorSource for GgufSource {
-    fn get(&self, part: Part, name: &str) -> Result<Option<HostTensor>> {
-        let gname = match part {
+fn unpermute_row_bytes(raw: &[u8], rows: usize, heads: usize) -> Result<Vec<u8>> {
+    unpermute(raw, rows, heads)
+}
+
+impl GgufSource {
+    fn gguf_name(part: Part, name: &str) -> Option<String> {
+        match part {
             Part::Text => gguf_text_name(name),
             _ => gguf_vision_name(part, name),
+        }
+    }
+
+    /// Heads for Q/K row unpermutation, when `name` is a text Q or K projection.
+    fn permuted_heads(&self, part: Part, name: &str) -> Option<usize> {
+        match (part, name.rsplit('.').nth(1)) {
+            (Part::Text, Some("q_proj")) => Some(self.heads),
+            (Part::Text, Some("k_proj")) => Some(self.kv_heads),
+            _ => None,
+        }
+    }
+}
+
+impl TensorSource for GgufSource {
+    fn get_raw(&self, part: Part, name: &str) -> Result<Option<RawTensor>> {
+        let Some(gname) = Self::gguf_name(part, name) else {
+            return Ok(None);
         };
-        let Some(gname) = gname else { return Ok(None) };
+        let Some(info) = self.header.tensors.get(&gname) else {
+            return Ok(None);
+        };
+        let shape = info.torch_shape();
+        if shape.len() != 2 {
+            return Ok(None);
+        }
+        let raw = &self.bytes[info.offset..info.offset + info.size];
+        let data = match self.permuted_heads(part, name) {
+            Some(h) => unpermute_row_bytes(raw, shape[0], h)?,
+            None => raw.to_vec(),
+        };
+        Ok(Some(RawTensor {
+            ty: info.ty,
+            shape,
+            data,
+        }))
+    }
+
+    fn get(&self, part: Part, name: &str) -> Result<Option<HostTensor>> {
+        let Some(gname) = Self::gguf_name(part, name) else {
+            return Ok(None);
+        };
         let Some(t) = self.tensor(&gname) else {
             return Ok(None);
         };
-        match (part, name.rsplit('.').nth(1)) {
-            (Part::Text, Some("q_proj")) => unpermute_rows(t, self.heads).map(Some),
-            (Part::Text, Some("k_proj")) => unpermute_rows(t, self.kv_heads).map(Some),
-            _ => Ok(Some(t)),
+        match self.permuted_heads(part, name) {
+            Some(h) => unpermute_rows(t, h).map(Some),
+            None => Ok(Some(t)),
         }
     }
 }
@@ -236,6 +334,54 @@ impl TensorSource for Sources {
             }
         }
         Ok(None)
+    }
+
+    fn get_raw(&self, part: Part, name: &str) -> Result<Option<RawTensor>> {
+        for s in &self.0 {
+            if let Some(t) = s.get_raw(part, name)? {
+                return Ok(Some(t));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// A source seen through a [`WeightMode`]: `F32` hides the stored blocks, `Quantize` makes
+/// blocks of the chosen type from the f32 values of every matrix whose rows split into 32-value
+/// blocks.
+pub struct ModeSource<'a> {
+    /// The underlying source.
+    pub inner: &'a dyn TensorSource,
+    /// The storage wanted.
+    pub mode: WeightMode,
+}
+
+impl TensorSource for ModeSource<'_> {
+    fn get(&self, part: Part, name: &str) -> Result<Option<HostTensor>> {
+        self.inner.get(part, name)
+    }
+
+    fn get_raw(&self, part: Part, name: &str) -> Result<Option<RawTensor>> {
+        match self.mode {
+            WeightMode::Auto => self.inner.get_raw(part, name),
+            WeightMode::F32 => Ok(None),
+            WeightMode::Quantize(ty) => {
+                let Some(t) = self.inner.get(part, name)? else {
+                    return Ok(None);
+                };
+                if t.shape.len() != 2 || t.shape[1] % 32 != 0 {
+                    return Ok(None);
+                }
+                // As llama.cpp does for its 4-bit types: the embedding / LM head stay 8-bit.
+                let head = matches!(name, "embed_tokens.weight" | "lm_head.weight");
+                let ty = if head { quant::GgmlType::Q8_0 } else { ty };
+                Ok(Some(RawTensor {
+                    ty,
+                    data: quant::quantize(ty, &t.data)?,
+                    shape: t.shape,
+                }))
+            }
+        }
     }
 }
 

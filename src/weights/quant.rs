@@ -164,6 +164,57 @@ pub fn dequantize_into(ty: GgmlType, data: &[u8], out: &mut Vec<f32>) {
     }
 }
 
+/// Quantizes `values` (a multiple of 32) into Q8_0, Q4_0 or Q4_1 blocks, as llama.cpp's
+/// reference `quantize_row_*_ref` functions do.
+pub fn quantize(ty: GgmlType, values: &[f32]) -> crate::error::Result<Vec<u8>> {
+    if !values.len().is_multiple_of(32) {
+        return Err(crate::error::Error::weights(format!(
+            "cannot quantize {} values into 32-value blocks",
+            values.len()
+        )));
+    }
+    let f16b = |v: f32| f16::from_f32(v).to_le_bytes();
+    let mut out = Vec::with_capacity(values.len() / 32 * ty.block_bytes());
+    for x in values.chunks_exact(32) {
+        match ty {
+            GgmlType::Q8_0 => {
+                let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
+                let d = amax / 127.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                out.extend(f16b(d));
+                out.extend(x.iter().map(|v| (v * id).round() as i8 as u8));
+            }
+            GgmlType::Q4_0 => {
+                let max = x
+                    .iter()
+                    .fold(0f32, |a, &v| if v.abs() > a.abs() { v } else { a });
+                let d = max / -8.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                let q = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;
+                out.extend(f16b(d));
+                out.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
+            }
+            GgmlType::Q4_1 => {
+                let min = x.iter().fold(f32::INFINITY, |a, &v| a.min(v));
+                let max = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
+                let d = (max - min) / 15.0;
+                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+                let q = |v: f32| (((v - min) * id + 0.5) as i8).min(15) as u8;
+                out.extend(f16b(d));
+                out.extend(f16b(min));
+                out.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
+            }
+            _ => {
+                return Err(crate::error::Error::weights(format!(
+                    "quantizing to {} is not supported (use q8_0, q4_0 or q4_1)",
+                    ty.name()
+                )));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Dequantizes `data` into a new vector.
 pub fn dequantize(ty: GgmlType, data: &[u8]) -> Vec<f32> {
     let mut v = Vec::new();

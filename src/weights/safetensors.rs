@@ -30,6 +30,23 @@ impl SafetensorsSource {
         self.files.iter().map(Vec::len).sum()
     }
 
+    /// The storage types of its tensors, e.g. `f32` or `bf16+f32`.
+    pub fn storage_types(&self) -> String {
+        let mut types: Vec<String> = Vec::new();
+        for f in &self.files {
+            if let Ok(st) = SafeTensors::deserialize(f) {
+                types.extend(
+                    st.tensors()
+                        .iter()
+                        .map(|(_, v)| format!("{:?}", v.dtype()).to_lowercase()),
+                );
+            }
+        }
+        types.sort_unstable();
+        types.dedup();
+        types.join("+")
+    }
+
     /// All tensor names in the files.
     pub fn names(&self) -> Vec<String> {
         let mut out = Vec::new();
