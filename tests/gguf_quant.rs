@@ -60,3 +60,20 @@ fn truncated_and_corrupt_headers_are_refused() {
             .contains("corrupt")
     );
 }
+
+/// taskvec's quantizer (quantize on load, `taskvec quantize`) makes the same blocks as gguf-py's
+/// `gguf.quants.quantize` (llama.cpp's reference algorithm), byte for byte.
+#[test]
+fn quantizer_makes_the_blocks_gguf_py_makes() {
+    use taskvec::weights::quant::{GgmlType, quantize};
+    let f = read(&fixture("quant/quantize_ref.safetensors"));
+    let st = safetensors::SafeTensors::deserialize(&f).unwrap();
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+        let (_, x) = tensor(&f, &format!("x.{}", ty.name()));
+        let want = st.tensor(&format!("blocks.{}", ty.name())).unwrap();
+        let got = quantize(ty, &x).unwrap();
+        assert_eq!(got.len(), want.data().len(), "{ty:?}: length");
+        let diff = got.iter().zip(want.data()).filter(|(a, b)| a != b).count();
+        assert_eq!(diff, 0, "{ty:?}: {diff} bytes differ");
+    }
+}

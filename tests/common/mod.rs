@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 
 use safetensors::SafeTensors;
-use taskvec::loader::{LoadedModel, ModelFiles, load};
+use taskvec::loader::{LoadedModel, ModelFiles, load, load_with};
+use taskvec::weights::WeightMode;
 
 /// `tests/fixtures/<rel>`.
 pub fn fixture(rel: &str) -> PathBuf {
@@ -61,21 +62,32 @@ pub fn smollm2_path() -> PathBuf {
     p
 }
 
-/// Loads the real SmolLM2 on the CPU backend.
+/// Loads the real SmolLM2 on the CPU backend (its Q4_1/Q8_0 blocks stay in memory).
 pub fn smollm2() -> LoadedModel {
+    smollm2_with(WeightMode::Auto)
+}
+
+/// Loads the real SmolLM2 on the CPU backend with its matrices stored as `mode` says.
+pub fn smollm2_with(mode: WeightMode) -> LoadedModel {
     let bytes = read(&smollm2_path());
-    load(
+    load_with(
         ModelFiles::Gguf {
             model: bytes,
             mmproj: None,
         },
         &burn::tensor::Device::flex(),
+        mode,
     )
     .unwrap()
 }
 
 /// The tiny random SmolVLM from safetensors (HF directory files).
 pub fn tiny_vlm_safetensors(device: &burn::tensor::Device) -> LoadedModel {
+    tiny_vlm_safetensors_with(device, WeightMode::Auto)
+}
+
+/// The tiny random SmolVLM from safetensors, its matrices stored as `mode` says.
+pub fn tiny_vlm_safetensors_with(device: &burn::tensor::Device, mode: WeightMode) -> LoadedModel {
     let d = |f: &str| fixture(&format!("tiny_vlm/{f}"));
     let files = ModelFiles::HuggingFace {
         config: String::from_utf8(read(&d("config.json"))).unwrap(),
@@ -83,7 +95,7 @@ pub fn tiny_vlm_safetensors(device: &burn::tensor::Device) -> LoadedModel {
         tokenizer: read(&d("tokenizer.json")),
         weights: vec![read(&d("model.safetensors"))],
     };
-    load(files, device).unwrap()
+    load_with(files, device, mode).unwrap()
 }
 
 /// The same tiny model from its GGUF pair (text + mmproj).

@@ -1,0 +1,188 @@
+//! Issue 4/6: weights that stay quantized in memory give the same model as the dequantized
+//! f32 reference — on the real SmolLM2 (its own Q4_1/Q8_0 blocks, and requantized to Q8_0 /
+//! Q4_0 / Q4_1) and on the tiny VLM (quantized on load from f32 safetensors).
+
+mod common;
+
+use common::*;
+use taskvec::loader::LoadedModel;
+use taskvec::model::{Intervention, KvCache, read_f32};
+use taskvec::taskvec::{Engine, Spec, Task, evaluate};
+use taskvec::weights::{WeightMode, quant::GgmlType};
+
+/// Every layer's residual stream (embeddings + each layer) at the last position, per prompt.
+fn last_states(m: &LoadedModel, prompts: &[(Vec<u32>, Vec<Vec<f32>>)]) -> Vec<Vec<f32>> {
+    prompts
+        .iter()
+        .map(|(ids, px)| {
+            let x = m.model.embed(ids, px).unwrap();
+            let iv = Intervention {
+                capture: vec![ids.len() - 1],
+                ..Default::default()
+            };
+            let o = m
+                .model
+                .forward(x, KvCache::new(m.model.num_layers()), &iv)
+                .unwrap();
+            pollster::block_on(read_f32(o.hidden.unwrap())).unwrap()
+        })
+        .collect()
+}
+
+/// The lowest per-layer cosine between two runs' states.
+fn worst_cosine(a: &[Vec<f32>], b: &[Vec<f32>], d: usize) -> f64 {
+    let per_layer: Vec<f64> = (0..a[0].len() / d)
+        .map(|l| {
+            a.iter()
+                .zip(b)
+                .map(|(x, y)| cosine(&x[l * d..(l + 1) * d], &y[l * d..(l + 1) * d]))
+                .fold(1.0, f64::min)
+        })
+        .collect();
+    eprintln!(
+        "  per-layer worst cosine: {:?}",
+        per_layer
+            .iter()
+            .map(|c| (c * 1e4).round() / 1e4)
+            .collect::<Vec<_>>()
+    );
+    per_layer.into_iter().fold(1.0, f64::min)
+}
+
+fn q(ty: GgmlType) -> WeightMode {
+    WeightMode::Quantize(ty)
+}
+
+#[test]
+fn real_model_quantized_runs_match_the_dequantized_reference() {
+    let f = read(&fixture("smollm2/hidden_ref.safetensors"));
+    let prompts: Vec<_> = (0..5)
+        .map(|k| (ids(&f, &format!("p{k}.input_ids")), vec![]))
+        .collect();
+    let g: serde_json::Value =
+        serde_json::from_slice(&read(&fixture("smollm2/greedy.json"))).unwrap();
+    let greedy: Vec<Vec<u32>> = g["input_ids"].as_array().unwrap()[..5]
+        .iter()
+        .map(|p| {
+            p.as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect()
+        })
+        .collect();
+    let continue_all = |m: &LoadedModel| -> Vec<Vec<u32>> {
+        greedy
+            .iter()
+            .map(|ids| {
+                let x = m.model.embed(ids, &[]).unwrap();
+                pollster::block_on(m.model.generate(x, &Intervention::default(), 12, &[])).unwrap()
+            })
+            .collect()
+    };
+    let reference = smollm2_with(WeightMode::F32);
+    let d = reference.model.hidden_size();
+    let ref_states = last_states(&reference, &prompts);
+    let ref_text = continue_all(&reference);
+    let file_bytes = reference.info.file_bytes as f64;
+    drop(reference);
+    // (mode, storage in memory, minimum cosine, minimum identical continuations of 5).
+    // Auto keeps the file's own Q4_1/Q8_0 blocks: the same weights as the reference, so only
+    // summation order differs. Requantizing to Q4_1 reproduces those blocks exactly. Q4_0 of an
+    // already 4-bit model compounds two roundings (measured: cosine 0.99 after layer 3, 0.88
+    // at the last layer): kept as a regression bound, not a quality claim.
+    let cases = [
+        (WeightMode::Auto, "q4_1+q8_0", 0.99999, 5),
+        (q(GgmlType::Q8_0), "q8_0", 0.999, 4),
+        (q(GgmlType::Q4_1), "q4_1+q8_0", 0.99999, 5),
+        (q(GgmlType::Q4_0), "q4_0+q8_0", 0.85, 0),
+    ];
+    for (mode, storage, min_cos, min_same) in cases {
+        let m = smollm2_with(mode);
+        assert_eq!(m.info.storage, storage, "{mode:?}");
+        let resident = m.model.resident_bytes() as f64;
+        let c = worst_cosine(&last_states(&m, &prompts), &ref_states, d);
+        let same = continue_all(&m)
+            .iter()
+            .zip(&ref_text)
+            .filter(|(a, b)| a == b)
+            .count();
+        eprintln!(
+            "{mode:?}: resident {:.1} MB ({:.3}× file), worst layer cosine {c:.6}, {same}/5 continuations identical",
+            resident / 1e6,
+            resident / file_bytes
+        );
+        assert!(c >= min_cos, "{mode:?}: worst layer cosine {c} < {min_cos}");
+        assert!(
+            same >= min_same,
+            "{mode:?}: {same}/5 continuations identical"
+        );
+        if mode == WeightMode::Auto {
+            assert!(resident <= 1.2 * file_bytes, "resident {resident} bytes");
+        }
+    }
+}
+
+#[test]
+fn tiny_vlm_quantized_on_load_matches_f32() {
+    let dev = burn::tensor::Device::flex();
+    let img = read(&fixture("tiny_vlm/image_a.png"));
+    let reference = tiny_vlm_safetensors_with(&dev, WeightMode::F32);
+    let prompts = vec![
+        reference.prompt("Q:<image>\nA:", &[&img]).unwrap(),
+        reference
+            .prompt("Q:France\nA:Paris\n\nQ:Spain\nA:", &[])
+            .unwrap(),
+    ];
+    let d = reference.model.hidden_size();
+    let ref_states = last_states(&reference, &prompts);
+    // Random Gaussian weights lose ~8% (RMS) per 4-bit matrix; over the vision tower, the
+    // connector and 4 decoder layers that leaves a last-layer cosine of ~0.97 (measured 0.979
+    // for Q4_1, 0.968 for Q4_0): the 4-bit bounds here are below the issue's 0.99, which the
+    // real model's own Q4_1 blocks meet (test above); Q8_0's is the issue's 0.999.
+    for (ty, min_cos) in [
+        (GgmlType::Q8_0, 0.999),
+        (GgmlType::Q4_1, 0.97),
+        (GgmlType::Q4_0, 0.96),
+    ] {
+        let m = tiny_vlm_safetensors_with(&dev, q(ty));
+        // Hidden size 48 does not split into 32-value blocks: only the MLP's down projection
+        // (96 inputs) of the text model is quantized, plus the vision tower and connector.
+        assert!(m.info.storage.contains(ty.name()), "{}", m.info.storage);
+        assert!(m.model.resident_bytes() < reference.model.resident_bytes());
+        let c = worst_cosine(&last_states(&m, &prompts), &ref_states, d);
+        eprintln!(
+            "{ty:?}: storage {}, worst layer cosine {c:.6}",
+            m.info.storage
+        );
+        assert!(c >= min_cos, "{ty:?}: worst layer cosine {c} < {min_cos}");
+    }
+}
+
+/// The task-vector protocol with the weights kept quantized gives the dequantized run's
+/// accuracies (±0.03 at every layer) on the built-in Country-Capital split.
+#[test]
+fn country_capital_sweep_is_unchanged_by_quantized_storage() {
+    let task = Task::builtin("country_capital").unwrap();
+    let run = |mode| {
+        let m = smollm2_with(mode);
+        let e = Engine::new(&m);
+        pollster::block_on(evaluate(&e, &task, Spec::Text, 30, 0, |_, _| {}))
+            .unwrap()
+            .0
+    };
+    let (quantized, dense) = (run(WeightMode::Auto), run(WeightMode::F32));
+    eprintln!(
+        "quantized: zero-shot {:.3} icl {:.3} per layer {:?}",
+        quantized.zero_shot, quantized.icl, quantized.patched
+    );
+    eprintln!(
+        "f32: zero-shot {:.3} icl {:.3} per layer {:?}",
+        dense.zero_shot, dense.icl, dense.patched
+    );
+    assert!((quantized.zero_shot - dense.zero_shot).abs() <= 0.03);
+    assert!((quantized.icl - dense.icl).abs() <= 0.03);
+    for (l, (a, b)) in quantized.patched.iter().zip(&dense.patched).enumerate() {
+        assert!((a - b).abs() <= 0.03, "layer {l}: {a} vs {b}");
+    }
+}
