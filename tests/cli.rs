@@ -306,3 +306,74 @@ fn info_json_reports_file_and_resident_sizes() {
         "only the model's own shards"
     );
 }
+
+/// `taskvec quantize` writes a GGUF pair that loads (storage q8_0), answers like the
+/// quantized-on-load model, and refuses what it cannot do without touching the input.
+#[test]
+fn quantize_writes_a_loadable_gguf_pair() {
+    let dir = std::env::temp_dir().join(format!("taskvec-quantize-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (lm, mm) = (dir.join("lm8.gguf"), dir.join("mm8.gguf"));
+    let (lm_s, mm_s) = (lm.to_str().unwrap(), mm.to_str().unwrap());
+    let src_lm = fixture("tiny_vlm/tiny_lm.gguf");
+    let src_mm = fixture("tiny_vlm/tiny_mmproj.gguf");
+    ok(&["quantize", src_lm.to_str().unwrap(), lm_s, "--type", "q8_0"]);
+    ok(&["quantize", src_mm.to_str().unwrap(), mm_s, "--type", "q8_0"]);
+    let info: serde_json::Value =
+        serde_json::from_str(ok(&["info", "--model", lm_s, "--mmproj", mm_s, "--json"]).trim())
+            .unwrap();
+    assert_eq!(info["quant"].as_str(), Some("f32+q8_0"));
+    assert!(info["storage"].as_str().unwrap().contains("q8_0"));
+    let img = fixture("tiny_vlm/image_a.png");
+    let generate = |args: &[&str]| {
+        let mut a = vec!["generate", "--prompt", "<image>Q:\nA:", "--max-tokens", "6"];
+        a.extend_from_slice(&["--image", img.to_str().unwrap()]);
+        a.extend_from_slice(args);
+        ok(&a)
+    };
+    let from_file = generate(&["--model", lm_s, "--mmproj", mm_s]);
+    let on_load = generate(&[
+        "--model",
+        src_lm.to_str().unwrap(),
+        "--mmproj",
+        src_mm.to_str().unwrap(),
+        "--weights",
+        "q8_0",
+    ]);
+    assert_eq!(from_file, on_load);
+    // Refusals: a directory, a non-GGUF, the input itself as output.
+    let before = std::fs::read(&src_lm).unwrap();
+    for (args, needle) in [
+        (
+            vec![
+                "quantize",
+                fixture("tiny_vlm").to_str().unwrap(),
+                lm_s,
+                "--type",
+                "q4_0",
+            ],
+            "is a directory",
+        ),
+        (
+            vec!["quantize", img.to_str().unwrap(), lm_s, "--type", "q4_0"],
+            "not a GGUF",
+        ),
+        (
+            vec![
+                "quantize",
+                src_lm.to_str().unwrap(),
+                src_lm.to_str().unwrap(),
+                "--type",
+                "q4_0",
+            ],
+            "different file",
+        ),
+    ] {
+        let o = taskvec(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert_eq!(std::fs::read(&src_lm).unwrap(), before, "input untouched");
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -186,3 +186,33 @@ fn country_capital_sweep_is_unchanged_by_quantized_storage() {
         assert!((a - b).abs() <= 0.03, "layer {l}: {a} vs {b}");
     }
 }
+
+/// A GGUF written by `taskvec quantize` (requantize) holds exactly the blocks that quantizing on
+/// load makes: the same states at every layer.
+#[test]
+fn requantized_file_equals_quantizing_on_load() {
+    use taskvec::loader::{ModelFiles, load};
+    use taskvec::weights::requantize::requantize;
+    let bytes = read(&smollm2_path());
+    let (q8, report) = requantize(&bytes, GgmlType::Q8_0).unwrap();
+    // 210 Q4_1 matrices requantized; the Q8_0 embedding and 61 f32 norms kept.
+    assert_eq!((report.quantized, report.kept), (210, 62));
+    let f = read(&fixture("smollm2/hidden_ref.safetensors"));
+    let prompts: Vec<_> = (0..2)
+        .map(|k| (ids(&f, &format!("p{k}.input_ids")), vec![]))
+        .collect();
+    let from_file = load(
+        ModelFiles::Gguf {
+            model: q8,
+            mmproj: None,
+        },
+        &burn::tensor::Device::flex(),
+    )
+    .unwrap();
+    assert_eq!(from_file.info.quant, "q8_0");
+    let on_load = smollm2_with(q(GgmlType::Q8_0));
+    assert_eq!(
+        last_states(&from_file, &prompts),
+        last_states(&on_load, &prompts)
+    );
+}

@@ -169,6 +169,17 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Writes a copy of a GGUF (model or mmproj) with its matrices quantized to Q8_0, Q4_0 or
+    /// Q4_1 (llama.cpp's formats: llama.cpp and taskvec both load it).
+    Quantize {
+        /// The GGUF to read.
+        input: PathBuf,
+        /// The GGUF to write (written to a temporary file first, then renamed).
+        output: PathBuf,
+        /// Block type for the matrices.
+        #[arg(long = "type", value_parser = ["q8_0", "q4_0", "q4_1"])]
+        ty: String,
+    },
     /// Describes a model: sizes on disk and in memory, layers, hidden size, storage type.
     Info {
         #[command(flatten)]
@@ -331,10 +342,62 @@ fn image_list(path: &Option<PathBuf>) -> Result<Vec<Vec<u8>>> {
     path.as_deref().map(read).into_iter().collect()
 }
 
+/// `taskvec quantize`: requantizes a GGUF file into a new file, never touching the input.
+fn quantize_file(input: &Path, output: &Path, ty: &str) -> Result<()> {
+    if input.is_dir() {
+        return Err(Error::load(format!(
+            "{} is a directory: `taskvec quantize` takes a GGUF file; a safetensors checkpoint is \
+             quantized on load with `--weights {ty}`",
+            input.display()
+        )));
+    }
+    let same = match (std::fs::canonicalize(input), std::fs::canonicalize(output)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(Error::load(
+            "the output must be a different file than the input",
+        ));
+    }
+    let bytes = read(input)?;
+    if !crate::weights::gguf::is_gguf(&bytes) {
+        return Err(Error::load(format!(
+            "{} is not a GGUF file: `taskvec quantize` takes a GGUF (a safetensors checkpoint \
+             is quantized on load with `--weights {ty}`)",
+            input.display()
+        )));
+    }
+    let qty = match crate::weights::WeightMode::parse(ty)? {
+        crate::weights::WeightMode::Quantize(t) => t,
+        _ => return Err(Error::load(format!("unknown type {ty}"))),
+    };
+    let (out, report) = crate::weights::requantize::requantize(&bytes, qty)?;
+    let tmp = output.with_extension("gguf.partial");
+    std::fs::write(&tmp, &out)
+        .and_then(|_| std::fs::rename(&tmp, output))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::load(format!("cannot write {}: {e}", output.display()))
+        })?;
+    eprintln!(
+        "{}: {} tensors quantized to {ty}, {} kept; {:.1} MiB → {:.1} MiB",
+        output.display(),
+        report.quantized,
+        report.kept,
+        report.bytes_in as f64 / 1048576.0,
+        report.bytes_out as f64 / 1048576.0
+    );
+    Ok(())
+}
+
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> Result<()> {
     if let Command::Serve { port, root } = &cli.command {
         return serve::serve(root, *port);
+    }
+    if let Command::Quantize { input, output, ty } = &cli.command {
+        return quantize_file(input, output, ty);
     }
     let dev = device(cli.device)?;
     match cli.command {

@@ -313,7 +313,8 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
         | Command::Hidden { .. }
         | Command::Serve { .. }
         | Command::Bench { .. }
-        | Command::Info { .. } => {
+        | Command::Info { .. }
+        | Command::Quantize { .. } => {
             unreachable!("handled in run")
         }
     }

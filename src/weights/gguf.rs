@@ -93,6 +93,8 @@ pub struct GgufHeader {
     pub tensors: HashMap<String, TensorInfo>,
     /// Tensor names in file order.
     pub order: Vec<String>,
+    /// Each metadata entry's key and byte range in the file, in file order (for rewriting).
+    pub metadata_spans: Vec<(String, std::ops::Range<usize>)>,
 }
 
 /// The most tensors and metadata entries a file may declare.
@@ -205,10 +207,13 @@ impl GgufHeader {
             )));
         }
         let mut metadata = HashMap::new();
+        let mut metadata_spans = Vec::new();
         for _ in 0..n_kv {
+            let start = r.pos;
             let key = r.string()?;
             let ty = r.u32()?;
             let v = r.value(ty, 0)?;
+            metadata_spans.push((key.clone(), start..r.pos));
             metadata.insert(key, v);
         }
         let mut infos = Vec::with_capacity(n_tensors.min(4096) as usize);
@@ -279,6 +284,7 @@ impl GgufHeader {
             metadata,
             tensors,
             order,
+            metadata_spans,
         })
     }
 

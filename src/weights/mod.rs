@@ -3,6 +3,7 @@
 
 pub mod gguf;
 pub mod quant;
+pub mod requantize;
 pub mod safetensors;
 
 pub use self::gguf::GgufHeader;
