@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
-use crate::loader::{LoadedModel, ModelFiles, load};
+use crate::loader::{LoadedModel, ModelFiles, load_with};
 use crate::taskvec::format::{ExampleRecord, SpecKind, TaskRecord};
 use crate::taskvec::lens::similarity_report;
 use crate::taskvec::task::BUILTIN;
@@ -180,16 +180,24 @@ pub struct WebModel {
     backend: String,
 }
 
+fn weight_mode(w: Option<String>) -> Result<crate::weights::WeightMode, JsError> {
+    crate::weights::WeightMode::parse(w.as_deref().unwrap_or("auto")).map_err(js_err)
+}
+
 #[wasm_bindgen]
 impl WebModel {
-    /// Loads a GGUF (plus optional mmproj GGUF) on `backend` ("webgpu" or "cpu").
+    /// Loads a GGUF (plus optional mmproj GGUF) on `backend` ("webgpu" or "cpu"); `weights`
+    /// is the storage mode (`auto`, `f32`, `q8_0`, `q4_0`, `q4_1`; default `auto`).
     #[wasm_bindgen(js_name = loadGguf)]
     pub fn load_gguf(
         backend: String,
         model: Vec<u8>,
         mmproj: Option<Vec<u8>>,
+        weights: Option<String>,
     ) -> Result<WebModel, JsError> {
-        let m = load(ModelFiles::Gguf { model, mmproj }, &device(&backend)?).map_err(js_err)?;
+        let mode = weight_mode(weights)?;
+        let m = load_with(ModelFiles::Gguf { model, mmproj }, &device(&backend)?, mode)
+            .map_err(js_err)?;
         Ok(WebModel { m, backend })
     }
 
@@ -201,14 +209,16 @@ impl WebModel {
         preprocessor: Option<String>,
         tokenizer: Vec<u8>,
         weights: Vec<u8>,
+        storage: Option<String>,
     ) -> Result<WebModel, JsError> {
+        let mode = weight_mode(storage)?;
         let files = ModelFiles::HuggingFace {
             config,
             preprocessor,
             tokenizer,
             weights: vec![weights],
         };
-        let m = load(files, &device(&backend)?).map_err(js_err)?;
+        let m = load_with(files, &device(&backend)?, mode).map_err(js_err)?;
         Ok(WebModel { m, backend })
     }
 

@@ -50,13 +50,13 @@ async function loadModel(source, files) {
       if (!main) throw new Error("the files hold only a vision projector (mmproj); add the language model GGUF");
       const model = await main.arrayBuffer();
       const mmproj = mm ? await mm.arrayBuffer() : null;
-      res = await client.call("load", { source: "bytes", model, mmproj }, progress(bar, status), [model, ...(mmproj ? [mmproj] : [])]);
+      res = await client.call("load", { source: "bytes", model, mmproj, storage: $("weights-choice").value }, progress(bar, status), [model, ...(mmproj ? [mmproj] : [])]);
     } else {
       const choice = MODELS[$("model-choice").value];
       const urls = choice.model ? { model: new URL(choice.model, location.href).href, mmproj: choice.mmproj ? new URL(choice.mmproj, location.href).href : null }
         : { model: $("model-url").value.trim(), mmproj: $("mmproj-url").value.trim() || null };
       if (!urls.model) throw new Error("enter the model's URL");
-      res = await client.call("load", { source: "url", urls }, progress(bar, status));
+      res = await client.call("load", { source: "url", urls, storage: $("weights-choice").value }, progress(bar, status));
     }
     state.info = res.info;
     showCard(res.info);
@@ -72,7 +72,7 @@ async function loadModel(source, files) {
 
 function showCard(info) {
   const rows = [
-    ["name", info.name], ["format", info.format], ["weights", info.quant], ["file size", (info.file_bytes / 1048576).toFixed(1) + " MB"], ["weights in memory", (info.resident_weight_bytes / 1048576).toFixed(1) + " MB"],
+    ["name", info.name], ["format", info.format], ["weights in the file", info.quant], ["file size", (info.file_bytes / 1048576).toFixed(1) + " MB"], ["matrices in memory", info.storage], ["weights in memory", (info.resident_weight_bytes / 1048576).toFixed(1) + " MB"],
     ["layers", info.layers], ["hidden size", info.hidden], ["images", info.vision ? "yes" : "no (text only)"], ["backend", info.backend], ["fingerprint", info.fingerprint],
   ];
   const card = $("model-card");

@@ -64,14 +64,14 @@ async function download(url, label, report) {
 }
 
 function loadBytes(kind, a) {
-  if (kind === "hf") return tv.WebModel.loadHf(backend, a.config, a.preprocessor || undefined, a.tokenizer, a.weights);
-  return tv.WebModel.loadGguf(backend, a.model, a.mmproj || undefined);
+  if (kind === "hf") return tv.WebModel.loadHf(backend, a.config, a.preprocessor || undefined, a.tokenizer, a.weights, a.storage || undefined);
+  return tv.WebModel.loadGguf(backend, a.model, a.mmproj || undefined, a.storage || undefined);
 }
 
 const ops = {
   async init({ preferGpu }) { ready = boot(preferGpu); return ready; },
   async builtinTasks() { return tv.builtinTasks(); },
-  async load({ source, model: m, mmproj, urls }, report) {
+  async load({ source, model: m, mmproj, urls, storage }, report) {
     let files = { model: m, mmproj };
     const notes = [];
     if (source === "url") {
@@ -87,7 +87,7 @@ const ops = {
     report({ what: "building the model on " + backend, done: 0, total: 0 });
     let next;
     try {
-      next = loadBytes("gguf", { model: new Uint8Array(files.model), mmproj: files.mmproj ? new Uint8Array(files.mmproj) : null });
+      next = loadBytes("gguf", { model: new Uint8Array(files.model), mmproj: files.mmproj ? new Uint8Array(files.mmproj) : null, storage });
     } catch (e) {
       // Keep the previous model on failure.
       throw e;

@@ -218,6 +218,10 @@ test("real SmolLM2-135M smoke run on the CPU backend: instruction vector, one te
   const info = await page.evaluate(() => window.taskvecState.info);
   assert.equal(info.layers, 30);
   assert.equal(info.hidden, 576);
+  // The Q4_1 / Q8_0 blocks stay quantized in the wasm CPU backend's memory (issue 4/6).
+  assert.equal(info.storage, "q4_1+q8_0");
+  assert.ok(info.resident_weight_bytes <= 1.2 * info.file_bytes, `resident ${info.resident_weight_bytes}`);
+  assert.match(await page.textContent("#model-card"), /matrices in memory\s*q4_1\+q8_0/);
   await page.selectOption("#preset", "country_capital");
   await page.check("input[name=spec][value=instruction]");
   await page.click("#extract-btn");
