@@ -100,7 +100,12 @@ impl QuantMatrix {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
     fn dequant_rows_avx2(&self, r0: usize, out: &mut [f32]) {
-        self.dequant_rows_impl(r0, out)
+        let (rb, bb) = (self.row_bytes(), self.ty.block_bytes());
+        let rows = out.len() / self.cols;
+        let data = &self.data[r0 * rb..(r0 + rows) * rb];
+        for (blk, o) in data.chunks_exact(bb).zip(out.chunks_exact_mut(BLOCK)) {
+            avx2::dequant_block(self.ty, blk, o.try_into().expect("32 values"));
+        }
     }
 
     #[inline(always)]
@@ -340,6 +345,59 @@ mod avx2 {
     use super::{BLOCK, f16_to_f32};
     use crate::weights::quant::GgmlType;
 
+    /// Decodes one block's 32 integer levels as f32 vectors (before scale and offset).
+    #[inline(always)]
+    fn levels(ty: GgmlType, blk: &[u8]) -> [__m256; 4] {
+        let bb = ty.block_bytes();
+        assert!(blk.len() >= bb, "levels: one whole block");
+        // SAFETY: loads stay inside `blk` (8 bytes at 2..34 for Q8_0, 16 bytes at bb-16 for the
+        // 4-bit types); only called from AVX2-enabled functions.
+        unsafe {
+            if ty == GgmlType::Q8_0 {
+                let q = |c: usize| {
+                    let v = _mm_loadl_epi64(blk.as_ptr().add(2 + 8 * c) as *const __m128i);
+                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
+                };
+                [q(0), q(1), q(2), q(3)]
+            } else {
+                let low4 = _mm_set1_epi8(0x0F);
+                let bias = _mm256_set1_ps(if ty == GgmlType::Q4_0 { 8.0 } else { 0.0 });
+                let raw = _mm_loadu_si128(blk.as_ptr().add(bb - 16) as *const __m128i);
+                let lo = _mm_and_si128(raw, low4);
+                let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low4);
+                let f =
+                    |v: __m128i| _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), bias);
+                [
+                    f(lo),
+                    f(_mm_srli_si128(lo, 8)),
+                    f(hi),
+                    f(_mm_srli_si128(hi, 8)),
+                ]
+            }
+        }
+    }
+
+    /// Dequantizes one block into `out`.
+    #[target_feature(enable = "avx2,fma")]
+    pub fn dequant_block(ty: GgmlType, blk: &[u8], out: &mut [f32; BLOCK]) {
+        let w = levels(ty, blk);
+        let d = _mm256_set1_ps(f16_to_f32(u16::from_le_bytes([blk[0], blk[1]])));
+        let m = _mm256_set1_ps(if ty == GgmlType::Q4_1 {
+            f16_to_f32(u16::from_le_bytes([blk[2], blk[3]]))
+        } else {
+            0.0
+        });
+        for (c, wc) in w.iter().enumerate() {
+            // SAFETY: out holds 32 floats; c < 4.
+            unsafe {
+                _mm256_storeu_ps(
+                    out.as_mut_ptr().add(8 * c),
+                    _mm256_add_ps(_mm256_mul_ps(*wc, d), m),
+                )
+            };
+        }
+    }
+
     /// One weight row dotted with `x` (see `row_dot`), with AVX2 + FMA intrinsics.
     #[target_feature(enable = "avx2,fma")]
     pub fn row_dot(ty: GgmlType, row: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
@@ -351,8 +409,6 @@ mod avx2 {
         );
         let mut acc = _mm256_setzero_ps();
         let mut offset = 0f32;
-        let low4 = _mm_set1_epi8(0x0F);
-        let bias = _mm256_set1_ps(if ty == GgmlType::Q4_0 { 8.0 } else { 0.0 });
         for b in 0..nb {
             let blk = &row[b * bb..(b + 1) * bb];
             // SAFETY: every load stays inside `blk` (8 bytes at 2..34 for Q8_0, 16 bytes at
@@ -365,26 +421,7 @@ mod avx2 {
                     _mm256_loadu_ps(xp.add(16)),
                     _mm256_loadu_ps(xp.add(24)),
                 ];
-                let w: [__m256; 4] = if ty == GgmlType::Q8_0 {
-                    let q = |c: usize| {
-                        let v = _mm_loadl_epi64(blk.as_ptr().add(2 + 8 * c) as *const __m128i);
-                        _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v))
-                    };
-                    [q(0), q(1), q(2), q(3)]
-                } else {
-                    let raw = _mm_loadu_si128(blk.as_ptr().add(bb - 16) as *const __m128i);
-                    let lo = _mm_and_si128(raw, low4);
-                    let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), low4);
-                    let f = |v: __m128i| {
-                        _mm256_sub_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v)), bias)
-                    };
-                    [
-                        f(lo),
-                        f(_mm_srli_si128(lo, 8)),
-                        f(hi),
-                        f(_mm_srli_si128(hi, 8)),
-                    ]
-                };
+                let w = levels(ty, blk);
                 let p01 = _mm256_fmadd_ps(w[1], xv[1], _mm256_mul_ps(w[0], xv[0]));
                 let p23 = _mm256_fmadd_ps(w[3], xv[3], _mm256_mul_ps(w[2], xv[2]));
                 let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
