@@ -7,6 +7,7 @@
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
+pub mod bench;
 pub mod error;
 pub mod loader;
 pub mod model;

@@ -180,6 +180,22 @@ pub struct WebModel {
     backend: String,
 }
 
+/// Milliseconds from `performance.now()` (worker or window), else `Date.now()`.
+fn perf_now() -> f64 {
+    use wasm_bindgen::JsCast;
+    let g = js_sys::global();
+    js_sys::Reflect::get(&g, &JsValue::from_str("performance"))
+        .ok()
+        .and_then(|p| {
+            let f: js_sys::Function = js_sys::Reflect::get(&p, &JsValue::from_str("now"))
+                .ok()?
+                .dyn_into()
+                .ok()?;
+            f.call0(&p).ok()?.as_f64()
+        })
+        .unwrap_or_else(js_sys::Date::now)
+}
+
 fn weight_mode(w: Option<String>) -> Result<crate::weights::WeightMode, JsError> {
     crate::weights::WeightMode::parse(w.as_deref().unwrap_or("auto")).map_err(js_err)
 }
@@ -356,6 +372,22 @@ impl WebModel {
         )
         .await
         .map_err(js_err)?;
+        to_js(&r)
+    }
+
+    /// Benchmark figures (the same measurements as `taskvec bench`), timed with the page's
+    /// `performance.now()`.
+    pub async fn bench(
+        &self,
+        prefill: usize,
+        decode: usize,
+        runs: usize,
+        naive_sweep: bool,
+    ) -> Result<JsValue, JsError> {
+        let name = format!("{} ({})", self.backend, self.m.info.storage);
+        let r = crate::bench::bench(&self.m, &name, prefill, decode, runs, naive_sweep, &perf_now)
+            .await
+            .map_err(js_err)?;
         to_js(&r)
     }
 

@@ -97,6 +97,10 @@ const ops = {
     return { info: model.info(), notes };
   },
   async info() { return model ? model.info() : null; },
+  async bench({ prefill, decode, runs, naive }) {
+    need();
+    return model.bench(prefill || 128, decode || 32, runs || 3, !!naive);
+  },
   async extract({ req }, report) {
     need();
     return model.extract(req, (done, total) => report({ what: "extraction prompts", done, total }));

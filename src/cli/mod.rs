@@ -542,7 +542,11 @@ pub fn run(cli: Cli) -> Result<()> {
                 Backend::Cpu => "flex (cpu)",
                 Backend::Wgpu => "wgpu",
             };
-            let r = bench::bench(&m, name, prefill, decode, runs)?;
+            let t0 = std::time::Instant::now();
+            let now = move || t0.elapsed().as_secs_f64() * 1e3;
+            let r = pollster::block_on(crate::bench::bench(
+                &m, name, prefill, decode, runs, true, &now,
+            ))?;
             if json {
                 println!("{}", serde_json::to_string(&r).expect("report serializes"));
             } else {
@@ -566,7 +570,6 @@ pub fn run(cli: Cli) -> Result<()> {
     }
 }
 
-pub mod bench;
 pub mod serve;
 mod tasks;
 use tasks::run_task_command;

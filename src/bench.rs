@@ -1,8 +1,7 @@
-//! `taskvec bench`: prefill (capturing every layer), greedy decode, and the layer sweep (fast
-//! and naive), each the median of several runs after a warm-up. Every timed run reads its
-//! result back, so lazy backends cannot hide work.
-
-use std::time::Instant;
+//! Benchmarks shared by `taskvec bench` and the page: prefill (capturing every layer), greedy
+//! decode, and the layer sweep (fast and naive), each the median of several runs after a
+//! warm-up. Every timed run reads its result back, so lazy backends cannot hide work. Async
+//! (reads are async in the browser) and clock-agnostic (`now` returns milliseconds).
 
 use crate::error::{Error, Result};
 use crate::loader::LoadedModel;
@@ -20,7 +19,7 @@ pub struct BenchReport {
     pub decode_ms_per_token: f64,
     /// Fast layer sweep over all layers for one query, ms.
     pub sweep_ms: f64,
-    /// Naive sweep (one full patched forward per layer), ms.
+    /// Naive sweep (one full patched forward per layer), ms (0 when skipped).
     pub naive_sweep_ms: f64,
     /// One patched forward of the query, ms (the fast sweep's goal is ≤ 1.5× this).
     pub patched_forward_ms: f64,
@@ -37,24 +36,15 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn time<T>(runs: usize, mut f: impl FnMut() -> Result<T>) -> Result<f64> {
-    f()?; // warm-up
-    let mut t = Vec::with_capacity(runs);
-    for _ in 0..runs {
-        let s = Instant::now();
-        f()?;
-        t.push(s.elapsed().as_secs_f64() * 1e3);
-    }
-    Ok(median(t))
-}
-
-/// Runs the benchmark on a loaded model.
-pub fn bench(
+/// Runs the benchmark on a loaded model; `now()` is a clock in milliseconds.
+pub async fn bench(
     m: &LoadedModel,
     backend: &str,
     prefill: usize,
     decode: usize,
     runs: usize,
+    naive_sweep: bool,
+    now: &dyn Fn() -> f64,
 ) -> Result<BenchReport> {
     if prefill < 2 || runs == 0 {
         return Err(Error::model("bench needs --prefill ≥ 2 and --runs ≥ 1"));
@@ -70,53 +60,62 @@ pub fn bench(
     ids.truncate(prefill);
     let model = &m.model;
     let layers = model.num_layers();
-    let prefill_ms = time(runs, || {
+    let mut t = Vec::new();
+    for run in 0..=runs {
+        let s = now();
         let x = model.embed(&ids, &[])?;
         let iv = Intervention {
             capture: vec![ids.len() - 1],
             ..Default::default()
         };
         let o = model.forward(x, KvCache::new(layers), &iv)?;
-        pollster::block_on(read_f32(o.hidden.expect("captured")))?;
-        pollster::block_on(read_f32(o.logits)).map(|_| ())
-    })?;
+        read_f32(o.hidden.expect("captured")).await?;
+        read_f32(o.logits).await?;
+        if run > 0 {
+            t.push(now() - s); // run 0 is the warm-up
+        }
+    }
+    let prefill_ms = median(t);
     let short: Vec<u32> = ids[..16.min(ids.len())].to_vec();
     // Decode: prefill 16 tokens, then time `decode` greedy steps (one warm-up run first).
-    let decode_run = || -> Result<f64> {
+    let mut per_token = Vec::new();
+    for run in 0..=runs {
         let o = model.forward(
             model.embed(&short, &[])?,
             KvCache::new(layers),
             &Intervention::default(),
         )?;
         let (mut logits, mut cache) = (o.logits, o.cache);
-        let s = Instant::now();
+        let s = now();
         for _ in 0..decode {
-            let next = pollster::block_on(argmax_last(logits))?;
+            let next = argmax_last(logits).await?;
             let o = model.forward(model.embed(&[next], &[])?, cache, &Intervention::default())?;
             logits = o.logits;
             cache = o.cache;
         }
-        pollster::block_on(read_f32(logits))?;
-        Ok(s.elapsed().as_secs_f64() * 1e3 / decode.max(1) as f64)
-    };
-    decode_run()?;
-    let per_token = (0..runs)
-        .map(|_| decode_run())
-        .collect::<Result<Vec<_>>>()?;
+        read_f32(logits).await?;
+        if run > 0 {
+            per_token.push((now() - s) / decode.max(1) as f64);
+        }
+    }
     let eng = Engine::new(m);
     let q = Prompt::zero_shot(&task.examples[1].input);
-    let states = pollster::block_on(
-        eng.last_states(&Prompt::few_shot(&refs[2..7], &task.examples[1].input)),
-    )?;
+    let states = eng
+        .last_states(&Prompt::few_shot(&refs[2..7], &task.examples[1].input))
+        .await?;
     let v = TaskVector {
         layers: states[1..].to_vec(),
     };
-    let sweep_ms = time(runs, || pollster::block_on(eng.sweep(&q, &v)).map(|_| ()))?;
-    let naive_sweep_ms = time(runs, || {
-        pollster::block_on(eng.sweep_naive(&q, &v)).map(|_| ())
-    })?;
-    let patched_forward_ms = time(runs, || {
-        let (qids, _) = m.prompt(&q.text, &[])?;
+    let (mut sweep, mut naive, mut patched) = (Vec::new(), Vec::new(), Vec::new());
+    let (qids, _) = m.prompt(&q.text, &[])?;
+    for run in 0..=runs {
+        let s = now();
+        eng.sweep(&q, &v).await?;
+        let a = now();
+        if naive_sweep {
+            eng.sweep_naive(&q, &v).await?;
+        }
+        let b = now();
         let iv = Intervention {
             patches: vec![crate::model::Patch {
                 layer: layers / 2,
@@ -126,8 +125,15 @@ pub fn bench(
             ..Default::default()
         };
         let o = model.forward(model.embed(&qids, &[])?, KvCache::new(layers), &iv)?;
-        pollster::block_on(read_f32(o.logits)).map(|_| ())
-    })?;
+        read_f32(o.logits).await?;
+        if run > 0 {
+            sweep.push(a - s);
+            naive.push(b - a);
+            patched.push(now() - b);
+        }
+    }
+    let (sweep_ms, naive_sweep_ms, patched_forward_ms) =
+        (median(sweep), median(naive), median(patched));
     Ok(BenchReport {
         backend: backend.into(),
         prefill_tok_s: prefill as f64 / (prefill_ms / 1e3),

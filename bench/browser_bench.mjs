@@ -1,0 +1,58 @@
+// `taskvec bench` inside headless Chromium: the page's worker runs the same measurements
+// (src/bench.rs) on the real SmolLM2, for each backend × weight storage given.
+//
+//   node bench/browser_bench.mjs [--prefill N] [--decode D] [--runs R] [--naive] [--timeout S] cpu:auto cpu:f32 webgpu:auto ...
+//
+// Needs `taskvec serve` on PORT (default 8080) from the repository root. Prints one JSON line
+// per configuration ({"config", "ok", "report"|"error", "seconds"}). Not part of the tests.
+import { chromium } from "playwright-core";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(name);
+  if (i < 0) return dflt;
+  const v = args[i + 1];
+  args.splice(i, 2);
+  return Number(v);
+};
+const prefill = opt("--prefill", 128), decode = opt("--decode", 32), runs = opt("--runs", 3);
+const timeout = opt("--timeout", 1800) * 1000;
+const naive = args.includes("--naive");
+const configs = args.filter((a) => a.includes(":"));
+const port = process.env.PORT || "8080";
+
+for (const config of configs.length ? configs : ["cpu:auto"]) {
+  const [backend, storage] = config.split(":");
+  const ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "tv-bench-")), {
+    executablePath: "/usr/bin/chromium", headless: true,
+    args: ["--enable-unsafe-webgpu", "--no-sandbox", "--headless=new", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+  });
+  const t0 = Date.now();
+  let line;
+  try {
+    const page = await ctx.newPage();
+    await page.goto(`http://127.0.0.1:${port}/www/index.html${backend === "cpu" ? "?backend=cpu" : ""}`);
+    await page.waitForFunction(() => document.body.dataset.ready, null, { timeout });
+    if (storage !== "auto") {
+      // The page opened with SmolLM2 as stored in the file; reload it with the chosen storage.
+      await page.selectOption("#weights-choice", storage);
+      await page.evaluate(() => { window.__before = window.taskvecState.info; });
+      await page.click("#load-btn");
+      await page.waitForFunction(() => window.taskvecState.info !== window.__before || document.querySelector("#model-error").textContent, null, { timeout });
+      const err = await page.textContent("#model-error");
+      if (err) throw new Error(err);
+    }
+    const info = await page.evaluate(() => window.taskvecState.info);
+    const report = await page.evaluate(({ prefill, decode, runs, naive }) => window.taskvecBench({ prefill, decode, runs, naive }),
+      { prefill, decode, runs, naive });
+    line = { config, ok: true, backend: info.backend, storage: info.storage, resident_weight_bytes: info.resident_weight_bytes, report };
+  } catch (e) {
+    line = { config, ok: false, error: String(e.message || e).split("\n")[0] };
+  }
+  line.seconds = (Date.now() - t0) / 1000;
+  console.log(JSON.stringify(line));
+  await ctx.close();
+}
