@@ -5,9 +5,9 @@
 //! [`model::text`] → logits; task-vector code only uses the intervention interface of
 //! [`model::Model`] (capture / replace the residual stream).
 
+pub mod bench;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod cli;
-pub mod bench;
 pub mod error;
 pub mod loader;
 pub mod model;

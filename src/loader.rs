@@ -140,6 +140,11 @@ fn load_gguf(
     device: &Device,
     mode: WeightMode,
 ) -> Result<LoadedModel> {
+    if model.is_empty() {
+        return Err(Error::load(
+            "the model file is empty (0 bytes): the download or copy failed, fetch it again",
+        ));
+    }
     if !is_gguf(&model) {
         return Err(Error::load("the model file is not a GGUF file"));
     }

@@ -385,9 +385,17 @@ impl WebModel {
         naive_sweep: bool,
     ) -> Result<JsValue, JsError> {
         let name = format!("{} ({})", self.backend, self.m.info.storage);
-        let r = crate::bench::bench(&self.m, &name, prefill, decode, runs, naive_sweep, &perf_now)
-            .await
-            .map_err(js_err)?;
+        let r = crate::bench::bench(
+            &self.m,
+            &name,
+            prefill,
+            decode,
+            runs,
+            naive_sweep,
+            &perf_now,
+        )
+        .await
+        .map_err(js_err)?;
         to_js(&r)
     }
 

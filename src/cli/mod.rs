@@ -255,6 +255,34 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
+/// Bytes of memory the system can still give (Linux `MemAvailable`), when known.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Refuses model files that cannot fit in memory before reading them.
+fn check_fits(paths: &[&Path]) -> Result<()> {
+    let total: u64 = paths
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum();
+    if let Some(avail) = available_memory()
+        && total > avail
+    {
+        return Err(Error::load(format!(
+            "the model files take {:.1} GiB but only {:.1} GiB of memory is available: close \
+             other programs or use a smaller (more quantized) model",
+            total as f64 / (1u64 << 30) as f64,
+            avail as f64 / (1u64 << 30) as f64
+        )));
+    }
+    Ok(())
+}
+
 /// Reads the model files named on the command line.
 pub fn model_files(args: &ModelArgs) -> Result<ModelFiles> {
     let p = &args.model;
@@ -305,6 +333,7 @@ pub fn model_files(args: &ModelArgs) -> Result<ModelFiles> {
                 p.display()
             )));
         }
+        check_fits(&shards.iter().map(PathBuf::as_path).collect::<Vec<_>>())?;
         let weights = shards.iter().map(|f| read(f)).collect::<Result<_>>()?;
         Ok(ModelFiles::HuggingFace {
             config,
@@ -313,6 +342,9 @@ pub fn model_files(args: &ModelArgs) -> Result<ModelFiles> {
             weights,
         })
     } else {
+        let mut paths = vec![p.as_path()];
+        paths.extend(args.mmproj.as_deref());
+        check_fits(&paths)?;
         let model = read(p)?;
         let mmproj = args.mmproj.as_deref().map(read).transpose()?;
         Ok(ModelFiles::Gguf { model, mmproj })

@@ -203,8 +203,15 @@ impl VectorFile {
         if text.trim().is_empty() {
             return refuse("the file is empty".into());
         }
-        let raw: serde_json::Value = serde_json::from_str(text)
-            .map_err(|e| Error::TaskVector(format!("not valid JSON: {e}")))?;
+        let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+            // Python's json.dump writes NaN / Infinity, which JSON does not allow.
+            let hint = if ["NaN", "Infinity"].iter().any(|w| text.contains(w)) {
+                " (it contains NaN or Infinity: the vector holds non-finite values)"
+            } else {
+                ""
+            };
+            Error::TaskVector(format!("not valid JSON{hint}: {e}"))
+        })?;
         match raw.get("format").and_then(|v| v.as_str()) {
             Some(FORMAT) => {}
             Some(other) => {
