@@ -191,7 +191,7 @@ test("bad vector files are refused or shown as text, and nothing is lost", { tim
   await page.waitForFunction(() => document.querySelector("#library-error").textContent, null, { timeout: 60000 });
   const err = await page.textContent("#library-error");
   assert.match(err, /broken\.json: .*not valid JSON/);
-  assert.match(err, /nan\.json: .*not valid JSON/);
+  assert.match(err, /nan\.json: .*non-finite values/);
   // The XSS name is imported as plain text: no <img> element, no dialog.
   await page.waitForFunction(() => document.querySelectorAll("#library tbody tr").length === 1, null, { timeout: 60000 });
   assert.equal(await page.locator("img[src='x']").count(), 0);
@@ -204,6 +204,43 @@ test("bad vector files are refused or shown as text, and nothing is lost", { tim
   await page.click("#apply-btn");
   await page.waitForFunction(() => document.querySelector("#apply-error").textContent, null, { timeout: 60000 });
   assert.match(await page.textContent("#apply-error"), /cannot be applied/);
+  // Bad model files: an empty file, a truncated GGUF, an HTML page saved as .gguf.
+  const lmBytes = readFileSync(join(root, "tests/fixtures/tiny_vlm/tiny_lm.gguf"));
+  const badModels = {
+    "empty.gguf": Buffer.alloc(0),
+    "truncated.gguf": lmBytes.subarray(0, lmBytes.length >> 1),
+    "download.gguf": Buffer.from("<html><body>404 Not Found</body></html>"),
+  };
+  const modelMessages = { "empty.gguf": /empty \(0 bytes\)/, "truncated.gguf": /truncated/, "download.gguf": /not a GGUF/ };
+  for (const [name, body] of Object.entries(badModels)) {
+    writeFileSync(join(work, name), body);
+    await page.evaluate(() => { document.querySelector("#model-error").textContent = ""; });
+    await page.setInputFiles("#model-files", join(work, name));
+    await page.waitForFunction(() => document.querySelector("#model-error").textContent, null, { timeout: 60000 });
+    assert.match(await page.textContent("#model-error"), modelMessages[name], name);
+    assert.equal(await page.evaluate(() => window.taskvecState.info.layers), 4, `${name}: the model is kept`);
+  }
+  // Bad images as the query: a decompression bomb (60000×60000 PNG header) and a text file named .png.
+  const bomb = (() => {
+    const crcTable = Array.from({ length: 256 }, (_, n) => { let c = n; for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1; return c >>> 0; });
+    const crc = (buf) => { let c = 0xffffffff; for (const b of buf) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8); return (c ^ 0xffffffff) >>> 0; };
+    const chunk = (type, data) => { const body = Buffer.concat([Buffer.from(type), data]); const len = Buffer.alloc(4); len.writeUInt32BE(data.length); const c = Buffer.alloc(4); c.writeUInt32BE(crc(body)); return Buffer.concat([len, body, c]); };
+    const ihdr = Buffer.alloc(13); ihdr.writeUInt32BE(60000, 0); ihdr.writeUInt32BE(60000, 4); ihdr[8] = 8; ihdr[9] = 2;
+    return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk("IHDR", ihdr), chunk("IDAT", Buffer.from([0x78, 0x9c, 3, 0, 0, 0, 0, 1])), chunk("IEND", Buffer.alloc(0))]);
+  })();
+  writeFileSync(join(work, "bomb.png"), bomb);
+  writeFileSync(join(work, "notes.png"), "just some text");
+  const xssIndex = await page.evaluate(() => [...document.querySelectorAll("#vector-choice option")].findIndex((o) => o.textContent.includes("img src")));
+  assert.ok(xssIndex >= 0);
+  await page.selectOption("#vector-choice", { index: xssIndex });
+  for (const [name, re] of [["bomb.png", /too large/], ["notes.png", /not an image/]]) {
+    await page.fill("#query-text", "");
+    await page.evaluate(() => { document.querySelector("#apply-error").textContent = ""; });
+    await page.setInputFiles("#query-image", join(work, name));
+    await page.click("#apply-btn");
+    await page.waitForFunction(() => document.querySelector("#apply-error").textContent, null, { timeout: 60000 });
+    assert.match(await page.textContent("#apply-error"), re, name);
+  }
   // The library and the model are still there.
   assert.equal(await page.locator("#library tbody tr").count(), 2);
   assert.equal(await page.evaluate(() => window.taskvecState.info.layers), 4);
