@@ -354,7 +354,12 @@ pub fn model_files(args: &ModelArgs) -> Result<ModelFiles> {
 /// The device for a backend choice.
 pub fn device(b: Backend) -> Result<Device> {
     match b {
+        #[cfg(feature = "flex")]
         Backend::Cpu => Ok(Device::flex()),
+        #[cfg(not(feature = "flex"))]
+        Backend::Cpu => Err(Error::Backend(
+            "this build has no CPU backend (rebuild with the default `flex` feature)".into(),
+        )),
         #[cfg(feature = "wgpu")]
         Backend::Wgpu => Ok(Device::wgpu(Default::default())),
         #[cfg(not(feature = "wgpu"))]

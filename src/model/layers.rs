@@ -22,7 +22,13 @@ pub fn upload<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
 /// Whether matrices on this device may stay in quantized blocks: the CPU backend, whose memory
 /// is the host's, where taskvec's own kernels run (see [`super::qmatmul`]).
 pub fn keeps_blocks(device: &Device) -> bool {
-    *device == Device::flex()
+    #[cfg(any(feature = "flex", target_arch = "wasm32"))]
+    return *device == Device::flex();
+    #[cfg(not(any(feature = "flex", target_arch = "wasm32")))]
+    return {
+        let _ = device;
+        false
+    };
 }
 
 /// A weight matrix used as `x · W`: f32 on the device, or quantized blocks in host memory

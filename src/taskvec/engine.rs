@@ -93,6 +93,9 @@ pub struct LayerPrediction {
 }
 
 /// Softmax of a logit row.
+/// Most extraction prompts one vector may average (each is a forward pass).
+pub const MAX_PROMPTS: usize = 1000;
+
 pub fn softmax(v: &[f32]) -> Vec<f32> {
     let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let e: Vec<f32> = v.iter().map(|x| (x - m).exp()).collect();
@@ -183,6 +186,18 @@ impl<'a> Engine<'a> {
     /// The extraction prompts for exemplar vectors: one per example (up to `n`), each with
     /// [`DEMOS`] random other examples as demonstrations.
     pub fn exemplar_prompts(examples: &[Example], n: usize, seed: u64) -> Result<Vec<Prompt>> {
+        if n > MAX_PROMPTS {
+            return Err(Error::TaskVector(format!(
+                "{n} extraction prompts asked for; at most {MAX_PROMPTS} are supported (the paper uses 30)"
+            )));
+        }
+        if examples.len() > crate::taskvec::task::MAX_EXAMPLES {
+            return Err(Error::TaskVector(format!(
+                "{} examples given; at most {} are supported",
+                examples.len(),
+                crate::taskvec::task::MAX_EXAMPLES
+            )));
+        }
         if examples.len() < 2 {
             return Err(Error::TaskVector(format!(
                 "at least 2 examples are needed for an exemplar task vector, got {}",

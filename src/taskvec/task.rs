@@ -146,10 +146,19 @@ pub const BUILTIN: [(&str, &str, &str); 6] = [
     ),
 ];
 
+/// Most examples a task may hold (more is surely a wrong file).
+pub const MAX_EXAMPLES: usize = 100_000;
+
 /// Parses `input<TAB>output` lines (blank lines and `#` comments skipped) into text examples.
 pub fn parse_tsv(text: &str) -> Result<Vec<Example>> {
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
+        if out.len() >= MAX_EXAMPLES {
+            return Err(Error::TaskVector(format!(
+                "the file has more than {MAX_EXAMPLES} examples (line {}): is it the right file?",
+                i + 1
+            )));
+        }
         let line = line.trim_end_matches('\r');
         if line.trim().is_empty() || line.starts_with('#') {
             continue;
