@@ -114,11 +114,15 @@ log "start $DATE_START, loadavg $LOAD_START, N=$N D=$D runs=$RUNS threads=$THREA
 
 last_json() { grep -E '^\{' "$1" | tail -n 1; }
 
-CMD_TASKVEC="RAYON_NUM_THREADS=$THREADS $BIN bench --device cpu --model $MODEL --prefill $N --decode $D --runs $RUNS --json"
+CMD_TASKVEC="RAYON_NUM_THREADS=$THREADS $BIN bench --device cpu --model $MODEL --prefill $N --decode $D --runs $RUNS --json   # then again with --weights f32"
 log "taskvec: $CMD_TASKVEC"
-RAYON_NUM_THREADS="$THREADS" "$BIN" bench --device cpu --model "$MODEL" --prefill "$N" --decode "$D" --runs "$RUNS" --json \
-  >"$TMP/taskvec.out" 2>"$TMP/taskvec.err" || { cat "$TMP/taskvec.err" >&2; die "taskvec bench failed"; }
-last_json "$TMP/taskvec.out" >"$TMP/taskvec.json" || die "taskvec printed no JSON: $(cat "$TMP/taskvec.out")"
+for w in auto f32; do
+  out="$TMP/taskvec-$w"
+  RAYON_NUM_THREADS="$THREADS" "$BIN" bench --device cpu --model "$MODEL" --weights "$w" --prefill "$N" --decode "$D" --runs "$RUNS" --json \
+    >"$out.out" 2>"$out.err" || { cat "$out.err" >&2; die "taskvec bench failed"; }
+  last_json "$out.out" >"$out.json" || die "taskvec printed no JSON: $(cat "$out.out")"
+done
+cp "$TMP/taskvec-auto.json" "$TMP/taskvec.json"
 LOAD_AFTER_TASKVEC="$(cat /proc/loadavg)"
 
 CMD_LLAMA="TASKVEC_BENCH_LLAMACPP_DIR=$LLAMACPP_DIR TASKVEC_BENCH_THREADS=$THREADS TASKVEC_BENCH_CTX=${TASKVEC_BENCH_CTX:-512} node bench/llamacpp.mjs $MODEL $N $D $RUNS"
@@ -157,6 +161,25 @@ MEM_AVAIL="$(awk '/^MemAvailable/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo
 export N D RUNS THREADS MODEL BIN LLAMACPP_DIR PY HAVE_TF TF_SKIP_REASON \
   LOAD_START LOAD_AFTER_TASKVEC LOAD_AFTER_LLAMA LOAD_AFTER_TF LOAD_END DATE_START DATE_END \
   CPU_MODEL CPU_FLAGS MEM_TOTAL MEM_AVAIL CMD_TASKVEC CMD_LLAMA CMD_TF TMP
+# --- taskvec in headless Chromium (the page's worker runs the same benchmark) ---------------------
+# Skipped without chromium or playwright-core; TASKVEC_BENCH_BROWSER=0 skips it; the WebGPU run
+# (SwiftShader here: tens of minutes) only with TASKVEC_BENCH_WEBGPU=1.
+if [[ "${TASKVEC_BENCH_BROWSER:-1}" != 0 ]] && command -v chromium >/dev/null && [[ -d node_modules/playwright-core && -f pkg/taskvec_bg.wasm ]]; then
+  PORT_B="${TASKVEC_BENCH_PORT:-8097}"
+  "$BIN" serve --port "$PORT_B" >"$TMP/serve.log" 2>&1 &
+  SERVE_PID=$!
+  sleep 1
+  CONFIGS=(cpu:auto cpu:f32)
+  [[ "${TASKVEC_BENCH_WEBGPU:-0}" == 1 ]] && CONFIGS+=(webgpu:auto)
+  CMD_BROWSER="PORT=$PORT_B node bench/browser_bench.mjs --prefill $N --decode $D --runs 2 ${CONFIGS[*]}"
+  log "browser: $CMD_BROWSER"
+  PORT="$PORT_B" node bench/browser_bench.mjs --prefill "$N" --decode "$D" --runs 2 "${CONFIGS[@]}" >"$TMP/browser.jsonl" 2>"$TMP/browser.err" || log "browser bench failed: $(tail -3 "$TMP/browser.err")"
+  kill "$SERVE_PID" 2>/dev/null || true
+else
+  CMD_BROWSER="(skipped: no chromium, node_modules/playwright-core or pkg/; run scripts/build-web.sh and npm ci)"
+fi
+export CMD_BROWSER
+
 export NPROC="$(nproc)" KERNEL="$(uname -sr)" NODE_VERSION="$(node --version)" \
   TASKVEC_VERSION="$("$BIN" --version 2>/dev/null || echo '?')" \
   BIN_MTIME="$(date -u -r "$BIN" '+%Y-%m-%d %H:%M:%S UTC' 2>/dev/null || echo '?')" \
@@ -167,12 +190,16 @@ node - >"$TMP/RESULTS.md" <<'EOF'
 const fs = require("fs");
 const e = process.env;
 const rd = (f) => (fs.existsSync(`${e.TMP}/${f}`) ? JSON.parse(fs.readFileSync(`${e.TMP}/${f}`, "utf8")) : null);
-const tv = rd("taskvec.json"), ll = rd("llama.json"), tf = rd("tf.json");
+const tv = rd("taskvec.json"), tvf = rd("taskvec-f32.json"), ll = rd("llama.json"), tf = rd("tf.json");
+const browser = fs.existsSync(`${e.TMP}/browser.jsonl`)
+  ? fs.readFileSync(`${e.TMP}/browser.jsonl`, "utf8").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+  : [];
 const f1 = (x) => (x == null ? "-" : x.toFixed(1));
 const f2 = (x) => (x == null ? "-" : x.toFixed(2));
 const ratio = (x) => (x == null || !isFinite(x) ? "-" : `${x.toFixed(2)}×`);
 const rows = [
-  ["taskvec (native)", `burn ${tv.backend}, f32 weights dequantized from Q4_1, RAYON_NUM_THREADS=${e.THREADS}`, tv],
+  ["taskvec (native)", `burn ${tv.backend}, Q4_1/Q8_0 blocks kept in memory (taskvec's kernels), RAYON_NUM_THREADS=${e.THREADS}`, tv],
+  ["taskvec (native, --weights f32)", `burn ${tvf.backend}, f32 weights dequantized from Q4_1, RAYON_NUM_THREADS=${e.THREADS}`, tvf],
   ["llama.cpp", `node-llama-cpp ${ll.node_llama_cpp_version} prebuilt CPU binary, Q4_1 kernels, ${ll.threads} threads`, ll],
 ];
 if (tf) rows.push(["transformers", `torch ${tf.torch_version} / transformers ${tf.transformers_version}, f32 eager, ${tf.threads} threads`, tf]);
@@ -206,17 +233,27 @@ L.push(`| naive sweep (one full patched forward per layer) | ${f1(tv.naive_sweep
 L.push(`| one patched forward | ${f1(tv.patched_forward_ms)} |`, "");
 L.push(`Fast sweep = ${(tv.sweep_ms / tv.patched_forward_ms).toFixed(2)}× one patched forward (goal ≤ 1.5×); naive / fast = ${(tv.naive_sweep_ms / tv.sweep_ms).toFixed(1)}×.`, "");
 L.push("## taskvec in headless Chromium", "");
-L.push("**TODO — not measured.** (WebGPU / wasm build of taskvec in headless Chromium on this machine: prefill tok/s, decode ms/token, sweep ms.)", "");
+if (!browser.length) L.push(`Not measured in this run: ${e.CMD_BROWSER}`, "");
+else {
+  L.push("The page's worker runs the same benchmark (`src/bench.rs`) on the wasm build, N and D as above, 2 runs (`bench/browser_bench.mjs`). The wasm CPU backend is single-threaded and built without SIMD; WebGPU in headless Chromium here is SwiftShader (a CPU emulation), so its figures say nothing about a real GPU.", "");
+  L.push("| backend | matrices in memory | resident MB | prefill tok/s | decode ms/token | fast sweep ms | one patched forward ms |", "|---|---|---:|---:|---:|---:|---:|");
+  for (const b of browser) {
+    if (!b.ok) { L.push(`| ${b.config} | failed: ${b.error} | | | | | |`); continue; }
+    const r = b.report;
+    L.push(`| ${b.backend} | ${b.storage} | ${(b.resident_weight_bytes / 1e6).toFixed(1)} | ${f1(r.prefill_tok_s)} | ${f2(r.decode_ms_per_token)} | ${f1(r.sweep_ms)} | ${f1(r.patched_forward_ms)} |`);
+  }
+  L.push("");
+}
 L.push("## Machine", "");
 L.push(`- CPU: ${e.CPU_MODEL} — \`nproc\` = ${e.NPROC}; flags: ${e.CPU_FLAGS.trim() || "-"}`);
 L.push(`- Memory: ${e.MEM_TOTAL} total, ${e.MEM_AVAIL} available at the end`);
 L.push(`- Kernel: ${e.KERNEL}; node ${e.NODE_VERSION}; ${e.TASKVEC_VERSION} (binary built ${e.BIN_MTIME})`);
 L.push(`- Load average (/proc/loadavg) at start: \`${e.LOAD_START}\`; after taskvec: \`${e.LOAD_AFTER_TASKVEC}\`; after llama.cpp: \`${e.LOAD_AFTER_LLAMA}\`; after transformers: \`${e.LOAD_AFTER_TF}\`; end: \`${e.LOAD_END}\``, "");
 L.push("## Commands", "", "Run from the repository root, in this order:", "", "```sh");
-L.push(e.CMD_TASKVEC, e.CMD_LLAMA, e.CMD_TF, "```", "");
+L.push(e.CMD_TASKVEC, e.CMD_LLAMA, e.CMD_TF, e.CMD_BROWSER, "```", "");
 L.push("Reproduce everything: `bench/run.sh [N] [D] [RUNS]` (defaults 128 32 5; see the header of `bench/run.sh` for the environment variables). node-llama-cpp is installed outside the repository, in `TASKVEC_BENCH_LLAMACPP_DIR`.", "");
 L.push("## Raw output", "", "```json");
-L.push(JSON.stringify({ taskvec: tv, llamacpp: ll, transformers: tf }, null, 2), "```", "");
+L.push(JSON.stringify({ taskvec: tv, taskvec_f32: tvf, llamacpp: ll, transformers: tf, browser }, null, 2), "```", "");
 process.stdout.write(L.join("\n"));
 EOF
 mv "$TMP/RESULTS.md" "$OUT"
