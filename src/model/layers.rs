@@ -51,17 +51,40 @@ impl Matrix {
         in_out: [usize; 2],
         device: &Device,
     ) -> Result<Self> {
+        if let Some(q) = Self::load_blocks(src, part, name, in_out, device)? {
+            return Ok(Matrix::Quant(q));
+        }
+        Self::from_host(src.require(part, name)?, name, in_out, device)
+    }
+
+    /// The matrix's quantized blocks, when the device keeps blocks and the source stores them in
+    /// a type the kernels take (`None` otherwise, also when it is absent).
+    pub fn load_blocks(
+        src: &dyn TensorSource,
+        part: Part,
+        name: &str,
+        in_out: [usize; 2],
+        device: &Device,
+    ) -> Result<Option<Arc<QuantMatrix>>> {
         let [i, o] = in_out;
         if keeps_blocks(device)
             && let Some(raw) = src.get_raw(part, name)?
             && QuantMatrix::supports(raw.ty)
             && raw.shape == [o, i]
         {
-            return Ok(Matrix::Quant(Arc::new(QuantMatrix::new(
-                raw.ty, o, i, raw.data,
-            )?)));
+            return Ok(Some(Arc::new(QuantMatrix::new(raw.ty, o, i, raw.data)?)));
         }
-        let w = src.require(part, name)?.expect_shape(name, &[o, i])?;
+        Ok(None)
+    }
+
+    /// An f32 matrix from PyTorch `[out, in]` host values (shape checked against `in_out`).
+    pub fn from_host(
+        w: HostTensor,
+        name: &str,
+        in_out: [usize; 2],
+        device: &Device,
+    ) -> Result<Self> {
+        let w = w.expect_shape(name, &[in_out[1], in_out[0]])?;
         Ok(Matrix::Dense(upload(w.transposed(), device)))
     }
 

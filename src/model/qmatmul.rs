@@ -87,53 +87,25 @@ impl QuantMatrix {
         self.cols / BLOCK * self.ty.block_bytes()
     }
 
-    /// Writes rows `r0..r0 + out.len() / cols`, dequantized, into `out`.
-    pub fn dequant_rows(&self, r0: usize, out: &mut [f32]) {
+    /// Rows `r0..r0 + rows`, dequantized, row-major `[rows, cols]`.
+    pub fn dequant_rows(&self, r0: usize, rows: usize) -> Vec<f32> {
+        let rb = self.row_bytes();
+        let data = &self.data[r0 * rb..(r0 + rows) * rb];
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
+            let mut out = vec![0f32; rows * self.cols];
             // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-            return unsafe { self.dequant_rows_avx2(r0, out) };
+            unsafe { dequant_avx2(self.ty, data, &mut out) };
+            return out;
         }
-        self.dequant_rows_impl(r0, out)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn dequant_rows_avx2(&self, r0: usize, out: &mut [f32]) {
-        let (rb, bb) = (self.row_bytes(), self.ty.block_bytes());
-        let rows = out.len() / self.cols;
-        let data = &self.data[r0 * rb..(r0 + rows) * rb];
-        for (blk, o) in data.chunks_exact(bb).zip(out.chunks_exact_mut(BLOCK)) {
-            avx2::dequant_block(self.ty, blk, o.try_into().expect("32 values"));
-        }
-    }
-
-    #[inline(always)]
-    fn dequant_rows_impl(&self, r0: usize, out: &mut [f32]) {
-        let rb = self.row_bytes();
-        let bb = self.ty.block_bytes();
-        let rows = out.len() / self.cols;
-        let data = &self.data[r0 * rb..(r0 + rows) * rb];
-        for (blk, o) in data.chunks_exact(bb).zip(out.chunks_exact_mut(BLOCK)) {
-            let o: &mut [f32; BLOCK] = o.try_into().expect("32 values");
-            let (scale, min) = decode_block(self.ty, blk, o);
-            for v in o.iter_mut() {
-                *v = *v * scale + min;
-            }
-        }
-    }
-
-    /// Writes row `r`, dequantized, into `out` (length `cols`).
-    pub fn dequant_row(&self, r: usize, out: &mut [f32]) {
-        self.dequant_rows(r, out)
+        quant::dequantize(self.ty, data)
     }
 
     /// Rows `ids`, dequantized, row-major `[ids.len(), cols]` (an embedding lookup).
     pub fn gather(&self, ids: &[usize]) -> Vec<f32> {
-        let mut out = vec![0f32; ids.len() * self.cols];
-        // (one row at a time: ids are arbitrary)
-        for (&id, o) in ids.iter().zip(out.chunks_exact_mut(self.cols)) {
-            self.dequant_row(id, o);
+        let mut out = Vec::with_capacity(ids.len() * self.cols);
+        for &id in ids {
+            out.extend(self.dequant_rows(id, 1));
         }
         out
     }
@@ -169,9 +141,9 @@ impl QuantMatrix {
                 // SAFETY: the CPU has AVX2 and FMA (checked at run time).
                 return unsafe { task.run_avx2(chunk) };
             }
-            task.run::<false>(chunk)
+            task.run(chunk)
         });
-        transpose(&out_t, n, m)
+        transpose(out_t, n, m)
     }
 
     /// Many rows: dequantize `PANEL` weight rows at a time and multiply with `gemm`.
@@ -181,8 +153,7 @@ impl QuantMatrix {
         let parts: Vec<Vec<f32>> = par_map(panels, |p| {
             let r0 = p * PANEL;
             let w = (n - r0).min(PANEL);
-            let mut panel = vec![0f32; w * k];
-            self.dequant_rows(r0, &mut panel);
+            let panel = self.dequant_rows(r0, w);
             let mut dst = vec![0f32; m * w];
             // SAFETY: every pointer/stride pair stays inside its buffer: dst is [m, w] row-major,
             // x is [m, k] row-major, and the panel ([w, k] row-major) is read as [k, w].
@@ -232,51 +203,38 @@ struct DirectTask<'a> {
 }
 
 impl DirectTask<'_> {
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2,fma")]
-    fn run_avx2(&self, out: &mut [f32]) {
-        self.run_avx2_intrinsics(out)
-    }
-
-    /// Fills `out` ([rows, m]) with the dot products.
+    /// Fills `out` ([rows, m]) with `dot(weight row, x row, x's block sums)`.
     #[inline(always)]
-    fn run<const FMA: bool>(&self, out: &mut [f32]) {
-        match self.q.ty {
-            GgmlType::Q8_0 => self.run_ty::<Q8_0, FMA>(out),
-            GgmlType::Q4_0 => self.run_ty::<Q4_0, FMA>(out),
-            _ => self.run_ty::<Q4_1, FMA>(out),
+    fn each_dot(&self, out: &mut [f32], dot: impl Fn(&[u8], &[f32], &[f32]) -> f32) {
+        let (q, m) = (self.q, self.m);
+        let (k, rb) = (q.cols, q.row_bytes());
+        let nb = k / BLOCK;
+        for (i, o) in out.chunks_exact_mut(m).enumerate() {
+            let row = &q.data[(self.r0 + i) * rb..(self.r0 + i + 1) * rb];
+            for (j, o) in o.iter_mut().enumerate() {
+                *o = dot(
+                    row,
+                    &self.x[j * k..(j + 1) * k],
+                    &self.xsum[j * nb..(j + 1) * nb],
+                );
+            }
         }
     }
 
     /// The AVX2 kernel: explicit intrinsics (LLVM does not vectorize the portable loop well).
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2,fma")]
-    fn run_avx2_intrinsics(&self, out: &mut [f32]) {
-        let (q, m) = (self.q, self.m);
-        let (k, rb) = (q.cols, q.row_bytes());
-        let nb = k / BLOCK;
-        for (i, o) in out.chunks_exact_mut(m).enumerate() {
-            let row = &q.data[(self.r0 + i) * rb..(self.r0 + i + 1) * rb];
-            for (j, o) in o.iter_mut().enumerate() {
-                let x = &self.x[j * k..(j + 1) * k];
-                let xsum = &self.xsum[j * nb..(j + 1) * nb];
-                *o = avx2::row_dot(q.ty, row, x, xsum);
-            }
-        }
+    fn run_avx2(&self, out: &mut [f32]) {
+        let ty = self.q.ty;
+        self.each_dot(out, |row, x, xsum| avx2::row_dot(ty, row, x, xsum))
     }
 
-    #[inline(always)]
-    fn run_ty<const T: u8, const FMA: bool>(&self, out: &mut [f32]) {
-        let (q, m) = (self.q, self.m);
-        let (k, rb) = (q.cols, q.row_bytes());
-        let nb = k / BLOCK;
-        for (i, o) in out.chunks_exact_mut(m).enumerate() {
-            let row = &q.data[(self.r0 + i) * rb..(self.r0 + i + 1) * rb];
-            for (j, o) in o.iter_mut().enumerate() {
-                let x = &self.x[j * k..(j + 1) * k];
-                let xsum = &self.xsum[j * nb..(j + 1) * nb];
-                *o = row_dot::<T, FMA>(row, x, xsum);
-            }
+    /// The portable kernel (wasm, CPUs without AVX2).
+    fn run(&self, out: &mut [f32]) {
+        match self.q.ty {
+            GgmlType::Q8_0 => self.each_dot(out, row_dot::<Q8_0>),
+            GgmlType::Q4_0 => self.each_dot(out, row_dot::<Q4_0>),
+            _ => self.each_dot(out, row_dot::<Q4_1>),
         }
     }
 }
@@ -288,7 +246,7 @@ const Q4_1: u8 = 2;
 /// One weight row (blocks of type `T`) dotted with `x`; `xsum` holds x's per-block sums.
 /// Decoding and multiply-adds are fused in eight lanes so that the loop vectorizes.
 #[inline(always)]
-fn row_dot<const T: u8, const FMA: bool>(row: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
+fn row_dot<const T: u8>(row: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
     let bb = match T {
         Q8_0 => 34,
         Q4_0 => 18,
@@ -296,7 +254,6 @@ fn row_dot<const T: u8, const FMA: bool>(row: &[u8], x: &[f32], xsum: &[f32]) ->
     };
     let mut acc = [0f32; 8];
     let mut offset = 0f32;
-    let madd = |a: f32, b: f32, c: f32| if FMA { a.mul_add(b, c) } else { a * b + c };
     for ((blk, xb), xs) in row.chunks_exact(bb).zip(x.chunks_exact(BLOCK)).zip(xsum) {
         let xb: &[f32; BLOCK] = xb.try_into().expect("32 values");
         let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
@@ -323,7 +280,7 @@ fn row_dot<const T: u8, const FMA: bool>(row: &[u8], x: &[f32], xsum: &[f32]) ->
                 }
                 if T == Q4_1 {
                     let mn = f16_to_f32(u16::from_le_bytes([blk[2], blk[3]]));
-                    offset = madd(mn, *xs, offset);
+                    offset += mn * *xs;
                 }
             }
         }
@@ -332,7 +289,7 @@ fn row_dot<const T: u8, const FMA: bool>(row: &[u8], x: &[f32], xsum: &[f32]) ->
             s[l] = (p[0][l] + p[1][l]) + (p[2][l] + p[3][l]);
         }
         for l in 0..8 {
-            acc[l] = madd(d, s[l], acc[l]);
+            acc[l] += d * s[l];
         }
     }
     (acc[0] + acc[4]) + (acc[1] + acc[5]) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + offset
@@ -462,48 +419,27 @@ fn f16_to_f32(h: u16) -> f32 {
     f32::from_bits(bits)
 }
 
-/// Whether this x86-64 CPU has AVX2 and FMA (detected once).
+/// Whether this x86-64 CPU has AVX2 and FMA (std caches the detection).
 #[cfg(target_arch = "x86_64")]
 fn has_avx2_fma() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma"))
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
-/// Decodes one block's integer levels into `w` and returns `(scale, offset)` so that value =
-/// `w[i] * scale + offset`.
-#[inline(always)]
-fn decode_block(ty: GgmlType, b: &[u8], w: &mut [f32; BLOCK]) -> (f32, f32) {
-    let h = |i: usize| f16_to_f32(u16::from_le_bytes([b[i], b[i + 1]]));
-    match ty {
-        GgmlType::Q8_0 => {
-            for (o, &q) in w.iter_mut().zip(&b[2..34]) {
-                *o = q as i8 as f32;
-            }
-            (h(0), 0.0)
-        }
-        GgmlType::Q4_0 => {
-            let qs = &b[2..18];
-            for i in 0..16 {
-                w[i] = (qs[i] & 0xF) as f32 - 8.0;
-                w[i + 16] = (qs[i] >> 4) as f32 - 8.0;
-            }
-            (h(0), 0.0)
-        }
-        GgmlType::Q4_1 => {
-            let qs = &b[4..20];
-            for i in 0..16 {
-                w[i] = (qs[i] & 0xF) as f32;
-                w[i + 16] = (qs[i] >> 4) as f32;
-            }
-            (h(0), h(2))
-        }
-        _ => unreachable!("QuantMatrix::new admits only Q8_0, Q4_0 and Q4_1"),
+/// Dequantizes whole blocks `data` into `out` with AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dequant_avx2(ty: GgmlType, data: &[u8], out: &mut [f32]) {
+    for (blk, o) in data
+        .chunks_exact(ty.block_bytes())
+        .zip(out.chunks_exact_mut(BLOCK))
+    {
+        avx2::dequant_block(ty, blk, o.try_into().expect("32 values"));
     }
 }
 
-fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+fn transpose(a: Vec<f32>, rows: usize, cols: usize) -> Vec<f32> {
     if cols == 1 || rows == 1 {
-        return a.to_vec();
+        return a;
     }
     let mut out = vec![0f32; a.len()];
     for i in 0..rows {
@@ -574,9 +510,7 @@ mod tests {
         for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
             let q = QuantMatrix::quantize(ty, n, k, &values(n * k, 1)).unwrap();
             let dense = quant::dequantize(ty, q.blocks());
-            let mut row = vec![0f32; k];
-            q.dequant_row(7, &mut row);
-            assert_eq!(row, dense[7 * k..8 * k]);
+            assert_eq!(q.dequant_rows(7, 1), dense[7 * k..8 * k]);
             for m in [1, 3, SMALL_M + 1, 70] {
                 let x = values(m * k, m as u32 + 9);
                 let got = q.matmul_t(&x, m);
@@ -600,8 +534,8 @@ mod tests {
                 r0: 0,
             };
             let mut portable = vec![0f32; n * 2];
-            task.run::<false>(&mut portable);
-            let fast = transpose(&q.matmul_t(&x, 2), 2, n);
+            task.run(&mut portable);
+            let fast = transpose(q.matmul_t(&x, 2), 2, n);
             for (a, b) in portable.iter().zip(&fast) {
                 assert!(
                     (a - b).abs() <= 1e-4 * (1.0 + b.abs()),

@@ -101,21 +101,32 @@ impl TextModel {
                 down: lin(n("mlp.down_proj"), c.intermediate_size, d)?,
             });
         }
-        // The LM head as `x · W` ([hidden, vocab]); a tied head is the embedding matrix.
-        let embed_matrix = Matrix::load(src, p, "embed_tokens.weight", [d, c.vocab_size], device)?;
-        let untied = !c.tie_word_embeddings && src.get(p, "lm_head.weight")?.is_some();
-        let lm_head = if untied {
-            Matrix::load(src, p, "lm_head.weight", [d, c.vocab_size], device)?
+        // The LM head is used as `x · W` ([hidden, vocab]). An untied head is its own matrix; a
+        // tied one is the embedding: the same blocks when quantized, else one host read serves
+        // both f32 layouts.
+        let (vocab, en, hn) = (c.vocab_size, "embed_tokens.weight", "lm_head.weight");
+        let untied = if c.tie_word_embeddings {
+            None
+        } else if let Some(q) = Matrix::load_blocks(src, p, hn, [d, vocab], device)? {
+            Some(Matrix::Quant(q))
+        } else if let Some(h) = src.get(p, hn)? {
+            Some(Matrix::from_host(h, hn, [d, vocab], device)?)
         } else {
-            embed_matrix.clone()
+            None
         };
-        let embed = match embed_matrix {
-            Matrix::Quant(q) => Embedding::Quant(q),
-            Matrix::Dense(_) => Embedding::Dense(upload(
-                src.require(p, "embed_tokens.weight")?
-                    .expect_shape("embed_tokens.weight", &[c.vocab_size, d])?,
-                device,
-            )),
+        let (embed, lm_head) = match Matrix::load_blocks(src, p, en, [d, vocab], device)? {
+            Some(q) => (
+                Embedding::Quant(q.clone()),
+                untied.unwrap_or(Matrix::Quant(q)),
+            ),
+            None => {
+                let host = src.require(p, en)?.expect_shape(en, &[vocab, d])?;
+                let head = match untied {
+                    Some(h) => h,
+                    None => Matrix::from_host(host.clone(), en, [d, vocab], device)?,
+                };
+                (Embedding::Dense(upload(host, device)), head)
+            }
         };
         // transformers: inv_freq = 1 / theta^(2i/d), in f32.
         let inv_freq = (0..hd / 2)
