@@ -320,6 +320,8 @@ async function main() {
   const pick = params.get("model") || "smollm2";
   $("model-choice").value = MODELS[pick] ? pick : "smollm2";
   $("url-row").hidden = $("model-choice").value !== "url";
+  const weights = params.get("weights");
+  if (weights && [...$("weights-choice").options].some((o) => o.value === weights)) $("weights-choice").value = weights;
   $("model-choice").onchange = () => { $("url-row").hidden = $("model-choice").value !== "url"; };
   $("load-btn").onclick = () => loadModel("url");
   $("model-files").onchange = (ev) => loadModel("files", [...ev.target.files]);

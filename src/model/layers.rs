@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use super::packed::{self, PackedMatrix};
 use super::qmatmul::QuantMatrix;
 use crate::error::Result;
 use crate::weights::{HostTensor, Part, TensorSource};
@@ -31,15 +32,18 @@ pub fn keeps_blocks(device: &Device) -> bool {
     };
 }
 
-/// A weight matrix used as `x · W`: f32 on the device, or quantized blocks in host memory
-/// (CPU backend only) multiplied by taskvec's kernels.
+/// A weight matrix used as `x · W`: f32 on the device, quantized blocks in host memory (CPU
+/// backend) multiplied by taskvec's kernels, or quantized blocks in device tensors (WebGPU)
+/// dequantized chunk by chunk for each product.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // a handful per layer; boxing the tensor buys nothing
 pub enum Matrix {
     /// f32 `[in, out]` on the device.
     Dense(Tensor<2>),
-    /// Quantized `[out, in]` blocks.
+    /// Quantized `[out, in]` blocks in host memory.
     Quant(Arc<QuantMatrix>),
+    /// Quantized `[out, in]` blocks in device tensors.
+    Packed(Arc<PackedMatrix>),
 }
 
 impl Matrix {
@@ -51,30 +55,66 @@ impl Matrix {
         in_out: [usize; 2],
         device: &Device,
     ) -> Result<Self> {
-        if let Some(q) = Self::load_blocks(src, part, name, in_out, device)? {
-            return Ok(Matrix::Quant(q));
+        if let Some(m) = Self::load_blocks(src, part, name, in_out, device)? {
+            return Ok(m);
         }
         Self::from_host(src.require(part, name)?, name, in_out, device)
     }
 
-    /// The matrix's quantized blocks, when the device keeps blocks and the source stores them in
-    /// a type the kernels take (`None` otherwise, also when it is absent).
+    /// The matrix as quantized blocks (host blocks on the CPU backend, device blocks elsewhere)
+    /// when the source stores it in a type the kernels take (`None` otherwise, also when absent).
     pub fn load_blocks(
         src: &dyn TensorSource,
         part: Part,
         name: &str,
         in_out: [usize; 2],
         device: &Device,
-    ) -> Result<Option<Arc<QuantMatrix>>> {
+    ) -> Result<Option<Self>> {
         let [i, o] = in_out;
-        if keeps_blocks(device)
-            && let Some(raw) = src.get_raw(part, name)?
-            && QuantMatrix::supports(raw.ty)
-            && raw.shape == [o, i]
-        {
-            return Ok(Some(Arc::new(QuantMatrix::new(raw.ty, o, i, raw.data)?)));
+        let Some(raw) = src.get_raw(part, name)? else {
+            return Ok(None);
+        };
+        if raw.shape != [o, i] {
+            return Ok(None);
+        }
+        if keeps_blocks(device) && !packed::forced_on_cpu() {
+            if QuantMatrix::supports(raw.ty) {
+                let q = QuantMatrix::new(raw.ty, o, i, raw.data)?;
+                return Ok(Some(Matrix::Quant(Arc::new(q))));
+            }
+        } else if PackedMatrix::supports(raw.ty) {
+            let p = PackedMatrix::new(raw.ty, o, i, &raw.data, device)?;
+            return Ok(Some(Matrix::Packed(Arc::new(p))));
         }
         Ok(None)
+    }
+
+    /// Whether both are the same quantized matrix (a tied embedding and LM head).
+    pub fn shares(&self, other: &Matrix) -> bool {
+        match (self, other) {
+            (Matrix::Quant(a), Matrix::Quant(b)) => Arc::ptr_eq(a, b),
+            (Matrix::Packed(a), Matrix::Packed(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// Rows `ids` of the `[out, in]` matrix as f32 `[ids.len(), in]` on `device` (embedding
+    /// lookup; quantized matrices only, `None` for a dense one, which is stored transposed).
+    pub fn rows(&self, ids: &[u32], device: &Device) -> Option<Tensor<2>> {
+        match self {
+            Matrix::Dense(_) => None,
+            Matrix::Quant(q) => {
+                let idx: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
+                let d = q.dims()[1];
+                let rows = TensorData::new(q.gather(&idx), [ids.len(), d]);
+                Some(Tensor::from_data(rows, device))
+            }
+            Matrix::Packed(p) => {
+                let idx: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+                let t = Tensor::<1, Int>::from_data(TensorData::new(idx, [ids.len()]), device);
+                Some(p.select_rows(t))
+            }
+        }
     }
 
     /// An f32 matrix from PyTorch `[out, in]` host values (shape checked against `in_out`).
@@ -93,6 +133,7 @@ impl Matrix {
         match self {
             Matrix::Dense(w) => bytes(w),
             Matrix::Quant(q) => q.bytes(),
+            Matrix::Packed(p) => p.bytes(),
         }
     }
 
@@ -101,6 +142,7 @@ impl Matrix {
         match self {
             Matrix::Dense(_) => "f32",
             Matrix::Quant(q) => q.ty().name(),
+            Matrix::Packed(p) => p.ty().name(),
         }
     }
 
@@ -119,6 +161,7 @@ impl Matrix {
                 let y = q.matmul_t(&xs, m);
                 Tensor::from_data(TensorData::new(y, [m, q.dims()[0]]), &device)
             }
+            Matrix::Packed(p) => p.matmul_t(x),
         }
     }
 }

@@ -6,6 +6,7 @@
 pub mod cache;
 pub mod config;
 pub mod layers;
+pub mod packed;
 pub mod qmatmul;
 pub mod text;
 pub mod vision;

@@ -3,14 +3,12 @@
 //! positions, so a forward pass can be resumed from any layer (the layer sweep needs it).
 
 use std::ops::Range;
-use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData, activation::silu};
 
 use super::cache::KvCache;
 use super::config::TextConfig;
 use super::layers::{Linear, Matrix, attention, bytes, load_vec, rms_norm, upload};
-use super::qmatmul::QuantMatrix;
 use crate::error::{Error, Result};
 use crate::weights::{Part, TensorSource};
 
@@ -28,12 +26,12 @@ struct Block {
     down: Linear,
 }
 
-/// Token embeddings: f32 rows on the device, or the quantized matrix (shared with a tied LM head).
+/// Token embeddings: f32 rows on the device, or a quantized matrix (shared with a tied LM head).
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // one per model
 enum Embedding {
     Dense(Tensor<2>),
-    Quant(Arc<QuantMatrix>),
+    Blocks(Matrix),
 }
 
 /// The language model: embeddings, decoder blocks, final norm, LM head.
@@ -107,18 +105,15 @@ impl TextModel {
         let (vocab, en, hn) = (c.vocab_size, "embed_tokens.weight", "lm_head.weight");
         let untied = if c.tie_word_embeddings {
             None
-        } else if let Some(q) = Matrix::load_blocks(src, p, hn, [d, vocab], device)? {
-            Some(Matrix::Quant(q))
+        } else if let Some(m) = Matrix::load_blocks(src, p, hn, [d, vocab], device)? {
+            Some(m)
         } else if let Some(h) = src.get(p, hn)? {
             Some(Matrix::from_host(h, hn, [d, vocab], device)?)
         } else {
             None
         };
         let (embed, lm_head) = match Matrix::load_blocks(src, p, en, [d, vocab], device)? {
-            Some(q) => (
-                Embedding::Quant(q.clone()),
-                untied.unwrap_or(Matrix::Quant(q)),
-            ),
+            Some(m) => (Embedding::Blocks(m.clone()), untied.unwrap_or(m)),
             None => {
                 let host = src.require(p, en)?.expect_shape(en, &[vocab, d])?;
                 let head = match untied {
@@ -159,11 +154,11 @@ impl TextModel {
             .sum();
         let embed = match &self.embed {
             Embedding::Dense(t) => bytes(t),
-            Embedding::Quant(q) => q.bytes(),
+            Embedding::Blocks(m) => m.resident_bytes(),
         };
-        let head = match (&self.embed, &self.lm_head) {
-            (Embedding::Quant(e), Matrix::Quant(h)) if Arc::ptr_eq(e, h) => 0,
-            (_, h) => h.resident_bytes(),
+        let head = match &self.embed {
+            Embedding::Blocks(e) if e.shares(&self.lm_head) => 0,
+            _ => self.lm_head.resident_bytes(),
         };
         blocks + embed + head + bytes(&self.norm)
     }
@@ -207,15 +202,9 @@ impl TextModel {
                     Tensor::<1, Int>::from_data(TensorData::new(idx, [ids.len()]), &self.device);
                 Ok(e.clone().select(0, t))
             }
-            Embedding::Quant(q) => {
-                let idx: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
-                let rows = q.gather(&idx);
-                let d = q.dims()[1];
-                Ok(Tensor::from_data(
-                    TensorData::new(rows, [ids.len(), d]),
-                    &self.device,
-                ))
-            }
+            Embedding::Blocks(m) => m
+                .rows(ids, &self.device)
+                .ok_or_else(|| Error::model("embedding matrix without rows")),
         }
     }
 

@@ -69,11 +69,20 @@ pub enum WeightMode {
     F32,
     /// Quantize every matrix whose rows split into 32-value blocks to this type on load.
     Quantize(quant::GgmlType),
+    /// The values [`WeightMode::Quantize`] would give, dequantized and kept as f32: the
+    /// reference that separates a quantized run's kernel error from its rounding error.
+    Rounded(quant::GgmlType),
 }
 
 impl WeightMode {
-    /// Parses `auto`, `f32`, `q8_0`, `q4_0` or `q4_1`.
+    /// Parses `auto`, `f32`, `q8_0`, `q4_0`, `q4_1`, or `f32-q8_0`, `f32-q4_0`, `f32-q4_1`
+    /// ([`WeightMode::Rounded`]).
     pub fn parse(s: &str) -> Result<Self> {
+        if let Some(t) = s.strip_prefix("f32-")
+            && let Ok(WeightMode::Quantize(ty)) = Self::parse(t)
+        {
+            return Ok(WeightMode::Rounded(ty));
+        }
         Ok(match s {
             "auto" => WeightMode::Auto,
             "f32" => WeightMode::F32,
@@ -82,7 +91,7 @@ impl WeightMode {
             "q4_1" => WeightMode::Quantize(quant::GgmlType::Q4_1),
             _ => {
                 return Err(Error::load(format!(
-                    "unknown weight mode '{s}': use auto, f32, q8_0, q4_0 or q4_1"
+                    "unknown weight mode '{s}': use auto, f32, q8_0, q4_0, q4_1 or f32-q8_0, f32-q4_0, f32-q4_1"
                 )));
             }
         })
@@ -357,31 +366,44 @@ pub struct ModeSource<'a> {
     pub mode: WeightMode,
 }
 
+impl ModeSource<'_> {
+    /// `name` quantized to `ty` (the embedding / LM head to Q8_0, as llama.cpp does for its
+    /// 4-bit types), when it is a matrix whose rows split into 32-value blocks.
+    fn quantized(&self, part: Part, name: &str, ty: quant::GgmlType) -> Result<Option<RawTensor>> {
+        let Some(t) = self.inner.get(part, name)? else {
+            return Ok(None);
+        };
+        if t.shape.len() != 2 || t.shape[1] % 32 != 0 {
+            return Ok(None);
+        }
+        let head = matches!(name, "embed_tokens.weight" | "lm_head.weight");
+        let ty = if head { quant::GgmlType::Q8_0 } else { ty };
+        Ok(Some(RawTensor {
+            ty,
+            data: quant::quantize(ty, &t.data)?,
+            shape: t.shape,
+        }))
+    }
+}
+
 impl TensorSource for ModeSource<'_> {
     fn get(&self, part: Part, name: &str) -> Result<Option<HostTensor>> {
+        if let WeightMode::Rounded(ty) = self.mode
+            && let Some(raw) = self.quantized(part, name, ty)?
+        {
+            return Ok(Some(HostTensor {
+                data: quant::dequantize(raw.ty, &raw.data),
+                shape: raw.shape,
+            }));
+        }
         self.inner.get(part, name)
     }
 
     fn get_raw(&self, part: Part, name: &str) -> Result<Option<RawTensor>> {
         match self.mode {
             WeightMode::Auto => self.inner.get_raw(part, name),
-            WeightMode::F32 => Ok(None),
-            WeightMode::Quantize(ty) => {
-                let Some(t) = self.inner.get(part, name)? else {
-                    return Ok(None);
-                };
-                if t.shape.len() != 2 || t.shape[1] % 32 != 0 {
-                    return Ok(None);
-                }
-                // As llama.cpp does for its 4-bit types: the embedding / LM head stay 8-bit.
-                let head = matches!(name, "embed_tokens.weight" | "lm_head.weight");
-                let ty = if head { quant::GgmlType::Q8_0 } else { ty };
-                Ok(Some(RawTensor {
-                    ty,
-                    data: quant::quantize(ty, &t.data)?,
-                    shape: t.shape,
-                }))
-            }
+            WeightMode::F32 | WeightMode::Rounded(_) => Ok(None),
+            WeightMode::Quantize(ty) => self.quantized(part, name, ty),
         }
     }
 }

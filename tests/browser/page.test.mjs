@@ -248,6 +248,28 @@ test("bad vector files are refused or shown as text, and nothing is lost", { tim
   await page.close();
 });
 
+test("WebGPU keeps quantized blocks on the GPU: Q8_0 on load answers as the CLI's Q8_0 run", { timeout: 900000 }, async () => {
+  const { page, problems } = await open("model=tiny&weights=q8_0");
+  await clearLibrary(page);
+  assert.equal(await page.evaluate(() => window.taskvecState.backend), "webgpu");
+  const info = await page.evaluate(() => window.taskvecState.info);
+  const cliInfo = cliJson("info", ...tiny, "--weights", "q8_0", "--json");
+  const f32Info = cliJson("info", ...tiny, "--weights", "f32", "--json");
+  assert.match(info.storage, /q8_0/);
+  assert.equal(info.storage, cliInfo.storage);
+  assert.ok(info.resident_weight_bytes < f32Info.resident_weight_bytes, `resident ${info.resident_weight_bytes} vs f32 ${f32Info.resident_weight_bytes}`);
+  assert.match(await page.textContent("#model-card"), /matrices in memory\s*(q8_0|f32\+q8_0)/);
+  const last = await extractAndApply(page);
+  const vecFile = join(work, "page_q8.json");
+  writeFileSync(vecFile, last.vector);
+  const ref = cliJson("apply", ...tiny, "--weights", "q8_0", "--vector", vecFile, "--layer", "2", "--image", image, "--json");
+  assert.deepEqual(last.apply.patched.ids, ref.patched.ids, "patched answer ids");
+  assert.deepEqual(last.apply.zero_shot.ids, ref.zero_shot.ids, "zero-shot ids");
+  ref.sweep.forEach((s, i) => { assert.equal(last.apply.sweep[i].token, s.token, `sweep layer ${i}`); close(last.apply.sweep[i].prob, s.prob, 1e-3, `sweep prob ${i}`); });
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
 test("real SmolLM2-135M smoke run on the CPU backend: instruction vector, one text apply", { timeout: 900000 }, async () => {
   const t0 = Date.now();
   const { page, problems } = await open("backend=cpu");
