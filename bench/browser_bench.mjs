@@ -1,8 +1,9 @@
 // `taskvec bench` inside headless Chromium: the page's worker runs the same measurements
 // (src/bench.rs) on the real SmolLM2, for each backend × weight storage given.
 //
-//   node bench/browser_bench.mjs [--prefill N] [--decode D] [--runs R] [--naive] [--timeout S] cpu:auto cpu:f32 webgpu:auto ...
+//   node bench/browser_bench.mjs [--prefill N] [--decode D] [--runs R] [--naive] [--timeout S] [--model tiny] cpu:auto cpu:f32 webgpu:q8_0 ...
 //
+// The page's models: `smollm2` (default) or `tiny` (the tiny random VLM, for SwiftShader's WebGPU).
 // Needs `taskvec serve` on PORT (default 8080) from the repository root. Prints one JSON line
 // per configuration ({"config", "ok", "report"|"error", "seconds"}). Not part of the tests.
 import { chromium } from "playwright-core";
@@ -21,6 +22,8 @@ const opt = (name, dflt) => {
 const prefill = opt("--prefill", 128), decode = opt("--decode", 32), runs = opt("--runs", 3);
 const timeout = opt("--timeout", 1800) * 1000;
 const naive = args.includes("--naive");
+const mi = args.indexOf("--model");
+const model = mi >= 0 ? args.splice(mi, 2)[1] : "smollm2";
 const configs = args.filter((a) => a.includes(":"));
 const port = process.env.PORT || "8080";
 
@@ -34,17 +37,13 @@ for (const config of configs.length ? configs : ["cpu:auto"]) {
   let line;
   try {
     const page = await ctx.newPage();
-    await page.goto(`http://127.0.0.1:${port}/www/index.html${backend === "cpu" ? "?backend=cpu" : ""}`);
+    const query = new URLSearchParams({ model, weights: storage });
+    if (backend === "cpu") query.set("backend", "cpu");
+    await page.goto(`http://127.0.0.1:${port}/www/index.html?${query}`);
     await page.waitForFunction(() => document.body.dataset.ready, null, { timeout });
-    if (storage !== "auto") {
-      // The page opened with SmolLM2 as stored in the file; reload it with the chosen storage.
-      await page.selectOption("#weights-choice", storage);
-      await page.evaluate(() => { window.__before = window.taskvecState.info; });
-      await page.click("#load-btn");
-      await page.waitForFunction(() => window.taskvecState.info !== window.__before || document.querySelector("#model-error").textContent, null, { timeout });
-      const err = await page.textContent("#model-error");
-      if (err) throw new Error(err);
-    }
+    const err = await page.textContent("#model-error");
+    if (err) throw new Error(err);
+    if (await page.evaluate(() => window.taskvecState.backend) !== (backend === "cpu" ? "cpu" : "webgpu")) throw new Error("backend not available");
     const info = await page.evaluate(() => window.taskvecState.info);
     const report = await page.evaluate(({ prefill, decode, runs, naive }) => window.taskvecBench({ prefill, decode, runs, naive }),
       { prefill, decode, runs, naive });

@@ -39,9 +39,10 @@ pub struct ModelArgs {
     /// llama.cpp vision projector GGUF (`mmproj-*.gguf`) for a SmolVLM GGUF.
     #[arg(long)]
     pub mmproj: Option<PathBuf>,
-    /// How matrices are stored once loaded: `auto` keeps a GGUF's Q8_0/Q4_0/Q4_1 blocks on the
-    /// CPU, `f32` dequantizes everything, `q8_0`/`q4_0`/`q4_1` quantize on load.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "f32", "q8_0", "q4_0", "q4_1"])]
+    /// How matrices are stored once loaded: `auto` keeps a GGUF's Q8_0/Q4_0/Q4_1 blocks,
+    /// `f32` dequantizes everything, `q8_0`/`q4_0`/`q4_1` quantize on load, `f32-q8_0`/... hold
+    /// the values that quantizing would give as f32 (the dequantized reference).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "f32", "q8_0", "q4_0", "q4_1", "f32-q8_0", "f32-q4_0", "f32-q4_1"])]
     pub weights: String,
 }
 
