@@ -1,7 +1,7 @@
 // `taskvec bench` inside headless Chromium: the page's worker runs the same measurements
 // (src/bench.rs) on the real SmolLM2, for each backend × weight storage given.
 //
-//   node bench/browser_bench.mjs [--prefill N] [--decode D] [--runs R] [--naive] [--timeout S] [--model tiny] cpu:auto cpu:f32 webgpu:q8_0 ...
+//   node bench/browser_bench.mjs [--prefill N] [--decode D] [--runs R] [--naive] [--timeout S] [--model tiny] [--probe] cpu:auto cpu:f32 webgpu:q8_0 ...
 //
 // The page's models: `smollm2` (default) or `tiny` (the tiny random VLM, for SwiftShader's WebGPU).
 // Needs `taskvec serve` on PORT (default 8080) from the repository root. Prints one JSON line
@@ -22,6 +22,8 @@ const opt = (name, dflt) => {
 const prefill = opt("--prefill", 128), decode = opt("--decode", 32), runs = opt("--runs", 3);
 const timeout = opt("--timeout", 1800) * 1000;
 const naive = args.includes("--naive");
+// --probe: time the device's basic operations (src/bench.rs `probe`) instead of the model.
+const probe = args.includes("--probe");
 const mi = args.indexOf("--model");
 const model = mi >= 0 ? args.splice(mi, 2)[1] : "smollm2";
 const configs = args.filter((a) => a.includes(":"));
@@ -45,8 +47,10 @@ for (const config of configs.length ? configs : ["cpu:auto"]) {
     if (err) throw new Error(err);
     if (await page.evaluate(() => window.taskvecState.backend) !== (backend === "cpu" ? "cpu" : "webgpu")) throw new Error("backend not available");
     const info = await page.evaluate(() => window.taskvecState.info);
-    const report = await page.evaluate(({ prefill, decode, runs, naive }) => window.taskvecBench({ prefill, decode, runs, naive }),
-      { prefill, decode, runs, naive });
+    const report = probe
+      ? await page.evaluate((runs) => window.taskvecProbe({ runs }), runs)
+      : await page.evaluate(({ prefill, decode, runs, naive }) => window.taskvecBench({ prefill, decode, runs, naive }),
+        { prefill, decode, runs, naive });
     line = { config, ok: true, backend: info.backend, storage: info.storage, resident_weight_bytes: info.resident_weight_bytes, report };
   } catch (e) {
     line = { config, ok: false, error: String(e.message || e).split("\n")[0] };

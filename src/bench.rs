@@ -132,8 +132,9 @@ pub async fn bench(
             patched.push(now() - b);
         }
     }
-    let (sweep_ms, naive_sweep_ms, patched_forward_ms) =
-        (median(sweep), median(naive), median(patched));
+    let (sweep_ms, patched_forward_ms) = (median(sweep), median(patched));
+    // Not measured: NaN, which JSON shows as null.
+    let naive_sweep_ms = if naive_sweep { median(naive) } else { f64::NAN };
     Ok(BenchReport {
         backend: backend.into(),
         prefill_tok_s: prefill as f64 / (prefill_ms / 1e3),
@@ -144,5 +145,98 @@ pub async fn bench(
         prefill_tokens: prefill,
         decode_tokens: decode,
         runs,
+    })
+}
+
+/// What the device's basic operations cost: where a forward's time goes on a backend whose
+/// per-operation overhead, not arithmetic, may dominate (WebGPU in the browser).
+#[derive(Debug, serde::Serialize)]
+pub struct ProbeReport {
+    /// One tiny op and its read back to the host, ms (a forward pays this once).
+    pub readback_ms: f64,
+    /// Each of 200 chained elementwise ops on a 576-value row, ms (read excluded).
+    pub elementwise_op_ms: f64,
+    /// `[128, 576] · [576, 1536]` (SmolLM2's gate projection on 128 rows), ms (read excluded).
+    pub matmul_ms: f64,
+    /// Its throughput, GFLOP/s.
+    pub matmul_gflops: f64,
+    /// `[1, 576] · [576, 1536]` (the same product for one decoded token), ms (read excluded).
+    pub matvec_ms: f64,
+    /// Dequantizing that matrix from Q4_1 device blocks, ms (read excluded).
+    pub dequant_q4_1_ms: f64,
+}
+
+/// Measures [`ProbeReport`] on `device` (median of `runs` after a warm-up).
+pub async fn probe(
+    device: &burn::tensor::Device,
+    runs: usize,
+    now: &dyn Fn() -> f64,
+) -> Result<ProbeReport> {
+    use crate::model::packed::PackedMatrix;
+    use crate::weights::quant::{GgmlType, quantize};
+    use burn::tensor::{Tensor, TensorData};
+    let mk = |rows: usize, cols: usize| {
+        let v: Vec<f32> = (0..rows * cols)
+            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 1000.0)
+            .collect();
+        Tensor::<2>::from_data(TensorData::new(v, [rows, cols]), device)
+    };
+    let (row, x, w, x1) = (mk(1, 576), mk(128, 576), mk(576, 1536), mk(1, 576));
+    let wq = {
+        let v: Vec<f32> = (0..1536 * 576)
+            .map(|i| ((i * 104_729 % 2000) as f32 - 1000.0) / 1000.0)
+            .collect();
+        PackedMatrix::new(
+            GgmlType::Q4_1,
+            1536,
+            576,
+            &quantize(GgmlType::Q4_1, &v)?,
+            device,
+        )?
+    };
+    let mut t = [vec![], vec![], vec![], vec![], vec![]];
+    for run in 0..=runs {
+        let timed = [
+            now(),
+            {
+                read_f32(row.clone().slice([0..1, 0..1]) + 1.0).await?;
+                now()
+            },
+            {
+                let mut y = row.clone();
+                for _ in 0..200 {
+                    y = y + 1.0;
+                }
+                read_f32(y.slice([0..1, 0..1])).await?;
+                now()
+            },
+            {
+                read_f32(x.clone().matmul(w.clone()).slice([0..1, 0..1])).await?;
+                now()
+            },
+            {
+                read_f32(x1.clone().matmul(w.clone()).slice([0..1, 0..1])).await?;
+                now()
+            },
+            {
+                read_f32(wq.dequantize_rows(0, 1536).slice([0..1, 0..1])).await?;
+                now()
+            },
+        ];
+        if run > 0 {
+            for (k, v) in t.iter_mut().enumerate() {
+                v.push(timed[k + 1] - timed[k]);
+            }
+        }
+    }
+    let [rb, ew, mm, mv, dq] = t.map(median);
+    let less = |v: f64| (v - rb).max(0.0);
+    Ok(ProbeReport {
+        readback_ms: rb,
+        elementwise_op_ms: less(ew) / 200.0,
+        matmul_ms: less(mm),
+        matmul_gflops: 2.0 * 128.0 * 576.0 * 1536.0 / (less(mm).max(1e-3) * 1e6),
+        matvec_ms: less(mv),
+        dequant_q4_1_ms: less(dq),
     })
 }

@@ -399,6 +399,15 @@ impl WebModel {
         to_js(&r)
     }
 
+    /// What the device's basic operations cost (readback, one elementwise op, a matmul,
+    /// dequantizing Q4_1 blocks): see [`crate::bench::probe`].
+    pub async fn probe(&self, runs: usize) -> Result<JsValue, JsError> {
+        let r = crate::bench::probe(self.m.model.text.device(), runs.max(1), &perf_now)
+            .await
+            .map_err(js_err)?;
+        to_js(&r)
+    }
+
     /// Logit lens of a prompt (a query or free text) with tracked words.
     pub async fn lens(
         &self,

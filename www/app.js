@@ -11,6 +11,7 @@ const client = new ModelClient();
 const state = (window.taskvecState = { backend: null, info: null, tasks: [], last: {} });
 // For bench/browser_bench.mjs: the same figures as `taskvec bench`, measured in the worker.
 window.taskvecBench = (opts) => client.call("bench", opts || {});
+window.taskvecProbe = (opts) => client.call("probe", opts || {});
 
 const MODELS = {
   smollm2: { label: "SmolLM2-135M-Instruct · Q4_1 · text only (local models/)", model: "../models/SmolLM2-135M-Instruct.Q4_1.gguf" },

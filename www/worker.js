@@ -101,6 +101,10 @@ const ops = {
     need();
     return model.bench(prefill || 128, decode || 32, runs || 3, !!naive);
   },
+  async probe({ runs }) {
+    need();
+    return model.probe(runs || 3);
+  },
   async extract({ req }, report) {
     need();
     return model.extract(req, (done, total) => report({ what: "extraction prompts", done, total }));

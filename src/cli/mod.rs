@@ -205,6 +205,10 @@ pub enum Command {
         /// Print exactly one JSON object.
         #[arg(long)]
         json: bool,
+        /// Instead, time the device's basic operations (readback, elementwise op, matmul,
+        /// Q4_1 dequantization): where a forward's time goes.
+        #[arg(long)]
+        probe: bool,
     },
     /// Serves the page (www/, pkg/, models/) on 127.0.0.1 with COOP/COEP and CSP headers.
     Serve {
@@ -574,7 +578,15 @@ pub fn run(cli: Cli) -> Result<()> {
             decode,
             runs,
             json,
+            probe,
         } => {
+            if probe {
+                let t0 = std::time::Instant::now();
+                let now = move || t0.elapsed().as_secs_f64() * 1e3;
+                let r = pollster::block_on(crate::bench::probe(&dev, runs.max(1), &now))?;
+                println!("{}", serde_json::to_string(&r).expect("report serializes"));
+                return Ok(());
+            }
             let m = load_model(&model, &dev)?;
             let name = match cli.device {
                 Backend::Cpu => "flex (cpu)",

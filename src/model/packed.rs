@@ -80,7 +80,7 @@ impl PackedMatrix {
             )));
         }
         let nb = cols / BLOCK;
-        if cols % BLOCK != 0 || data.len() != rows * nb * ty.block_bytes() {
+        if !cols.is_multiple_of(BLOCK) || data.len() != rows * nb * ty.block_bytes() {
             return Err(Error::load(format!(
                 "{} matrix [{rows}, {cols}] has {} bytes of blocks",
                 ty.name(),

@@ -229,8 +229,15 @@ impl DirectTask<'_> {
         self.each_dot(out, |row, x, xsum| avx2::row_dot(ty, row, x, xsum))
     }
 
-    /// The portable kernel (wasm, CPUs without AVX2).
+    /// The portable kernel (wasm, CPUs without AVX2); WebAssembly SIMD intrinsics when the
+    /// build enables them.
     fn run(&self, out: &mut [f32]) {
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        {
+            let ty = self.q.ty;
+            return self.each_dot(out, |row, x, xsum| simd128::row_dot(ty, row, x, xsum));
+        }
+        #[allow(unreachable_code)]
         match self.q.ty {
             GgmlType::Q8_0 => self.each_dot(out, row_dot::<Q8_0>),
             GgmlType::Q4_0 => self.each_dot(out, row_dot::<Q4_0>),
@@ -293,6 +300,90 @@ fn row_dot<const T: u8>(row: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
         }
     }
     (acc[0] + acc[4]) + (acc[1] + acc[5]) + ((acc[2] + acc[6]) + (acc[3] + acc[7])) + offset
+}
+
+/// The direct kernel with WebAssembly SIMD (the browser's CPU fallback).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128 {
+    use core::arch::wasm32::*;
+
+    use super::{BLOCK, GgmlType, f16_to_f32};
+
+    /// Four f32x4 vectors from 16 unsigned bytes.
+    #[inline(always)]
+    fn widen_u8(v: v128) -> [v128; 4] {
+        let (lo, hi) = (u16x8_extend_low_u8x16(v), u16x8_extend_high_u8x16(v));
+        [
+            f32x4_convert_u32x4(u32x4_extend_low_u16x8(lo)),
+            f32x4_convert_u32x4(u32x4_extend_high_u16x8(lo)),
+            f32x4_convert_u32x4(u32x4_extend_low_u16x8(hi)),
+            f32x4_convert_u32x4(u32x4_extend_high_u16x8(hi)),
+        ]
+    }
+
+    /// Four f32x4 vectors from 16 signed bytes.
+    #[inline(always)]
+    fn widen_i8(v: v128) -> [v128; 4] {
+        let (lo, hi) = (i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v));
+        [
+            f32x4_convert_i32x4(i32x4_extend_low_i16x8(lo)),
+            f32x4_convert_i32x4(i32x4_extend_high_i16x8(lo)),
+            f32x4_convert_i32x4(i32x4_extend_low_i16x8(hi)),
+            f32x4_convert_i32x4(i32x4_extend_high_i16x8(hi)),
+        ]
+    }
+
+    /// One weight row dotted with `x` (see the portable `row_dot`). The 4-bit types take their
+    /// levels unbiased: Q4_0's −8 and Q4_1's minimum come in through `xsum`.
+    #[inline(always)]
+    pub fn row_dot(ty: GgmlType, row: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
+        let bb = ty.block_bytes();
+        let nb = row.len() / bb;
+        assert!(
+            x.len() >= nb * BLOCK && xsum.len() >= nb,
+            "row_dot: x too short"
+        );
+        let mut acc = f32x4_splat(0.0);
+        let mut offset = 0f32;
+        for b in 0..nb {
+            let blk = &row[b * bb..(b + 1) * bb];
+            let d = f16_to_f32(u16::from_le_bytes([blk[0], blk[1]]));
+            // SAFETY: wasm loads may be unaligned; every load stays inside `blk` (bytes 2..34
+            // for Q8_0, the last 16 bytes for the 4-bit types) or inside x's 32 values of
+            // block b (asserted above).
+            let w: [v128; 8] = unsafe {
+                if ty == GgmlType::Q8_0 {
+                    let p = blk.as_ptr().add(2) as *const v128;
+                    let [a, b2, c, e] = widen_i8(v128_load(p));
+                    let [f, g, h, i] = widen_i8(v128_load(p.add(1)));
+                    [a, b2, c, e, f, g, h, i]
+                } else {
+                    let q = v128_load(blk.as_ptr().add(bb - 16) as *const v128);
+                    let [a, b2, c, e] = widen_u8(v128_and(q, u8x16_splat(0x0F)));
+                    let [f, g, h, i] = widen_u8(u8x16_shr(q, 4));
+                    [a, b2, c, e, f, g, h, i]
+                }
+            };
+            let xp = unsafe { x.as_ptr().add(b * BLOCK) } as *const v128;
+            let mut p = [f32x4_splat(0.0); 2];
+            for (k, wk) in w.iter().enumerate() {
+                // SAFETY: k < 8, so the load covers x[b*32 + 4k .. b*32 + 4k + 4].
+                let xv = unsafe { v128_load(xp.add(k)) };
+                p[k & 1] = f32x4_add(p[k & 1], f32x4_mul(*wk, xv));
+            }
+            acc = f32x4_add(acc, f32x4_mul(f32x4_splat(d), f32x4_add(p[0], p[1])));
+            match ty {
+                GgmlType::Q4_0 => offset -= 8.0 * d * xsum[b],
+                GgmlType::Q4_1 => {
+                    offset += f16_to_f32(u16::from_le_bytes([blk[2], blk[3]])) * xsum[b]
+                }
+                _ => {}
+            }
+        }
+        (f32x4_extract_lane::<0>(acc) + f32x4_extract_lane::<2>(acc))
+            + (f32x4_extract_lane::<1>(acc) + f32x4_extract_lane::<3>(acc))
+            + offset
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
