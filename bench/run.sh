@@ -114,9 +114,9 @@ log "start $DATE_START, loadavg $LOAD_START, N=$N D=$D runs=$RUNS threads=$THREA
 
 last_json() { grep -E '^\{' "$1" | tail -n 1; }
 
-CMD_TASKVEC="RAYON_NUM_THREADS=$THREADS $BIN bench --device cpu --model $MODEL --prefill $N --decode $D --runs $RUNS --json   # then again with --weights f32"
+CMD_TASKVEC="RAYON_NUM_THREADS=$THREADS $BIN bench --device cpu --model $MODEL --prefill $N --decode $D --runs $RUNS --json   # then again with --weights f32 and --weights q8_0"
 log "taskvec: $CMD_TASKVEC"
-for w in auto f32; do
+for w in auto f32 q8_0; do
   out="$TMP/taskvec-$w"
   RAYON_NUM_THREADS="$THREADS" "$BIN" bench --device cpu --model "$MODEL" --weights "$w" --prefill "$N" --decode "$D" --runs "$RUNS" --json \
     >"$out.out" 2>"$out.err" || { cat "$out.err" >&2; die "taskvec bench failed"; }
@@ -163,22 +163,30 @@ export N D RUNS THREADS MODEL BIN LLAMACPP_DIR PY HAVE_TF TF_SKIP_REASON \
   CPU_MODEL CPU_FLAGS MEM_TOTAL MEM_AVAIL CMD_TASKVEC CMD_LLAMA CMD_TF TMP
 # --- taskvec in headless Chromium (the page's worker runs the same benchmark) ---------------------
 # Skipped without chromium or playwright-core; TASKVEC_BENCH_BROWSER=0 skips it; the WebGPU run
-# (SwiftShader here: tens of minutes) only with TASKVEC_BENCH_WEBGPU=1.
+# (SwiftShader here: more than 25 min) only with TASKVEC_BENCH_WEBGPU=1. WebGPU always runs the
+# tiny VLM (f32 and Q8_0 blocks) and the device probe (readback, op, matmul, dequantization costs).
 if [[ "${TASKVEC_BENCH_BROWSER:-1}" != 0 ]] && command -v chromium >/dev/null && [[ -d node_modules/playwright-core && -f pkg/taskvec_bg.wasm ]]; then
   PORT_B="${TASKVEC_BENCH_PORT:-8097}"
   "$BIN" serve --port "$PORT_B" >"$TMP/serve.log" 2>&1 &
   SERVE_PID=$!
   sleep 1
-  CONFIGS=(cpu:auto cpu:f32)
+  CONFIGS=(cpu:auto cpu:q8_0 cpu:f32)
   [[ "${TASKVEC_BENCH_WEBGPU:-0}" == 1 ]] && CONFIGS+=(webgpu:auto)
   CMD_BROWSER="PORT=$PORT_B node bench/browser_bench.mjs --prefill $N --decode $D --runs 2 ${CONFIGS[*]}"
   log "browser: $CMD_BROWSER"
   PORT="$PORT_B" node bench/browser_bench.mjs --prefill "$N" --decode "$D" --runs 2 "${CONFIGS[@]}" >"$TMP/browser.jsonl" 2>"$TMP/browser.err" || log "browser bench failed: $(tail -3 "$TMP/browser.err")"
+  CMD_BROWSER_TINY="PORT=$PORT_B node bench/browser_bench.mjs --model tiny --prefill 64 --decode 8 --runs 2 webgpu:f32 webgpu:q8_0 webgpu:q4_1"
+  log "browser, tiny VLM on WebGPU: $CMD_BROWSER_TINY"
+  PORT="$PORT_B" node bench/browser_bench.mjs --model tiny --prefill 64 --decode 8 --runs 2 webgpu:f32 webgpu:q8_0 webgpu:q4_1 >"$TMP/browser-tiny.jsonl" 2>>"$TMP/browser.err" || log "tiny WebGPU bench failed"
+  CMD_PROBE="PORT=$PORT_B node bench/browser_bench.mjs --probe --runs 3 webgpu:auto cpu:auto; $BIN bench --model $MODEL --probe --runs 3"
+  log "probe: $CMD_PROBE"
+  PORT="$PORT_B" node bench/browser_bench.mjs --probe --runs 3 webgpu:auto cpu:auto >"$TMP/probe.jsonl" 2>>"$TMP/browser.err" || log "probe failed"
+  RAYON_NUM_THREADS="$THREADS" "$BIN" bench --model "$MODEL" --probe --runs 3 | sed 's/^/{"config":"native:auto","ok":true,"report":/; s/$/}/' >>"$TMP/probe.jsonl" || log "native probe failed"
   kill "$SERVE_PID" 2>/dev/null || true
 else
   CMD_BROWSER="(skipped: no chromium, node_modules/playwright-core or pkg/; run scripts/build-web.sh and npm ci)"
 fi
-export CMD_BROWSER
+export CMD_BROWSER CMD_BROWSER_TINY="${CMD_BROWSER_TINY:-}" CMD_PROBE="${CMD_PROBE:-}"
 
 export NPROC="$(nproc)" KERNEL="$(uname -sr)" NODE_VERSION="$(node --version)" \
   TASKVEC_VERSION="$("$BIN" --version 2>/dev/null || echo '?')" \
@@ -190,15 +198,17 @@ node - >"$TMP/RESULTS.md" <<'EOF'
 const fs = require("fs");
 const e = process.env;
 const rd = (f) => (fs.existsSync(`${e.TMP}/${f}`) ? JSON.parse(fs.readFileSync(`${e.TMP}/${f}`, "utf8")) : null);
-const tv = rd("taskvec.json"), tvf = rd("taskvec-f32.json"), ll = rd("llama.json"), tf = rd("tf.json");
-const browser = fs.existsSync(`${e.TMP}/browser.jsonl`)
-  ? fs.readFileSync(`${e.TMP}/browser.jsonl`, "utf8").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
+const tv = rd("taskvec.json"), tvf = rd("taskvec-f32.json"), tvq8 = rd("taskvec-q8_0.json"), ll = rd("llama.json"), tf = rd("tf.json");
+const lines = (f) => fs.existsSync(`${e.TMP}/${f}`)
+  ? fs.readFileSync(`${e.TMP}/${f}`, "utf8").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
   : [];
+const browser = lines("browser.jsonl"), tiny = lines("browser-tiny.jsonl"), probes = lines("probe.jsonl");
 const f1 = (x) => (x == null ? "-" : x.toFixed(1));
 const f2 = (x) => (x == null ? "-" : x.toFixed(2));
 const ratio = (x) => (x == null || !isFinite(x) ? "-" : `${x.toFixed(2)}×`);
 const rows = [
   ["taskvec (native)", `burn ${tv.backend}, Q4_1/Q8_0 blocks kept in memory (taskvec's kernels), RAYON_NUM_THREADS=${e.THREADS}`, tv],
+  ["taskvec (native, --weights q8_0)", `burn ${tvq8.backend}, requantized to Q8_0 on load (taskvec's kernels), RAYON_NUM_THREADS=${e.THREADS}`, tvq8],
   ["taskvec (native, --weights f32)", `burn ${tvf.backend}, f32 weights dequantized from Q4_1, RAYON_NUM_THREADS=${e.THREADS}`, tvf],
   ["llama.cpp", `node-llama-cpp ${ll.node_llama_cpp_version} prebuilt CPU binary, Q4_1 kernels, ${ll.threads} threads`, ll],
 ];
@@ -235,13 +245,23 @@ L.push(`Fast sweep = ${(tv.sweep_ms / tv.patched_forward_ms).toFixed(2)}× one p
 L.push("## taskvec in headless Chromium", "");
 if (!browser.length) L.push(`Not measured in this run: ${e.CMD_BROWSER}`, "");
 else {
-  L.push("The page's worker runs the same benchmark (`src/bench.rs`) on the wasm build, N and D as above, 2 runs (`bench/browser_bench.mjs`). The wasm CPU backend is single-threaded and built without SIMD; WebGPU in headless Chromium here is SwiftShader (a CPU emulation), so its figures say nothing about a real GPU.", "");
-  L.push("| backend | matrices in memory | resident MB | prefill tok/s | decode ms/token | fast sweep ms | one patched forward ms |", "|---|---|---:|---:|---:|---:|---:|");
-  for (const b of browser) {
-    if (!b.ok) { L.push(`| ${b.config} | failed: ${b.error} | | | | | |`); continue; }
-    const r = b.report;
-    L.push(`| ${b.backend} | ${b.storage} | ${(b.resident_weight_bytes / 1e6).toFixed(1)} | ${f1(r.prefill_tok_s)} | ${f2(r.decode_ms_per_token)} | ${f1(r.sweep_ms)} | ${f1(r.patched_forward_ms)} |`);
-  }
+  L.push("The page's worker runs the same benchmark (`src/bench.rs`) on the wasm build (single-threaded, WebAssembly SIMD), 2 runs (`bench/browser_bench.mjs`). SmolLM2 with N and D as above; the tiny random VLM (hidden size 48: only its MLP down projection and vision tower split into 32-value blocks) with N = 64, D = 8 on WebGPU, which in headless Chromium here is SwiftShader (a CPU emulation): its figures say nothing about a real GPU.", "");
+  L.push("| model | backend | matrices in memory | resident MB | prefill tok/s | decode ms/token | fast sweep ms | one patched forward ms |", "|---|---|---|---:|---:|---:|---:|---:|");
+  for (const [model, set] of [["SmolLM2", browser], ["tiny VLM", tiny]])
+    for (const b of set) {
+      if (!b.ok) { L.push(`| ${model} | ${b.config} | failed: ${b.error} | | | | | |`); continue; }
+      const r = b.report;
+      L.push(`| ${model} | ${b.backend} | ${b.storage} | ${(b.resident_weight_bytes / 1e6).toFixed(3)} | ${f1(r.prefill_tok_s)} | ${f2(r.decode_ms_per_token)} | ${f1(r.sweep_ms)} | ${f1(r.patched_forward_ms)} |`);
+    }
+  L.push("");
+}
+if (probes.length) {
+  L.push("## Where the time goes: device probe", "");
+  L.push("`bench --probe` / `window.taskvecProbe`: the cost of a device's basic operations (median of 3 after a warm-up; reads excluded except in the first row).", "");
+  L.push("| operation | " + probes.map((p) => p.config).join(" | ") + " |", "|---|" + probes.map(() => "---:").join("|") + "|");
+  const ok = (p, k, f) => (p.ok ? f(p.report[k]) : "-");
+  for (const [label, k, f] of [["readback of one value, ms", "readback_ms", (x) => x.toFixed(3)], ["elementwise op (chain of 200), ms", "elementwise_op_ms", (x) => x.toFixed(4)], ["matmul 128×576×1536, ms", "matmul_ms", f1], ["matmul GFLOP/s", "matmul_gflops", f2], ["matvec 1×576×1536, ms", "matvec_ms", f2], ["dequantize 1536×576 Q4_1 with tensor ops, ms", "dequant_q4_1_ms", f1]])
+    L.push(`| ${label} | ` + probes.map((p) => ok(p, k, f)).join(" | ") + " |");
   L.push("");
 }
 L.push("## Machine", "");
@@ -250,10 +270,10 @@ L.push(`- Memory: ${e.MEM_TOTAL} total, ${e.MEM_AVAIL} available at the end`);
 L.push(`- Kernel: ${e.KERNEL}; node ${e.NODE_VERSION}; ${e.TASKVEC_VERSION} (binary built ${e.BIN_MTIME})`);
 L.push(`- Load average (/proc/loadavg) at start: \`${e.LOAD_START}\`; after taskvec: \`${e.LOAD_AFTER_TASKVEC}\`; after llama.cpp: \`${e.LOAD_AFTER_LLAMA}\`; after transformers: \`${e.LOAD_AFTER_TF}\`; end: \`${e.LOAD_END}\``, "");
 L.push("## Commands", "", "Run from the repository root, in this order:", "", "```sh");
-L.push(e.CMD_TASKVEC, e.CMD_LLAMA, e.CMD_TF, e.CMD_BROWSER, "```", "");
+L.push(e.CMD_TASKVEC, e.CMD_LLAMA, e.CMD_TF, e.CMD_BROWSER, e.CMD_BROWSER_TINY, e.CMD_PROBE, "```", "");
 L.push("Reproduce everything: `bench/run.sh [N] [D] [RUNS]` (defaults 128 32 5; see the header of `bench/run.sh` for the environment variables). node-llama-cpp is installed outside the repository, in `TASKVEC_BENCH_LLAMACPP_DIR`.", "");
 L.push("## Raw output", "", "```json");
-L.push(JSON.stringify({ taskvec: tv, taskvec_f32: tvf, llamacpp: ll, transformers: tf, browser }, null, 2), "```", "");
+L.push(JSON.stringify({ taskvec: tv, taskvec_q8_0: tvq8, taskvec_f32: tvf, llamacpp: ll, transformers: tf, browser, tiny, probes }, null, 2), "```", "");
 process.stdout.write(L.join("\n"));
 EOF
 mv "$TMP/RESULTS.md" "$OUT"
