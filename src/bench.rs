@@ -19,7 +19,7 @@ pub struct BenchReport {
     pub decode_ms_per_token: f64,
     /// Fast layer sweep over all layers for one query, ms.
     pub sweep_ms: f64,
-    /// Naive sweep (one full patched forward per layer), ms (0 when skipped).
+    /// Naive sweep (one full patched forward per layer), ms (NaN, JSON `null`, when skipped).
     pub naive_sweep_ms: f64,
     /// One patched forward of the query, ms (the fast sweep's goal is ≤ 1.5× this).
     pub patched_forward_ms: f64,

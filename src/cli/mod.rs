@@ -580,9 +580,9 @@ pub fn run(cli: Cli) -> Result<()> {
             json,
             probe,
         } => {
+            let t0 = std::time::Instant::now();
+            let now = move || t0.elapsed().as_secs_f64() * 1e3;
             if probe {
-                let t0 = std::time::Instant::now();
-                let now = move || t0.elapsed().as_secs_f64() * 1e3;
                 let r = pollster::block_on(crate::bench::probe(&dev, runs.max(1), &now))?;
                 println!("{}", serde_json::to_string(&r).expect("report serializes"));
                 return Ok(());
@@ -592,8 +592,6 @@ pub fn run(cli: Cli) -> Result<()> {
                 Backend::Cpu => "flex (cpu)",
                 Backend::Wgpu => "wgpu",
             };
-            let t0 = std::time::Instant::now();
-            let now = move || t0.elapsed().as_secs_f64() * 1e3;
             let r = pollster::block_on(crate::bench::bench(
                 &m, name, prefill, decode, runs, true, &now,
             ))?;
