@@ -57,4 +57,18 @@ impl Error {
     pub fn model(msg: impl Into<String>) -> Self {
         Error::Model(msg.into())
     }
+    /// The message without the variant's prefix (for wrapping in another message).
+    pub fn message(&self) -> String {
+        match self {
+            Error::Load(m)
+            | Error::Unsupported(m)
+            | Error::Weights(m)
+            | Error::Tokenize(m)
+            | Error::Image(m)
+            | Error::Model(m)
+            | Error::TaskVector(m)
+            | Error::Backend(m) => m.clone(),
+            other => other.to_string(),
+        }
+    }
 }

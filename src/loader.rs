@@ -68,6 +68,59 @@ pub struct LoadedModel {
     pub info: ModelInfo,
     /// The image processor's first resize target (`size.longest_edge`), when known.
     pub longest_edge: Option<u32>,
+    /// Vision features of images seen before, by the SHA-256 of the image file.
+    pub features: FeatureCache,
+}
+
+/// Image features computed once per distinct image file (keyed by its SHA-256), so extraction
+/// from image examples and repeated queries never re-encode an image. Bounded: cleared when it
+/// holds [`FeatureCache::CAPACITY`] images.
+#[derive(Default)]
+pub struct FeatureCache {
+    map: std::sync::Mutex<std::collections::HashMap<[u8; 32], burn::tensor::Tensor<2>>>,
+    encoded: std::sync::atomic::AtomicUsize,
+}
+
+impl FeatureCache {
+    /// Most images kept (about 150 KB each for SmolVLM-256M).
+    pub const CAPACITY: usize = 1024;
+
+    /// How many images the vision encoder has run on since loading.
+    pub fn encoded(&self) -> usize {
+        self.encoded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Number of images held.
+    pub fn len(&self) -> usize {
+        self.map.lock().map_or(0, |m| m.len())
+    }
+
+    /// Whether no image is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The features of `bytes`, computed by `compute` only the first time.
+    pub fn get_or_compute(
+        &self,
+        bytes: &[u8],
+        compute: impl FnOnce() -> Result<burn::tensor::Tensor<2>>,
+    ) -> Result<burn::tensor::Tensor<2>> {
+        let key: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(t) = self.map.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(t);
+        }
+        let t = compute()?;
+        self.encoded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        if let Ok(mut m) = self.map.lock() {
+            if m.len() >= Self::CAPACITY {
+                m.clear();
+            }
+            m.insert(key, t.clone());
+        }
+        Ok(t)
+    }
 }
 
 fn fingerprint(files: &[&[u8]]) -> String {
@@ -129,6 +182,7 @@ pub fn load_with(files: ModelFiles, device: &Device, mode: WeightMode) -> Result
                 model,
                 tokenizer: tok,
                 longest_edge,
+                features: FeatureCache::default(),
             })
         }
     }
@@ -214,6 +268,7 @@ fn load_gguf(
         model,
         tokenizer,
         longest_edge,
+        features: FeatureCache::default(),
     })
 }
 
@@ -239,5 +294,39 @@ impl LoadedModel {
             None => Vec::new(),
         };
         Ok((self.tokenizer.encode(&text)?, pixels))
+    }
+
+    /// Token ids and input embeddings of a prompt (see [`LoadedModel::prompt`]), with each
+    /// image's features taken from [`LoadedModel::features`] when it was seen before.
+    pub fn embed_prompt(
+        &self,
+        text: &str,
+        images: &[&[u8]],
+    ) -> Result<(Vec<u32>, burn::tensor::Tensor<2>)> {
+        let (text, n) = match &self.model.config.vision {
+            Some(v) => self.tokenizer.expand_images(text, v)?,
+            None => (text.to_string(), 0),
+        };
+        if n != images.len() {
+            return Err(Error::model(format!(
+                "the prompt has {n} <image> placeholder(s) but {} image(s) were given",
+                images.len()
+            )));
+        }
+        let feats = match &self.model.config.vision {
+            Some(v) => images
+                .iter()
+                .map(|b| {
+                    self.features.get_or_compute(b, || {
+                        let px = crate::preprocess::load_image(b, v, self.longest_edge)?;
+                        self.model.image_features(&px)
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        let ids = self.tokenizer.encode(&text)?;
+        let x = self.model.embed_features(&ids, &feats)?;
+        Ok((ids, x))
     }
 }

@@ -10,11 +10,14 @@ use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
 use crate::loader::{LoadedModel, ModelFiles, load_with};
-use crate::taskvec::format::{ExampleRecord, SpecKind, TaskRecord};
+use crate::taskvec::dataset::{PairedTask, builtin_lines, summaries};
+use crate::taskvec::extract::{ExtractRequest, extract_file};
 use crate::taskvec::lens::similarity_report;
+use crate::taskvec::protocol::evaluate_at;
 use crate::taskvec::task::BUILTIN;
 use crate::taskvec::{
-    Engine, Example, Input, Prompt, Spec, Task, TaskVector, VectorFile, evaluate,
+    Engine, Example, Extraction, Input, Prompt, ReadAt, Row, Spec, Task, TableRequest, VectorFile,
+    run_table,
 };
 
 thread_local! {
@@ -130,6 +133,8 @@ struct TaskIn {
     prompts: usize,
     #[serde(default)]
     seed: u64,
+    #[serde(default)]
+    read_at: ReadAt,
     #[serde(default)]
     created_at: String,
 }
@@ -254,83 +259,29 @@ impl WebModel {
         })
     }
 
-    /// Extracts a task vector; returns the vector file's JSON text.
+    /// Extracts a task vector; returns the vector file's JSON text (the same file as
+    /// `taskvec extract` for the same request, see [`crate::taskvec::extract`]).
     pub async fn extract(
         &self,
         req: JsValue,
         progress: Option<js_sys::Function>,
     ) -> Result<String, JsError> {
         let req: TaskIn = from_js(req)?;
-        let task = req.task()?;
-        let e = Engine::new(&self.m);
-        let instr = || {
-            req.instruction
-                .clone()
-                .filter(|s| !s.trim().is_empty())
-                .ok_or_else(|| JsError::new("the instruction is empty"))
-        };
-        let (v, kind, prompts) = match req.spec {
-            Spec::Text => {
-                let n = req.prompts.clamp(1, task.examples.len().max(1));
-                let v = e
-                    .extract_examples(&task.examples, n, req.seed, progress_fn(&progress))
-                    .await
-                    .map_err(js_err)?;
-                let kind = if task.examples.iter().any(|x| x.input.is_image()) {
-                    SpecKind::ImageExamples
-                } else {
-                    SpecKind::TextExamples
-                };
-                (v, kind, n)
-            }
-            Spec::Instruction => (
-                e.extract_instruction(&instr()?).await.map_err(js_err)?,
-                SpecKind::Instruction,
-                1,
-            ),
-            Spec::Ensemble => {
-                let n = req.prompts.clamp(1, task.examples.len().max(1));
-                let a = e
-                    .extract_examples(&task.examples, n, req.seed, progress_fn(&progress))
-                    .await
-                    .map_err(js_err)?;
-                let b = e.extract_instruction(&instr()?).await.map_err(js_err)?;
-                (
-                    TaskVector::mean(&[&a, &b]).map_err(js_err)?,
-                    SpecKind::Ensemble,
-                    n,
-                )
-            }
-        };
-        let rec = TaskRecord {
-            name: req.name.clone(),
-            spec: kind,
-            examples: task
-                .examples
-                .iter()
-                .map(|x| ExampleRecord {
-                    input: x.input.label().to_string(),
-                    output: x.output.clone(),
-                    image: x.input.is_image(),
-                })
-                .collect(),
-            instruction: if req.spec == Spec::Text {
-                None
-            } else {
-                req.instruction.clone()
-            },
-            prompts,
+        let mut task = req.task()?;
+        task.instruction = task.instruction.filter(|s| !s.trim().is_empty());
+        let r = ExtractRequest {
+            task,
+            spec: req.spec,
+            prompts: req.prompts,
             seed: req.seed,
+            read_at: req.read_at,
+            sweep: false,
+            created_at: req.created_at,
         };
-        Ok(VectorFile::new(
-            &v,
-            &self.m.info,
-            rec,
-            self.m.info.layers / 2,
-            None,
-            req.created_at,
-        )
-        .to_json())
+        let f = extract_file(&Engine::new(&self.m), &r, progress_fn(&progress))
+            .await
+            .map_err(js_err)?;
+        Ok(f.to_json())
     }
 
     /// Applies a vector to a query: patched answer at `layer` (default: recommended), the
@@ -362,17 +313,110 @@ impl WebModel {
     ) -> Result<JsValue, JsError> {
         let req: TaskIn = from_js(req)?;
         let task = req.task()?;
-        let (r, _) = evaluate(
+        let x = Extraction {
+            prompts: req.prompts,
+            read_at: req.read_at,
+        };
+        let (r, _) = evaluate_at(
             &Engine::new(&self.m),
             &task,
             req.spec,
-            req.prompts,
+            x,
             req.seed,
             progress_fn(&progress),
         )
         .await
         .map_err(js_err)?;
         to_js(&r)
+    }
+
+    /// The paper's table on this model (the same code as `taskvec table`). `req`: `{rows:
+    /// [ids], tasks: [names], seeds: [..], prompts, read_at}`; `images`: an object from each
+    /// built-in image path (`flags/fr.png` …) to its bytes; `progress(done, total, what)`.
+    pub async fn table(
+        &self,
+        req: JsValue,
+        images: JsValue,
+        progress: Option<js_sys::Function>,
+    ) -> Result<JsValue, JsError> {
+        let req: TableIn = from_js(req)?;
+        let images: std::collections::HashMap<String, serde_bytes::ByteBuf> =
+            if images.is_undefined() || images.is_null() {
+                Default::default()
+            } else {
+                from_js(images)?
+            };
+        let rows = req
+            .rows
+            .iter()
+            .map(|r| r.parse::<Row>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(js_err)?;
+        let rows = if rows.is_empty() {
+            Row::defaults(self.m.model.vision.is_some(), false)
+        } else {
+            rows
+        };
+        let with_images = rows.iter().any(|r| r.needs_images());
+        let tasks = req
+            .tasks
+            .iter()
+            .map(|n| {
+                PairedTask::builtin_with(
+                    n,
+                    |p| {
+                        images.get(p).map(|b| b.to_vec()).ok_or_else(|| {
+                            Error::TaskVector(format!("the page did not provide image '{p}'"))
+                        })
+                    },
+                    with_images,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(js_err)?;
+        let t = TableRequest {
+            rows,
+            tasks,
+            seeds: if req.seeds.is_empty() { vec![0, 1, 2] } else { req.seeds },
+            extraction: Extraction {
+                prompts: req.prompts,
+                read_at: req.read_at,
+            },
+        };
+        let e = Engine::new(&self.m);
+        let table = run_table(&e, None, &t, &mut |d, n, what| {
+            if let Some(f) = &progress {
+                let _ = f.call3(
+                    &JsValue::NULL,
+                    &JsValue::from(d as u32),
+                    &JsValue::from(n as u32),
+                    &JsValue::from_str(what),
+                );
+            }
+        })
+        .await
+        .map_err(js_err)?;
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            table: &'a crate::taskvec::Table,
+            markdown: String,
+            csv: String,
+            images_encoded: usize,
+        }
+        to_js(&Out {
+            markdown: table.markdown(),
+            csv: table.csv(),
+            table: &table,
+            images_encoded: self.m.features.encoded(),
+        })
+    }
+
+    /// How many images the vision encoder has run on since loading (features are cached by
+    /// the image's hash, so a repeated image is never re-encoded).
+    #[wasm_bindgen(js_name = imagesEncoded)]
+    pub fn images_encoded(&self) -> usize {
+        self.m.features.encoded()
     }
 
     /// Benchmark figures (the same measurements as `taskvec bench`), timed with the page's
@@ -468,20 +512,55 @@ pub fn similarity(jsons: Vec<String>) -> Result<JsValue, JsError> {
     to_js(&similarity_report(&fs).map_err(js_err)?)
 }
 
-/// The built-in tasks: name, instruction and pairs.
+/// The built-in tasks: name, instruction, counts and items (input, output, split, image path
+/// relative to `data/images/` or null).
 #[wasm_bindgen(js_name = builtinTasks)]
 pub fn builtin_tasks() -> Result<JsValue, JsError> {
+    let sums = summaries().map_err(js_err)?;
     let tasks: Vec<serde_json::Value> = BUILTIN
         .iter()
-        .map(|(name, instr, _)| {
-            let t = Task::builtin(name).map_err(js_err)?;
-            let pairs: Vec<(String, String)> = t
-                .examples
+        .zip(sums)
+        .map(|((name, _, _), sum)| {
+            let (_, _, lines) = builtin_lines(name).map_err(js_err)?;
+            let items: Vec<serde_json::Value> = lines
                 .iter()
-                .map(|e| (e.input.label().to_string(), e.output.clone()))
+                .map(|l| {
+                    serde_json::json!({"input": l.input, "output": l.output,
+                        "split": if l.val { "val" } else { "test" }, "image": l.image})
+                })
                 .collect();
-            Ok(serde_json::json!({"name": name, "instruction": instr, "pairs": pairs}))
+            let pairs: Vec<(String, String)> = lines
+                .iter()
+                .map(|l| (l.input.clone(), l.output.clone()))
+                .collect();
+            Ok(serde_json::json!({"name": name, "instruction": sum.instruction,
+                "text_items": sum.text_items, "image_items": sum.image_items,
+                "pairs": pairs, "items": items}))
         })
         .collect::<Result<_, JsError>>()?;
     to_js(&tasks)
+}
+
+/// The table's rows: id, label, whether it needs images.
+#[wasm_bindgen(js_name = tableRows)]
+pub fn table_rows() -> Result<JsValue, JsError> {
+    let rows: Vec<serde_json::Value> = crate::taskvec::table::ROWS
+        .iter()
+        .map(|r| serde_json::json!({"id": r.id(), "label": r.label(), "images": r.needs_images()}))
+        .collect();
+    to_js(&rows)
+}
+
+/// A table request from the page.
+#[derive(Deserialize)]
+struct TableIn {
+    #[serde(default)]
+    rows: Vec<String>,
+    tasks: Vec<String>,
+    #[serde(default)]
+    seeds: Vec<u64>,
+    #[serde(default = "default_prompts")]
+    prompts: usize,
+    #[serde(default)]
+    read_at: ReadAt,
 }

@@ -98,9 +98,14 @@ pub enum Command {
         /// Seed of the split and the demonstration draws.
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        /// Also run the accuracy protocol and store its accuracies and best layer.
+        /// Also run the accuracy protocol (vector from the validation split) and store its
+        /// accuracies and the layer chosen on validation.
         #[arg(long)]
         sweep: bool,
+        /// Where exemplar vectors are read: `demo` (the last demonstration's `A:`, the paper's
+        /// code) or `query` (the query's final `:`).
+        #[arg(long, value_enum, default_value_t = ReadAtArg::Demo)]
+        read_at: ReadAtArg,
         /// Output JSON path.
         #[arg(long)]
         out: PathBuf,
@@ -143,12 +148,56 @@ pub enum Command {
         /// Extraction prompts (one per validation example, up to this many).
         #[arg(long, default_value_t = 30)]
         prompts: usize,
-        /// Seed of the split and the demonstration draws.
+        /// Seed of the demonstration draws (and of the split of a --pairs file; built-in tasks
+        /// have a fixed validation/test split).
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Where exemplar vectors are read (`demo`: the last demonstration's `A:`; `query`).
+        #[arg(long, value_enum, default_value_t = ReadAtArg::Demo)]
+        read_at: ReadAtArg,
         /// Print exactly one JSON object.
         #[arg(long)]
         json: bool,
+    },
+    /// Lists the built-in tasks: items with text, items with an image, instruction.
+    Tasks {
+        /// Print exactly one JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The paper's table: rows of experiments (text / image demonstrations, instruction,
+    /// ensemble, another model's vectors) × tasks, test accuracy at the layer chosen on
+    /// validation, averaged over seeds, with 95 % intervals.
+    Table {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// A second model whose text-demonstration vectors the `llm-xpatch` row patches into
+        /// `--model` (e.g. SmolLM2-135M for SmolVLM-256M; same layers and hidden size).
+        #[arg(long)]
+        source_model: Option<PathBuf>,
+        /// Rows (default: every row the models can run): no-context, text-xbase, text-xpatch,
+        /// image-icl, image-patch, image-text-xpatch, instruction, ensemble, llm-xpatch,
+        /// no-context-text, text-icl, text-patch, instruction-text, ensemble-text.
+        #[arg(long, value_delimiter = ',')]
+        rows: Vec<String>,
+        /// Built-in tasks (default: all six).
+        #[arg(long, value_delimiter = ',')]
+        tasks: Vec<String>,
+        /// Seeds of the demonstration draws, averaged.
+        #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+        seeds: Vec<u64>,
+        /// Source prompts per vector (one per validation item, up to this many).
+        #[arg(long, default_value_t = 30)]
+        prompts: usize,
+        /// Where exemplar vectors are read (`demo`: the last demonstration's `A:`; `query`).
+        #[arg(long, value_enum, default_value_t = ReadAtArg::Demo)]
+        read_at: ReadAtArg,
+        /// Print exactly one JSON object instead of the markdown table.
+        #[arg(long)]
+        json: bool,
+        /// Also write the table as CSV to this file.
+        #[arg(long)]
+        csv: Option<PathBuf>,
     },
     /// Logit lens: what each layer's last-position residual stream predicts.
     Lens {
@@ -239,6 +288,24 @@ pub struct TaskArgs {
     /// A TSV of `input<TAB>output` lines; an input naming an existing image file is an image example.
     #[arg(long)]
     pub pairs: Option<PathBuf>,
+}
+
+/// Read position on the command line.
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+pub enum ReadAtArg {
+    /// The last demonstration's `A:` (the paper's code).
+    Demo,
+    /// The query's final `:`.
+    Query,
+}
+
+impl From<ReadAtArg> for crate::taskvec::ReadAt {
+    fn from(a: ReadAtArg) -> Self {
+        match a {
+            ReadAtArg::Demo => crate::taskvec::ReadAt::Demo,
+            ReadAtArg::Query => crate::taskvec::ReadAt::Query,
+        }
+    }
 }
 
 /// Specification choice on the command line.
@@ -441,6 +508,9 @@ pub fn run(cli: Cli) -> Result<()> {
     if let Command::Quantize { input, output, ty } = &cli.command {
         return quantize_file(input, output, ty);
     }
+    if let Command::Tasks { json } = &cli.command {
+        return paper::tasks(*json);
+    }
     let dev = device(cli.device)?;
     match cli.command {
         Command::Generate {
@@ -614,10 +684,35 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Table {
+            model,
+            source_model,
+            rows,
+            tasks,
+            seeds,
+            prompts,
+            read_at,
+            json,
+            csv,
+        } => paper::table(
+            paper::TableArgs {
+                model,
+                source_model,
+                rows,
+                tasks,
+                seeds,
+                prompts,
+                read_at,
+                json,
+                csv,
+            },
+            &dev,
+        ),
         other => run_task_command(other, &dev),
     }
 }
 
+mod paper;
 pub mod serve;
 mod tasks;
 use tasks::run_task_command;

@@ -1,4 +1,5 @@
-//! The task-vector commands: extract, apply, sweep, lens, similarity.
+//! The task-vector commands: extract, apply, sweep, lens, similarity (thin: the logic is in
+//! `crate::taskvec`).
 
 use std::path::Path;
 
@@ -6,11 +7,11 @@ use burn::tensor::Device;
 
 use super::{Command, SpecArg, TaskArgs, load_model, read};
 use crate::error::{Error, Result};
-use crate::loader::LoadedModel;
-use crate::taskvec::format::{ExampleRecord, SpecKind, TaskRecord};
+use crate::taskvec::extract::{ExtractRequest, extract_file};
 use crate::taskvec::lens::similarity_report;
+use crate::taskvec::protocol::evaluate_at;
 use crate::taskvec::task::{Input, parse_tsv};
-use crate::taskvec::{Engine, Example, Prompt, Spec, Task, VectorFile, evaluate};
+use crate::taskvec::{Engine, Extraction, Prompt, Spec, Task, VectorFile};
 
 fn spec(s: SpecArg) -> Spec {
     match s {
@@ -60,17 +61,6 @@ fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-fn records(examples: &[Example]) -> Vec<ExampleRecord> {
-    examples
-        .iter()
-        .map(|e| ExampleRecord {
-            input: e.input.label().to_string(),
-            output: e.output.clone(),
-            image: e.input.is_image(),
-        })
-        .collect()
-}
-
 fn write_text(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|source| Error::Io {
         path: path.display().to_string(),
@@ -87,15 +77,26 @@ fn load_vector(path: &Path) -> Result<VectorFile> {
 
 fn print_report(r: &crate::taskvec::SweepReport) {
     println!(
-        "task {} ({:?} vector, seed {}): {} validation / {} test examples",
-        r.task, r.spec, r.seed, r.n_val, r.n_test
+        "task {} ({:?} vector read at {:?}, seed {}): {} validation / {} test examples",
+        r.task, r.spec, r.read_at, r.seed, r.n_val, r.n_test
     );
     println!("zero-shot accuracy  {:.3}", r.zero_shot);
     println!("ICL (5-shot)        {:.3}", r.icl);
-    println!("layer  patched");
+    println!(
+        "patched             {:.3} at layer {} (chosen on validation)",
+        r.test_at_selected, r.selected_layer
+    );
+    println!("layer  validation  test");
     for (l, a) in r.patched.iter().enumerate() {
-        let mark = if l == r.best_layer { "  <- best" } else { "" };
-        println!("{l:>5}  {a:.3}{mark}");
+        let mark = if l == r.selected_layer {
+            "  <- selected on validation"
+        } else if l == r.best_layer {
+            "  <- best on test"
+        } else {
+            ""
+        };
+        let v = r.val_patched.get(l).copied().unwrap_or(f32::NAN);
+        println!("{l:>5}  {v:>10.3}  {a:.3}{mark}");
     }
 }
 
@@ -110,6 +111,7 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             prompts,
             seed,
             sweep,
+            read_at,
             out,
         } => {
             let m = load_model(&model, dev)?;
@@ -120,12 +122,12 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             } else {
                 SpecArg::Instruction
             });
-            let file = if has_task {
+            let t = if has_task {
                 let mut t = load_task(&task)?;
                 if let Some(i) = instruction {
                     t.instruction = Some(i);
                 }
-                extract_task(&m, &eng, &t, spec(spec_arg), prompts, seed, sweep)?
+                t
             } else {
                 let instr = instruction.ok_or_else(|| {
                     Error::TaskVector("give --task, --pairs or --instruction".into())
@@ -135,17 +137,22 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
                         "with only --instruction the spec is 'instruction'".into(),
                     ));
                 }
-                let v = pollster::block_on(eng.extract_instruction(&instr))?;
-                let rec = TaskRecord {
+                Task {
                     name: "instruction".into(),
-                    spec: SpecKind::Instruction,
-                    examples: vec![],
                     instruction: Some(instr),
-                    prompts: 1,
-                    seed,
-                };
-                VectorFile::new(&v, &m.info, rec, m.info.layers / 2, None, now())
+                    examples: vec![],
+                }
             };
+            let req = ExtractRequest {
+                task: t,
+                spec: spec(spec_arg),
+                prompts,
+                seed,
+                read_at: read_at.into(),
+                sweep,
+                created_at: now(),
+            };
+            let file = pollster::block_on(extract_file(&eng, &req, |_, _| {}))?;
             write_text(&out, &file.to_json())?;
             eprintln!(
                 "wrote {} ({} layers × {}), recommended layer {}",
@@ -220,17 +227,21 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             spec: spec_arg,
             prompts,
             seed,
+            read_at,
             json,
         } => {
             let m = load_model(&model, dev)?;
             let eng = Engine::new(&m);
             let t = load_task(&task)?;
-            let (r, _) =
-                pollster::block_on(evaluate(&eng, &t, spec(spec_arg), prompts, seed, |d, n| {
-                    if !json {
-                        eprint!("\r{d}/{n} test items");
-                    }
-                }))?;
+            let x = Extraction {
+                prompts,
+                read_at: read_at.into(),
+            };
+            let (r, _) = pollster::block_on(evaluate_at(&eng, &t, spec(spec_arg), x, seed, |d, n| {
+                if !json {
+                    eprint!("\r{d}/{n} model calls");
+                }
+            }))?;
             if json {
                 println!("{}", serde_json::to_string(&r).expect("report serializes"));
             } else {
@@ -310,6 +321,8 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             Ok(())
         }
         Command::Generate { .. }
+        | Command::Tasks { .. }
+        | Command::Table { .. }
         | Command::Hidden { .. }
         | Command::Serve { .. }
         | Command::Bench { .. }
@@ -320,61 +333,3 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
     }
 }
 
-/// Extracts a vector from a task's examples: all of them (one prompt per example, up to
-/// `prompts`) — or, with `sweep`, the protocol's validation split, storing its accuracies.
-fn extract_task(
-    m: &LoadedModel,
-    eng: &Engine,
-    t: &Task,
-    spec: Spec,
-    prompts: usize,
-    seed: u64,
-    sweep: bool,
-) -> Result<VectorFile> {
-    let (v, report, used) = if sweep {
-        let (r, v) = pollster::block_on(evaluate(eng, t, spec, prompts, seed, |_, _| {}))?;
-        (v, Some(r), t.split(seed)?.0)
-    } else {
-        let v = pollster::block_on(crate::taskvec::protocol::vector_for(
-            eng,
-            t,
-            &t.examples,
-            spec,
-            prompts,
-            seed,
-        ))?;
-        (v, None, t.examples.clone())
-    };
-    let n = used.len().min(prompts.max(1));
-    let kind = match spec {
-        Spec::Text if used.iter().any(|e| e.input.is_image()) => SpecKind::ImageExamples,
-        Spec::Text => SpecKind::TextExamples,
-        Spec::Instruction => SpecKind::Instruction,
-        Spec::Ensemble => SpecKind::Ensemble,
-    };
-    let rec = TaskRecord {
-        name: t.name.clone(),
-        spec: kind,
-        examples: if spec == Spec::Instruction {
-            vec![]
-        } else {
-            records(&used[..n])
-        },
-        instruction: if spec == Spec::Text {
-            None
-        } else {
-            t.instruction.clone()
-        },
-        prompts: if spec == Spec::Instruction { 1 } else { n },
-        seed,
-    };
-    let best = report.as_ref().map_or(m.info.layers / 2, |r| r.best_layer);
-    Ok(VectorFile::new(
-        &v,
-        &m.info,
-        rec,
-        best,
-        report.as_ref(),
-        now(),
-    ))
-}

@@ -115,30 +115,45 @@ impl Model {
     /// Input embeddings for a prompt: token embeddings, with the `<image>` positions overwritten
     /// by the features of `images` (preprocessed pixels, one entry per image, in order).
     pub fn embed(&self, ids: &[u32], images: &[Vec<f32>]) -> Result<Tensor<2>> {
+        let feats = images
+            .iter()
+            .map(|px| self.image_features(px))
+            .collect::<Result<Vec<_>>>()?;
+        self.embed_features(ids, &feats)
+    }
+
+    /// The vision encoder + connector output for one preprocessed image:
+    /// [tokens_per_image, hidden].
+    pub fn image_features(&self, pixels: &[f32]) -> Result<Tensor<2>> {
+        self.vision
+            .as_ref()
+            .ok_or_else(|| Error::model("this model has no vision encoder: it cannot take images"))?
+            .features(pixels)
+    }
+
+    /// Input embeddings from token ids and already computed image features (one
+    /// [tokens_per_image, hidden] tensor per image, in order): see [`Model::embed`].
+    pub fn embed_features(&self, ids: &[u32], feats: &[Tensor<2>]) -> Result<Tensor<2>> {
         if ids.is_empty() {
             return Err(Error::model("the prompt is empty"));
         }
         let emb = self.text.embed(ids)?;
         let image_id = self.config.image_token_id;
         let n_img_tokens = image_id.map_or(0, |t| ids.iter().filter(|&&i| i == t).count());
-        if images.is_empty() && n_img_tokens == 0 {
+        if feats.is_empty() && n_img_tokens == 0 {
             return Ok(emb);
         }
         let vision = self.vision.as_ref().ok_or_else(|| {
             Error::model("this model has no vision encoder: it cannot take images")
         })?;
         let per = vision.config.tokens_per_image();
-        if n_img_tokens != images.len() * per {
+        if n_img_tokens != feats.len() * per {
             return Err(Error::model(format!(
                 "the prompt has {n_img_tokens} <image> tokens but {} image(s) × {per} tokens were given",
-                images.len()
+                feats.len()
             )));
         }
-        let feats: Vec<Tensor<2>> = images
-            .iter()
-            .map(|px| vision.features(px))
-            .collect::<Result<_>>()?;
-        let feats = Tensor::cat(feats, 0);
+        let feats = Tensor::cat(feats.to_vec(), 0);
         // Rebuild row by row from runs of text and image tokens.
         let (mut parts, mut i, mut f) = (Vec::new(), 0usize, 0usize);
         let d = self.hidden_size();

@@ -8,6 +8,42 @@ use super::task::{Example, Input, Prompt, draw_demos};
 use crate::error::{Error, Result};
 use crate::loader::LoadedModel;
 use crate::model::{Intervention, KvCache, Patch, argmax, read_f32};
+use burn::tensor::Tensor;
+
+/// Where an exemplar vector is read in its prompt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadAt {
+    /// The last demonstration's `A:` (the third `:` from the end of demonstrations + query):
+    /// the paper's official code (`src_match = -3`).
+    #[default]
+    Demo,
+    /// The query's final `:` (the prompt's last token).
+    Query,
+}
+
+impl std::str::FromStr for ReadAt {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "demo" => Ok(ReadAt::Demo),
+            "query" => Ok(ReadAt::Query),
+            o => Err(Error::TaskVector(format!(
+                "unknown read position '{o}': use 'demo' (the last demonstration's A:) or 'query'"
+            ))),
+        }
+    }
+}
+
+impl ReadAt {
+    /// The description written into vector files.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ReadAt::Demo => "the last demonstration's ':' (third ':' from the end, as the paper's code)",
+            ReadAt::Query => "last token (the query's final ':')",
+        }
+    }
+}
 
 /// Demonstrations per prompt, as in the paper.
 pub const DEMOS: usize = 5;
@@ -92,10 +128,10 @@ pub struct LayerPrediction {
     pub prob: f32,
 }
 
-/// Softmax of a logit row.
 /// Most extraction prompts one vector may average (each is a forward pass).
 pub const MAX_PROMPTS: usize = 1000;
 
+/// Softmax of a logit row.
 pub fn softmax(v: &[f32]) -> Vec<f32> {
     let m = v.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let e: Vec<f32> = v.iter().map(|x| (x - m).exp()).collect();
@@ -128,19 +164,56 @@ impl<'a> Engine<'a> {
         Engine { m }
     }
 
-    fn encode(&self, p: &Prompt) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
+    /// Token ids and input embeddings (image features cached per distinct image).
+    fn embed(&self, p: &Prompt) -> Result<(Vec<u32>, Tensor<2>)> {
         let refs: Vec<&[u8]> = p.images.iter().map(Vec::as_slice).collect();
-        self.m.prompt(&p.text, &refs)
+        self.m.embed_prompt(&p.text, &refs)
+    }
+
+    /// Position a vector is read at in prompt `ids` (see [`ReadAt`]): the last token, or the
+    /// third `:` from the end (the last demonstration's `A:` when a query follows).
+    pub fn read_position(&self, ids: &[u32], at: ReadAt) -> Result<usize> {
+        match at {
+            ReadAt::Query => ids
+                .len()
+                .checked_sub(1)
+                .ok_or_else(|| Error::TaskVector("the prompt is empty".into())),
+            ReadAt::Demo => {
+                let colon = *self.m.tokenizer.encode("A:")?.last().ok_or_else(|| {
+                    Error::TaskVector("the tokenizer gives no token for ':'".into())
+                })?;
+                let hits: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == colon).collect();
+                hits.len()
+                    .checked_sub(3)
+                    .map(|k| hits[k])
+                    .ok_or_else(|| {
+                        Error::TaskVector(
+                            "reading at the last demonstration's 'A:' needs a prompt with at least one demonstration and a query".into(),
+                        )
+                    })
+            }
+        }
     }
 
     /// Residual stream at the prompt's last position for every layer: [layers + 1][hidden]
     /// (index 0 = embeddings, l+1 = output of decoder layer l).
     pub async fn last_states(&self, p: &Prompt) -> Result<Vec<Vec<f32>>> {
-        let (ids, px) = self.encode(p)?;
-        let last = ids.len() - 1;
-        let x = self.m.model.embed(&ids, &px)?;
+        self.states_at(p, ReadAt::Query).await
+    }
+
+    /// Residual stream at the [`ReadAt`] position for every layer: [layers + 1][hidden]. Only
+    /// the prompt up to that position runs (later tokens cannot change it: attention is causal).
+    pub async fn states_at(&self, p: &Prompt, at: ReadAt) -> Result<Vec<Vec<f32>>> {
+        let (ids, x) = self.embed(p)?;
+        let pos = self.read_position(&ids, at)?;
+        let d = self.m.model.hidden_size();
+        let x = if pos + 1 < ids.len() {
+            x.slice([0..pos + 1, 0..d])
+        } else {
+            x
+        };
         let iv = Intervention {
-            capture: vec![last],
+            capture: vec![pos],
             ..Default::default()
         };
         let out = self
@@ -158,6 +231,16 @@ impl<'a> Engine<'a> {
     pub async fn mean_states(
         &self,
         prompts: &[Prompt],
+        progress: impl FnMut(usize, usize),
+    ) -> Result<TaskVector> {
+        self.mean_states_at(prompts, ReadAt::Query, progress).await
+    }
+
+    /// Mean over prompts of the residual stream of decoder layers at the [`ReadAt`] position.
+    pub async fn mean_states_at(
+        &self,
+        prompts: &[Prompt],
+        at: ReadAt,
         mut progress: impl FnMut(usize, usize),
     ) -> Result<TaskVector> {
         if prompts.is_empty() {
@@ -166,7 +249,7 @@ impl<'a> Engine<'a> {
         let (l, d) = (self.m.model.num_layers(), self.m.model.hidden_size());
         let mut acc = vec![vec![0f64; d]; l];
         for (i, p) in prompts.iter().enumerate() {
-            let s = self.last_states(p).await?;
+            let s = self.states_at(p, at).await?;
             for (a, row) in acc.iter_mut().zip(&s[1..]) {
                 for (x, y) in a.iter_mut().zip(row) {
                     *x += *y as f64;
@@ -204,18 +287,23 @@ impl<'a> Engine<'a> {
                 examples.len()
             )));
         }
+        let queries: Vec<Input> = examples.iter().map(|e| e.input.clone()).collect();
+        Ok(Self::source_prompts(examples, &queries, n, seed))
+    }
+
+    /// Source prompts across modalities: for query `i` (up to `n`), [`DEMOS`] demonstrations
+    /// drawn at random from `demos` without index `i`, then `queries[i]` (the same item, maybe in
+    /// another modality). The draws depend only on the seed and the order of the items.
+    pub fn source_prompts(demos: &[Example], queries: &[Input], n: usize, seed: u64) -> Vec<Prompt> {
         let mut rng = StdRng::seed_from_u64(seed);
-        Ok(examples
+        queries
             .iter()
             .enumerate()
             .take(n.max(1))
             .map(|(i, q)| {
-                Prompt::few_shot(
-                    &draw_demos(examples, Some(i), &q.input, DEMOS, &mut rng),
-                    &q.input,
-                )
+                Prompt::few_shot(&draw_demos(demos, Some(i), q, DEMOS, &mut rng), q)
             })
-            .collect())
+            .collect()
     }
 
     /// Exemplar task vector (text or image examples).
@@ -227,6 +315,19 @@ impl<'a> Engine<'a> {
         progress: impl FnMut(usize, usize),
     ) -> Result<TaskVector> {
         self.mean_states(&Self::exemplar_prompts(examples, n, seed)?, progress)
+            .await
+    }
+
+    /// Exemplar task vector read at `at` (the paper's protocol reads at [`ReadAt::Demo`]).
+    pub async fn extract_examples_at(
+        &self,
+        examples: &[Example],
+        n: usize,
+        seed: u64,
+        at: ReadAt,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<TaskVector> {
+        self.mean_states_at(&Self::exemplar_prompts(examples, n, seed)?, at, progress)
             .await
     }
 
@@ -256,7 +357,7 @@ impl<'a> Engine<'a> {
         patch: Option<(&TaskVector, usize)>,
         max_new: usize,
     ) -> Result<Answer> {
-        let (ids, px) = self.encode(prompt)?;
+        let (ids, x) = self.embed(prompt)?;
         let mut iv = Intervention::default();
         if let Some((v, layer)) = patch {
             self.check_vector(v)?;
@@ -272,7 +373,6 @@ impl<'a> Engine<'a> {
                 vector: v.layers[layer].clone(),
             });
         }
-        let x = self.m.model.embed(&ids, &px)?;
         let first =
             self.m
                 .model
@@ -312,9 +412,8 @@ impl<'a> Engine<'a> {
     /// last token, then the last token once per patch layer, all layers batched in one pass.
     pub async fn sweep(&self, prompt: &Prompt, v: &TaskVector) -> Result<Vec<LayerPrediction>> {
         self.check_vector(v)?;
-        let (ids, px) = self.encode(prompt)?;
+        let (ids, x) = self.embed(prompt)?;
         let n = ids.len();
-        let x = self.m.model.embed(&ids, &px)?;
         let d = self.m.model.hidden_size();
         let cache = if n > 1 {
             let prefix = x.clone().slice([0..n - 1, 0..d]);
@@ -351,8 +450,7 @@ impl<'a> Engine<'a> {
         v: &TaskVector,
     ) -> Result<Vec<LayerPrediction>> {
         self.check_vector(v)?;
-        let (ids, px) = self.encode(prompt)?;
-        let x = self.m.model.embed(&ids, &px)?;
+        let (ids, x) = self.embed(prompt)?;
         let mut out = Vec::with_capacity(v.num_layers());
         for (l, row) in v.layers.iter().enumerate() {
             let iv = Intervention {
@@ -374,8 +472,7 @@ impl<'a> Engine<'a> {
 
     /// Greedy first token of an unpatched prompt.
     pub async fn first_token(&self, prompt: &Prompt) -> Result<LayerPrediction> {
-        let (ids, px) = self.encode(prompt)?;
-        let x = self.m.model.embed(&ids, &px)?;
+        let (_, x) = self.embed(prompt)?;
         let o = self.m.model.forward(
             x,
             KvCache::new(self.m.model.num_layers()),

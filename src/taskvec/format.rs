@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::TaskVector;
+use super::engine::{ReadAt, TaskVector};
 use super::protocol::SweepReport;
 use crate::error::{Error, Result};
 use crate::loader::ModelInfo;
@@ -90,15 +90,27 @@ pub struct PromptFormat {
     pub position: String,
     /// Which stream.
     pub stream: String,
+    /// Where exemplar vectors were read: `demo` (the last demonstration's `A:`, the paper's
+    /// code) or `query` (the query's final `:`). Absent in older files: `query`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_at: Option<ReadAt>,
 }
 
 impl Default for PromptFormat {
     fn default() -> Self {
+        Self::read_at(ReadAt::Query)
+    }
+}
+
+impl PromptFormat {
+    /// The paper's format with vectors read at `at`.
+    pub fn read_at(at: ReadAt) -> Self {
         PromptFormat {
             demonstration: "Q:{x}\nA:{y}\n\n".into(),
             query: "Q:{x}\nA:".into(),
-            position: "last token (the query's final ':')".into(),
+            position: at.describe().into(),
             stream: "raw output of each decoder layer (residual stream, before the final norm); row l = layer l".into(),
+            read_at: Some(at),
         }
     }
 }
@@ -113,6 +125,12 @@ pub struct SweepRecord {
     pub icl: f32,
     /// Patched accuracy per layer.
     pub patched: Vec<f32>,
+    /// Patched validation accuracy per layer (the layer choice), when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_patched: Option<Vec<f32>>,
+    /// The layer chosen on validation, when recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selected_layer: Option<usize>,
 }
 
 /// A task-vector file.
@@ -172,6 +190,8 @@ impl VectorFile {
                 zero_shot: s.zero_shot,
                 icl: s.icl,
                 patched: s.patched.clone(),
+                val_patched: Some(s.val_patched.clone()),
+                selected_layer: Some(s.selected_layer),
             }),
             created_by: concat!("taskvec ", env!("CARGO_PKG_VERSION")).into(),
             created_at,
@@ -185,7 +205,7 @@ impl VectorFile {
         }
     }
 
-    /// Pretty JSON text.
+    /// Compact JSON text.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a VectorFile always serializes")
     }

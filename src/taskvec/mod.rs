@@ -1,13 +1,18 @@
 //! Task vectors: specification, extraction, patching, the fast layer sweep, the accuracy
 //! protocol, logit lens, similarity and the JSON sharing format.
 
+pub mod dataset;
 pub mod engine;
+pub mod extract;
 pub mod format;
 pub mod lens;
 pub mod protocol;
+pub mod table;
 pub mod task;
 
-pub use engine::{Answer, ApplyReport, Engine, LayerPrediction, TaskVector};
+pub use dataset::{Item, Modality, PairedTask};
+pub use engine::{Answer, ApplyReport, Engine, LayerPrediction, ReadAt, TaskVector};
 pub use format::VectorFile;
-pub use protocol::{Spec, SweepReport, evaluate};
+pub use protocol::{Extraction, Spec, SweepReport, evaluate};
+pub use table::{Row, Table, TableRequest, run_table};
 pub use task::{Example, Input, Prompt, Task};

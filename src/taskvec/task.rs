@@ -112,7 +112,8 @@ pub struct Task {
     pub examples: Vec<Example>,
 }
 
-/// The paper's six tasks: (name, instruction, TSV data compiled into the binary).
+/// The paper's six tasks: (name, instruction, TSV data compiled into the binary; columns
+/// `input output split image`, see [`super::dataset`]).
 pub const BUILTIN: [(&str, &str, &str); 6] = [
     (
         "country_capital",
@@ -184,20 +185,20 @@ pub fn parse_tsv(text: &str) -> Result<Vec<Example>> {
 }
 
 impl Task {
-    /// A built-in task by name (`country_capital`, `Country-Capital` and `country-capital` all work).
+    /// A built-in task by name (`country_capital`, `Country-Capital` and `country-capital` all
+    /// work): every item of both splits as a text example.
     pub fn builtin(name: &str) -> Result<Task> {
-        let key = name.to_ascii_lowercase().replace('-', "_");
-        let (n, instr, data) = BUILTIN.iter().find(|(n, _, _)| *n == key).ok_or_else(|| {
-            let names: Vec<&str> = BUILTIN.iter().map(|b| b.0).collect();
-            Error::TaskVector(format!(
-                "unknown task '{name}'; built-in tasks: {}",
-                names.join(", ")
-            ))
-        })?;
+        let (n, instr, lines) = super::dataset::builtin_lines(name)?;
         Ok(Task {
             name: n.to_string(),
             instruction: Some(instr.to_string()),
-            examples: parse_tsv(data)?,
+            examples: lines
+                .into_iter()
+                .map(|l| Example {
+                    input: Input::Text(l.input),
+                    output: l.output,
+                })
+                .collect(),
         })
     }
 

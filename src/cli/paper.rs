@@ -1,0 +1,128 @@
+//! `taskvec tasks` and `taskvec table`: the built-in paired data and the paper's table.
+
+use std::path::PathBuf;
+
+use burn::tensor::Device;
+
+use super::{ModelArgs, ReadAtArg, load_model};
+use crate::error::{Error, Result};
+use crate::taskvec::dataset::{PairedTask, summaries};
+use crate::taskvec::task::BUILTIN;
+use crate::taskvec::{Engine, Extraction, Row, TableRequest, run_table};
+
+/// `taskvec tasks [--json]`.
+pub(super) fn tasks(json: bool) -> Result<()> {
+    let s = summaries()?;
+    if json {
+        println!("{}", serde_json::to_string(&s).expect("serializes"));
+    } else {
+        println!("{:<18} {:>5} {:>6}  instruction", "task", "text", "image");
+        for t in &s {
+            println!(
+                "{:<18} {:>5} {:>6}  {}",
+                t.name, t.text_items, t.image_items, t.instruction
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Arguments of `taskvec table`.
+pub(super) struct TableArgs {
+    pub model: ModelArgs,
+    pub source_model: Option<PathBuf>,
+    pub rows: Vec<String>,
+    pub tasks: Vec<String>,
+    pub seeds: Vec<u64>,
+    pub prompts: usize,
+    pub read_at: ReadAtArg,
+    pub json: bool,
+    pub csv: Option<PathBuf>,
+}
+
+/// `taskvec table`: runs the rows × tasks, progress bar on stderr, markdown or JSON on stdout.
+pub(super) fn table(a: TableArgs, dev: &Device) -> Result<()> {
+    let m = load_model(&a.model, dev)?;
+    let source = match &a.source_model {
+        Some(p) => Some(load_model(
+            &ModelArgs {
+                model: p.clone(),
+                mmproj: None,
+                weights: a.model.weights.clone(),
+            },
+            dev,
+        )?),
+        None => None,
+    };
+    let rows: Vec<Row> = if a.rows.is_empty() {
+        Row::defaults(m.model.vision.is_some(), source.is_some())
+    } else {
+        a.rows.iter().map(|r| r.parse()).collect::<Result<_>>()?
+    };
+    let names: Vec<String> = if a.tasks.is_empty() {
+        BUILTIN.iter().map(|b| b.0.to_string()).collect()
+    } else {
+        a.tasks.clone()
+    };
+    let with_images = rows.iter().any(|r| r.needs_images());
+    let tasks = names
+        .iter()
+        .map(|n| {
+            if with_images {
+                PairedTask::builtin(n)
+            } else {
+                PairedTask::builtin_with(n, |_| Ok(Vec::new()), false)
+            }
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if a.seeds.is_empty() {
+        return Err(Error::TaskVector("give at least one seed".into()));
+    }
+    let req = TableRequest {
+        rows,
+        tasks,
+        seeds: a.seeds.clone(),
+        extraction: Extraction {
+            prompts: a.prompts,
+            read_at: a.read_at.into(),
+        },
+    };
+    let target = Engine::new(&m);
+    let src = source.as_ref().map(Engine::new);
+    crate::taskvec::table::check(&req, &target, src.as_ref())?;
+    let bar = indicatif::ProgressBar::new(1);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} model calls, eta {eta} {msg}",
+        )
+        .expect("template")
+        .progress_chars("=> "),
+    );
+    let t0 = std::time::Instant::now();
+    let table = pollster::block_on(run_table(&target, src.as_ref(), &req, &mut |d, n, what| {
+        bar.set_length(n as u64);
+        bar.set_position(d as u64);
+        bar.set_message(what.to_string());
+    }))?;
+    bar.finish_and_clear();
+    eprintln!(
+        "table: {} rows × {} tasks × {} seeds in {:.1} s; {} images encoded",
+        table.rows.len(),
+        table.tasks.len(),
+        table.seeds.len(),
+        t0.elapsed().as_secs_f64(),
+        m.features.encoded()
+    );
+    if let Some(p) = &a.csv {
+        std::fs::write(p, table.csv()).map_err(|source| Error::Io {
+            path: p.display().to_string(),
+            source,
+        })?;
+    }
+    if a.json {
+        println!("{}", serde_json::to_string(&table).expect("serializes"));
+    } else {
+        print!("{}", table.markdown());
+    }
+    Ok(())
+}
