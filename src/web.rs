@@ -16,7 +16,7 @@ use crate::taskvec::lens::similarity_report;
 use crate::taskvec::protocol::evaluate_at;
 use crate::taskvec::task::BUILTIN;
 use crate::taskvec::{
-    Engine, Example, Extraction, Input, Prompt, ReadAt, Row, Spec, Task, TableRequest, VectorFile,
+    Engine, Example, Extraction, Input, Prompt, ReadAt, Row, Spec, TableRequest, Task, VectorFile,
     run_table,
 };
 
@@ -377,7 +377,11 @@ impl WebModel {
         let t = TableRequest {
             rows,
             tasks,
-            seeds: if req.seeds.is_empty() { vec![0, 1, 2] } else { req.seeds },
+            seeds: if req.seeds.is_empty() {
+                vec![0, 1, 2]
+            } else {
+                req.seeds
+            },
             extraction: Extraction {
                 prompts: req.prompts,
                 read_at: req.read_at,
@@ -533,9 +537,11 @@ pub fn builtin_tasks() -> Result<JsValue, JsError> {
                 .iter()
                 .map(|l| (l.input.clone(), l.output.clone()))
                 .collect();
-            Ok(serde_json::json!({"name": name, "instruction": sum.instruction,
+            Ok(
+                serde_json::json!({"name": name, "instruction": sum.instruction,
                 "text_items": sum.text_items, "image_items": sum.image_items,
-                "pairs": pairs, "items": items}))
+                "pairs": pairs, "items": items}),
+            )
         })
         .collect::<Result<_, JsError>>()?;
     to_js(&tasks)

@@ -145,6 +145,17 @@ fn sweep_json_and_bench_json_contracts() {
     let j: serde_json::Value = serde_json::from_str(out.trim()).expect("exactly one JSON object");
     assert_eq!(j["patched"].as_array().unwrap().len(), 4);
     assert!(j["zero_shot"].is_f64() && j["icl"].is_f64() && j["best_layer"].is_u64());
+    // Added fields: validation accuracy per layer, the layer chosen on it, test accuracy there.
+    let val = j["val_patched"].as_array().unwrap();
+    assert_eq!(val.len(), 4);
+    let sel = j["selected_layer"].as_u64().unwrap() as usize;
+    let v: Vec<f64> = val.iter().map(|x| x.as_f64().unwrap()).collect();
+    assert_eq!(sel, (0..4).fold(0, |b, l| if v[l] > v[b] { l } else { b }));
+    assert_eq!(
+        j["test_at_selected"].as_f64().unwrap(),
+        j["patched"][sel].as_f64().unwrap()
+    );
+    assert_eq!(j["read_at"], "demo");
     let out = ok(&[
         "bench",
         "--model",
@@ -167,6 +178,84 @@ fn sweep_json_and_bench_json_contracts() {
         assert!(b[k].as_f64().unwrap() > 0.0, "{k}");
     }
     assert!(b["backend"].is_string());
+}
+
+/// `taskvec tasks --json` (fixed contract) and `taskvec table --json` / `--csv` on the tiny VLM.
+#[test]
+fn tasks_and_table_contracts() {
+    let t: serde_json::Value = serde_json::from_str(ok(&["tasks", "--json"]).trim()).unwrap();
+    let t = t.as_array().unwrap();
+    assert_eq!(t.len(), 6);
+    for x in t {
+        let o = x.as_object().unwrap();
+        let mut keys: Vec<&str> = o.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, ["image_items", "instruction", "name", "text_items"]);
+        assert!(x["image_items"].as_u64().unwrap() >= 30);
+        assert!(x["text_items"].as_u64() >= x["image_items"].as_u64());
+    }
+    assert_eq!(t[0]["name"], "country_capital");
+    assert_eq!(t[0]["instruction"], "The capital city of the country:");
+    let dir = std::env::temp_dir().join(format!("taskvec-table-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let csv = dir.join("t.csv");
+    let lm = fixture("tiny_vlm/tiny_lm.gguf");
+    let mm = fixture("tiny_vlm/tiny_mmproj.gguf");
+    let args = [
+        "table",
+        "--model",
+        lm.to_str().unwrap(),
+        "--mmproj",
+        mm.to_str().unwrap(),
+        "--source-model",
+        lm.to_str().unwrap(),
+        "--rows",
+        "no-context,text-xbase,text-xpatch,llm-xpatch,text-patch",
+        "--tasks",
+        "food_flavor",
+        "--seeds",
+        "0,1",
+        "--prompts",
+        "5",
+        "--csv",
+        csv.to_str().unwrap(),
+    ];
+    let mut with_json = args.to_vec();
+    with_json.push("--json");
+    let j: serde_json::Value = serde_json::from_str(ok(&with_json).trim()).unwrap();
+    assert_eq!(j["rows"].as_array().unwrap().len(), 5);
+    assert_eq!(j["seeds"], serde_json::json!([0, 1]));
+    assert_eq!(j["read_at"], "demo");
+    for r in j["rows"].as_array().unwrap() {
+        let m = r["average"]["mean"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&m));
+    }
+    // The tiny LM is the tiny VLM's text side: LLM → VLM with the same weights equals the
+    // VLM's own text-demonstration vector.
+    assert_eq!(j["rows"][3]["cells"], j["rows"][2]["cells"]);
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("row,label,task,layer,mean,lo,hi,n,seeds\n"));
+    assert_eq!(text.lines().count(), 1 + 5 * 2);
+    let md = ok(&args);
+    assert!(md.contains("| Text ICL xPatch (text → image) |"), "{md}");
+    // Refusals: an image row on a text-only model, an unknown row.
+    for (extra, needle) in [
+        (
+            vec!["--model", lm.to_str().unwrap(), "--rows", "text-xpatch"],
+            "needs image queries",
+        ),
+        (
+            vec!["--model", lm.to_str().unwrap(), "--rows", "text-xpach"],
+            "unknown row",
+        ),
+    ] {
+        let mut a = vec!["table", "--tasks", "food_color"];
+        a.extend(extra);
+        let o = taskvec(&a);
+        assert_eq!(o.status.code(), Some(1), "{a:?}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(needle), "{a:?}: {e}");
+    }
 }
 
 #[test]

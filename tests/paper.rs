@@ -27,7 +27,10 @@ fn tiny_lm() -> taskvec::loader::LoadedModel {
 fn request(rows: Vec<Row>, tasks: &[&str], seeds: Vec<u64>, prompts: usize) -> TableRequest {
     TableRequest {
         rows,
-        tasks: tasks.iter().map(|t| PairedTask::builtin(t).unwrap()).collect(),
+        tasks: tasks
+            .iter()
+            .map(|t| PairedTask::builtin(t).unwrap())
+            .collect(),
         seeds,
         extraction: Extraction {
             prompts,
@@ -50,7 +53,12 @@ fn every_row_runs_on_the_tiny_vlm() {
     let vlm = tiny_vlm_safetensors(&Device::flex());
     let lm = tiny_lm();
     let (target, source) = (Engine::new(&vlm), Engine::new(&lm));
-    let req = request(ROWS.to_vec(), &["country_capital", "food_color"], vec![0, 1], 8);
+    let req = request(
+        ROWS.to_vec(),
+        &["country_capital", "food_color"],
+        vec![0, 1],
+        8,
+    );
     let mut calls = 0;
     let t = pollster::block_on(run_table(&target, Some(&source), &req, &mut |d, n, _| {
         assert!(d <= n);
@@ -64,7 +72,11 @@ fn every_row_runs_on_the_tiny_vlm() {
         assert_eq!(r.id, row.id());
         for (ci, (c, task)) in r.cells.iter().zip(&req.tasks).enumerate() {
             assert!((0.0..=1.0).contains(&c.mean), "{} {ci}: {c:?}", r.id);
-            assert!(c.lo <= c.mean + 1e-6 && c.mean <= c.hi + 1e-6, "{} {ci}: {c:?}", r.id);
+            assert!(
+                c.lo <= c.mean + 1e-6 && c.mean <= c.hi + 1e-6,
+                "{} {ci}: {c:?}",
+                r.id
+            );
             let want = if row.needs_images() {
                 task.test.iter().filter(|i| i.image.is_some()).count()
             } else {
@@ -82,7 +94,11 @@ fn every_row_runs_on_the_tiny_vlm() {
             assert_eq!(layer, best, "{}: {v:?}", r.id);
             let mean_cells = r.cells.iter().map(|c| c.mean).sum::<f32>() / r.cells.len() as f32;
             assert!((r.average.mean - mean_cells).abs() < 1e-5);
-            assert!((r.test_by_layer[layer] - mean_cells).abs() < 1e-5, "{}", r.id);
+            assert!(
+                (r.test_by_layer[layer] - mean_cells).abs() < 1e-5,
+                "{}",
+                r.id
+            );
         } else {
             assert!(r.val_by_layer.is_empty());
         }
@@ -156,7 +172,11 @@ fn an_image_demonstration_vector_is_the_mean_of_captured_states() {
     let colon = *m.tokenizer.encode("A:").unwrap().last().unwrap();
     let mut acc = vec![vec![0f64; 48]; 4];
     for p in &prompts {
-        assert_eq!(p.images.len(), 6, "5 image demonstrations + the image query");
+        assert_eq!(
+            p.images.len(),
+            6,
+            "5 image demonstrations + the image query"
+        );
         let refs: Vec<&[u8]> = p.images.iter().map(Vec::as_slice).collect();
         let (ids, px) = m.prompt(&p.text, &refs).unwrap();
         let colons: Vec<usize> = (0..ids.len()).filter(|&i| ids[i] == colon).collect();
@@ -190,7 +210,10 @@ fn refusals_are_clear() {
     // An image row on a text-only model.
     let req = request(vec![Row::TextXPatch], &["country_capital"], vec![0], 4);
     let e = check(&req, &text_only, None).unwrap_err().to_string();
-    assert!(e.contains("needs image queries") && e.contains("text-patch"), "{e}");
+    assert!(
+        e.contains("needs image queries") && e.contains("text-patch"),
+        "{e}"
+    );
     // A task with fewer than 2 image items refuses image rows.
     let mut few = PairedTask::builtin("food_color").unwrap();
     let mut kept = 0;
@@ -206,17 +229,24 @@ fn refusals_are_clear() {
         tasks: vec![few],
         ..request(vec![Row::ImagePatch], &[], vec![0], 4)
     };
-    let e = check(&req, &Engine::new(&vlm), None).unwrap_err().to_string();
+    let e = check(&req, &Engine::new(&vlm), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("1 image item(s) in its test split"), "{e}");
     // LLM → VLM needs a source model, and one of the same shape.
     let req = request(vec![Row::LlmXPatch], &["country_capital"], vec![0], 4);
-    let e = check(&req, &Engine::new(&vlm), None).unwrap_err().to_string();
+    let e = check(&req, &Engine::new(&vlm), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("--source-model"), "{e}");
     let sm = smollm2();
     let e = check(&req, &Engine::new(&vlm), Some(&Engine::new(&sm)))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("30 layers × 576") && e.contains("same shape"), "{e}");
+    assert!(
+        e.contains("30 layers × 576") && e.contains("same shape"),
+        "{e}"
+    );
     // Unknown rows and empty requests.
     assert!("text-xpatchh".parse::<Row>().is_err());
     let req = request(vec![], &["country_capital"], vec![0], 4);
@@ -235,7 +265,10 @@ fn built_in_images_decode_and_pair_with_their_items() {
         assert!(images.len() >= 30, "{name}: {} image items", images.len());
         for split in [true, false] {
             let n = images.iter().filter(|l| l.val == split).count();
-            assert!(n >= 2 * (1 + !split as usize), "{name}: {n} image items (val = {split})");
+            assert!(
+                n >= 2 * (1 + !split as usize),
+                "{name}: {n} image items (val = {split})"
+            );
         }
         for l in images {
             let p = l.image.as_ref().unwrap();
@@ -272,6 +305,7 @@ fn smollm2_text_rows_beat_zero_shot() {
         Row::TextIcl,
         Row::TextPatch,
         Row::InstructionText,
+        Row::EnsembleText,
     ];
     let tasks = vec![PairedTask::builtin_with("country_capital", |_| Ok(vec![]), false).unwrap()];
     let req = TableRequest {

@@ -237,11 +237,12 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
                 prompts,
                 read_at: read_at.into(),
             };
-            let (r, _) = pollster::block_on(evaluate_at(&eng, &t, spec(spec_arg), x, seed, |d, n| {
-                if !json {
-                    eprint!("\r{d}/{n} model calls");
-                }
-            }))?;
+            let (r, _) =
+                pollster::block_on(evaluate_at(&eng, &t, spec(spec_arg), x, seed, |d, n| {
+                    if !json {
+                        eprint!("\r{d}/{n} model calls");
+                    }
+                }))?;
             if json {
                 println!("{}", serde_json::to_string(&r).expect("report serializes"));
             } else {
@@ -332,4 +333,3 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
         }
     }
 }
-

@@ -235,7 +235,8 @@ impl PairedTask {
 
 /// The built-in images compiled into the native binary.
 #[cfg(not(target_arch = "wasm32"))]
-static IMAGES: include_dir::Dir<'static> = include_dir::include_dir!("$CARGO_MANIFEST_DIR/data/images");
+static IMAGES: include_dir::Dir<'static> =
+    include_dir::include_dir!("$CARGO_MANIFEST_DIR/data/images");
 
 /// A built-in image by its path relative to `data/images/` (native builds).
 #[cfg(not(target_arch = "wasm32"))]

@@ -39,7 +39,9 @@ impl ReadAt {
     /// The description written into vector files.
     pub fn describe(self) -> &'static str {
         match self {
-            ReadAt::Demo => "the last demonstration's ':' (third ':' from the end, as the paper's code)",
+            ReadAt::Demo => {
+                "the last demonstration's ':' (third ':' from the end, as the paper's code)"
+            }
             ReadAt::Query => "last token (the query's final ':')",
         }
     }
@@ -294,15 +296,18 @@ impl<'a> Engine<'a> {
     /// Source prompts across modalities: for query `i` (up to `n`), [`DEMOS`] demonstrations
     /// drawn at random from `demos` without index `i`, then `queries[i]` (the same item, maybe in
     /// another modality). The draws depend only on the seed and the order of the items.
-    pub fn source_prompts(demos: &[Example], queries: &[Input], n: usize, seed: u64) -> Vec<Prompt> {
+    pub fn source_prompts(
+        demos: &[Example],
+        queries: &[Input],
+        n: usize,
+        seed: u64,
+    ) -> Vec<Prompt> {
         let mut rng = StdRng::seed_from_u64(seed);
         queries
             .iter()
             .enumerate()
             .take(n.max(1))
-            .map(|(i, q)| {
-                Prompt::few_shot(&draw_demos(demos, Some(i), q, DEMOS, &mut rng), q)
-            })
+            .map(|(i, q)| Prompt::few_shot(&draw_demos(demos, Some(i), q, DEMOS, &mut rng), q))
             .collect()
     }
 

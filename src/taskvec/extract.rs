@@ -51,11 +51,7 @@ pub async fn extract_file(
             "no examples given: an exemplar or ensemble vector needs at least 2 examples".into(),
         ));
     }
-    if req.spec != Spec::Text
-        && t.instruction
-            .as_deref()
-            .is_none_or(|i| i.trim().is_empty())
-    {
+    if req.spec != Spec::Text && t.instruction.as_deref().is_none_or(|i| i.trim().is_empty()) {
         return Err(Error::TaskVector(format!(
             "task '{}' has no instruction: give one for an instruction or ensemble vector",
             t.name
@@ -116,8 +112,17 @@ pub async fn extract_file(
         seed: req.seed,
     };
     let info = &engine.m.info;
-    let layer = report.as_ref().map_or(info.layers / 2, |r| r.selected_layer);
-    let mut f = VectorFile::new(&v, info, rec, layer, report.as_ref(), req.created_at.clone());
+    let layer = report
+        .as_ref()
+        .map_or(info.layers / 2, |r| r.selected_layer);
+    let mut f = VectorFile::new(
+        &v,
+        info,
+        rec,
+        layer,
+        report.as_ref(),
+        req.created_at.clone(),
+    );
     f.prompt_format = if req.spec == Spec::Instruction {
         PromptFormat {
             position: "the instruction's last token (its final ':')".into(),

@@ -242,12 +242,7 @@ pub fn source_prompts(
     prompts: usize,
     seed: u64,
 ) -> Vec<Prompt> {
-    Engine::source_prompts(
-        &examples(val, demos),
-        &inputs(val, target),
-        prompts,
-        seed,
-    )
+    Engine::source_prompts(&examples(val, demos), &inputs(val, target), prompts, seed)
 }
 
 /// Extracts an experiment's vector on `source` (the model the vector comes from, which may
@@ -295,7 +290,11 @@ pub async fn extract(
 
 /// Model calls one [`run_seed`] makes at most (for progress bars).
 pub fn calls(val: usize, test: usize, x: Extraction, needs: Needs) -> usize {
-    let ext = if needs.patch { val.min(x.prompts) + 1 } else { 0 };
+    let ext = if needs.patch {
+        val.min(x.prompts) + 1
+    } else {
+        0
+    };
     let per_test = needs.base as usize + needs.icl as usize + needs.patch as usize;
     ext + if needs.patch { val } else { 0 } + test * per_test
 }
@@ -324,7 +323,9 @@ pub async fn run_seed(
     };
     let v = if needs.patch {
         let v = extract(source, task, exp, &val, x, seed).await?;
-        if v.num_layers() != target.m.model.num_layers() || v.hidden() != target.m.model.hidden_size() {
+        if v.num_layers() != target.m.model.num_layers()
+            || v.hidden() != target.m.model.hidden_size()
+        {
             return Err(Error::TaskVector(format!(
                 "the source model's vectors are {} layers × {}, the patched model has {} layers × {}: transfer needs the same shape",
                 v.num_layers(),
@@ -451,7 +452,8 @@ impl SweepReport {
     /// Summarizes one seed's run.
     pub fn new(task: &str, spec: Spec, run: &SeedRun, read_at: ReadAt) -> Self {
         let patched: Vec<f32> = run.patched.iter().map(|l| mean(l)).collect();
-        let best_layer = (0..patched.len()).fold(0, |b, l| if patched[l] > patched[b] { l } else { b });
+        let best_layer =
+            (0..patched.len()).fold(0, |b, l| if patched[l] > patched[b] { l } else { b });
         let selected_layer = select_layer([run]).unwrap_or(0);
         SweepReport {
             task: task.to_string(),

@@ -272,7 +272,9 @@ fn cell(tasks: &[Vec<f32>]) -> Cell {
                     if t.is_empty() {
                         return 0.0;
                     }
-                    (0..t.len()).map(|_| t[rng.random_range(0..t.len())]).sum::<f32>()
+                    (0..t.len())
+                        .map(|_| t[rng.random_range(0..t.len())])
+                        .sum::<f32>()
                         / t.len() as f32
                 })
                 .collect();
@@ -297,11 +299,7 @@ fn per_item(runs: &[&SeedRun], pick: impl Fn(&SeedRun) -> &[bool]) -> Vec<f32> {
 }
 
 /// Checks that every row can run on these models and tasks before any work starts.
-pub fn check(
-    req: &TableRequest,
-    target: &Engine<'_>,
-    source: Option<&Engine<'_>>,
-) -> Result<()> {
+pub fn check(req: &TableRequest, target: &Engine<'_>, source: Option<&Engine<'_>>) -> Result<()> {
     if req.rows.is_empty() || req.tasks.is_empty() || req.seeds.is_empty() {
         return Err(Error::TaskVector(
             "the table needs at least one row, one task and one seed".into(),
@@ -337,9 +335,8 @@ pub fn check(
             }
         }
         for t in &req.tasks {
-            usable_items(t, &exp).map_err(|e| {
-                Error::TaskVector(format!("row '{}': {}", row.id(), e.message()))
-            })?;
+            usable_items(t, &exp)
+                .map_err(|e| Error::TaskVector(format!("row '{}': {}", row.id(), e.message())))?;
         }
     }
     Ok(())
@@ -463,7 +460,10 @@ pub async fn run_table(
                 layer,
                 val_by_layer,
                 test_by_layer,
-                cells: scores.iter().map(|s| cell(std::slice::from_ref(s))).collect(),
+                cells: scores
+                    .iter()
+                    .map(|s| cell(std::slice::from_ref(s)))
+                    .collect(),
                 average: cell(&scores),
             }
         })
@@ -557,7 +557,10 @@ mod tests {
     fn bootstrap_interval_brackets_the_mean() {
         let c = cell(&[vec![1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0]]);
         assert!((c.mean - 0.7).abs() < 1e-6);
-        assert!(c.lo < 0.7 && c.hi > 0.7 && c.lo >= 0.0 && c.hi <= 1.0, "{c:?}");
+        assert!(
+            c.lo < 0.7 && c.hi > 0.7 && c.lo >= 0.0 && c.hi <= 1.0,
+            "{c:?}"
+        );
         let all = cell(&[vec![1.0; 20]]);
         assert_eq!((all.lo, all.hi, all.n), (1.0, 1.0, 20));
     }
