@@ -3,6 +3,7 @@
 import { ModelClient } from "./client.js";
 import * as lib from "./library.js";
 import * as plots from "./plots.js";
+import { initPaperPanel } from "./panels/paper.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -12,6 +13,7 @@ const state = (window.taskvecState = { backend: null, info: null, tasks: [], las
 // For bench/browser_bench.mjs: the same figures as `taskvec bench`, measured in the worker.
 window.taskvecBench = (opts) => client.call("bench", opts || {});
 window.taskvecProbe = (opts) => client.call("probe", opts || {});
+const paper = initPaperPanel({ client, state });
 
 const MODELS = {
   smollm2: { label: "SmolLM2-135M-Instruct · Q4_1 · text only (local models/)", model: "../models/SmolLM2-135M-Instruct.Q4_1.gguf" },
@@ -63,6 +65,8 @@ async function loadModel(source, files) {
     }
     state.info = res.info;
     showCard(res.info);
+    paper.modelChanged(res.info);
+    showThumbs();
     text(status, "ready" + (res.notes.length ? " · " + res.notes.join(" ") : ""));
   } catch (e) {
     text(status, state.info ? "kept the previous model" : "");
@@ -99,6 +103,7 @@ function addRow(ex) {
     inCell.append(img, span);
     tr.imageBytes = ex.image;
     tr.imageLabel = ex.label || "image";
+    if (ex.builtin) tr.dataset.image = ex.builtin;
   } else {
     const input = document.createElement("input");
     input.value = ex.text || "";
@@ -114,7 +119,10 @@ function addRow(ex) {
   const b = document.createElement("button");
   text(b, "✕");
   b.title = "remove";
-  b.onclick = () => tr.remove();
+  b.onclick = () => {
+    tr.remove();
+    if (tr.dataset.image) for (const t of document.querySelectorAll("#thumbs .thumb.added")) if (t.dataset.image === tr.dataset.image) t.classList.remove("added");
+  };
   rm.append(b);
   tr.append(inCell, outCell, rm);
   $("examples").tBodies[0].append(tr);
@@ -123,10 +131,55 @@ function addRow(ex) {
 function applyPreset(name) {
   const t = state.tasks.find((x) => x.name === name);
   $("examples").tBodies[0].replaceChildren();
+  showThumbs();
   if (!t) return;
   for (const [x, y] of t.pairs.slice(0, 30)) addRow({ text: x, output: y });
   $("instruction").value = t.instruction;
   $("task-name").value = t.name;
+}
+
+/** The built-in task's pictures as thumbnails; a click adds the item as an image example. */
+function showThumbs() {
+  const t = state.tasks.find((x) => x.name === $("preset").value);
+  const items = t ? t.items.filter((i) => i.image) : [];
+  $("thumbs-box").hidden = !items.length;
+  const grid = $("thumbs");
+  if (grid.dataset.task === (t ? t.name : "")) { noteVision(); return; }
+  grid.dataset.task = t ? t.name : "";
+  grid.replaceChildren(...items.map((item) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "thumb";
+    b.title = `${item.input} → ${item.output} (${item.split} split) · ${item.image}`;
+    b.dataset.image = item.image;
+    const img = document.createElement("img");
+    img.loading = "lazy";
+    img.alt = item.input;
+    img.src = "../data/images/" + item.image;
+    const cap = document.createElement("span");
+    text(cap, item.input);
+    b.append(img, cap);
+    b.onclick = () => addBuiltinImage(item, b).catch((e) => showError("task-error", e));
+    return b;
+  }));
+  text($("thumbs-count"), `${items.length} of ${t ? t.items.length : 0} items have one`);
+  noteVision();
+}
+
+function noteVision() {
+  const grid = $("thumbs");
+  grid.title = state.info && !state.info.vision ? "this model has no vision encoder: extracting from image examples needs a VLM (the tiny VLM or SmolVLM)" : "";
+}
+
+async function addBuiltinImage(item, button) {
+  const body = $("examples").tBodies[0];
+  const have = [...body.rows].find((tr) => tr.dataset.image === item.image);
+  if (have) { have.scrollIntoView({ block: "nearest" }); have.classList.add("flash"); setTimeout(() => have.classList.remove("flash"), 800); return; }
+  const res = await fetch(new URL("../data/images/" + item.image, location.href));
+  if (!res.ok) throw new Error(`${item.image}: HTTP ${res.status}`);
+  addRow({ image: new Uint8Array(await res.arrayBuffer()), label: item.image, output: item.output, builtin: item.image });
+  button.classList.add("added");
+  body.rows[body.rows.length - 1].scrollIntoView({ block: "nearest" });
 }
 
 function spec() { return document.querySelector("input[name=spec]:checked").value; }
@@ -148,7 +201,7 @@ function taskRequest() {
   const prompts = Number($("prompts").value), seed = Number($("seed").value);
   if (!(prompts >= 1 && prompts <= 200)) throw new Error("prompts must be between 1 and 200");
   if (!(seed >= 0)) throw new Error("the seed must be a non-negative number");
-  return { name: $("task-name").value.trim() || "task", spec: s, examples, instruction: $("instruction").value.trim() || null, prompts, seed, created_at: new Date().toISOString() };
+  return { name: $("task-name").value.trim() || "task", spec: s, examples, instruction: $("instruction").value.trim() || null, prompts, seed, read_at: $("read-at").value, created_at: new Date().toISOString() };
 }
 
 async function extract() {
@@ -175,8 +228,8 @@ async function evaluateTask() {
     const r = await client.call("evaluate", { req }, progress($("task-progress"), $("task-status")));
     state.last.evaluate = r;
     plots.accuracy(r);
-    $("layer-choice").value = String(r.best_layer);
-    text($("task-status"), `zero-shot ${r.zero_shot.toFixed(2)} · in context ${r.icl.toFixed(2)} · best patched ${r.patched[r.best_layer].toFixed(2)} at layer ${r.best_layer} (${r.n_test} test items; the layer is now selected for Apply)`);
+    $("layer-choice").value = String(r.selected_layer);
+    text($("task-status"), `zero-shot ${r.zero_shot.toFixed(2)} · in context ${r.icl.toFixed(2)} · patched ${r.test_at_selected.toFixed(2)} at layer ${r.selected_layer}, the layer chosen on validation (${r.n_val} validation / ${r.n_test} test items; best on test: ${r.patched[r.best_layer].toFixed(2)} at layer ${r.best_layer}). Layer ${r.selected_layer} is now selected for Apply.`);
   } catch (e) { showError("task-error", e); text($("task-status"), ""); }
   finally { $("task-progress").hidden = true; busy(btns, false); }
 }
@@ -328,6 +381,7 @@ async function main() {
   $("model-files").onchange = (ev) => loadModel("files", [...ev.target.files]);
   dropZone($("model-drop"), (files) => loadModel("files", files));
   $("add-row").onclick = () => addRow({});
+  $("clear-examples").onclick = () => { $("examples").tBodies[0].replaceChildren(); for (const t of document.querySelectorAll("#thumbs .thumb.added")) t.classList.remove("added"); };
   $("add-images").onchange = async (ev) => {
     for (const f of ev.target.files) {
       if (f.size > 50 * 1048576) { showError("task-error", new Error(`${f.name}: images over 50 MB are refused`)); continue; }
@@ -367,6 +421,7 @@ async function main() {
   for (const t of state.tasks) $("preset").append(opt(t.name, t.name.replace("_", " – ")));
   $("preset").append(opt("", "custom (empty)"));
   $("preset").onchange = () => applyPreset($("preset").value);
+  paper.setTasks(state.tasks);
   applyPreset(state.tasks[0].name);
   plots.lens(null); plots.sweep(null);
   await refreshLibrary();

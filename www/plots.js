@@ -65,17 +65,22 @@ export function sweep(data) {
   }));
 }
 
-/** (b') Accuracy per layer from the protocol, with zero-shot and ICL baselines. */
+/** (b') Accuracy per layer from the protocol (test and validation), with zero-shot and ICL
+ * baselines and the layer chosen on validation. */
 export function accuracy(r) {
-  const pts = r.patched.map((a, layer) => ({ layer, a }));
+  const pts = r.patched.map((a, layer) => ({ layer, a, split: "test" }))
+    .concat((r.val_patched || []).map((a, layer) => ({ layer, a, split: "validation" })));
   put("plot-sweep", Plot.plot({
-    height: 260, marginLeft: 50, x: layerAxis("patched layer"), y: { label: "test accuracy", domain: [0, 1] },
+    height: 260, marginLeft: 50, x: layerAxis("patched layer"), y: { label: "accuracy", domain: [0, 1] },
+    color: { domain: ["test", "validation"], range: ["#2f5bd3", "#e08a1e"], legend: true },
     marks: [
       Plot.ruleY([r.zero_shot], { stroke: "#999", strokeDasharray: "4,3" }),
       Plot.text([r.zero_shot], { y: (d) => d, x: 0, text: () => `zero-shot ${r.zero_shot.toFixed(2)}`, dy: -6, textAnchor: "start", fill: "#666" }),
       Plot.ruleY([r.icl], { stroke: "#6a6", strokeDasharray: "4,3" }),
       Plot.text([r.icl], { y: (d) => d, x: 0, text: () => `in context ${r.icl.toFixed(2)}`, dy: -6, textAnchor: "start", fill: "#484" }),
-      Plot.line(pts, { x: "layer", y: "a", stroke: "#2f5bd3", marker: "dot" }),
+      Plot.ruleX([r.selected_layer], { stroke: "#d33", strokeOpacity: 0.4 }),
+      Plot.text([r.selected_layer], { x: (d) => d, y: 1, text: () => `chosen on validation: layer ${r.selected_layer}`, dy: 6, dx: 4, textAnchor: "start", fill: "#a33" }),
+      Plot.line(pts, { x: "layer", y: "a", stroke: "split", marker: "dot" }),
     ],
   }));
 }
@@ -101,5 +106,27 @@ export function matrix(data, fullNames) {
     x: { label: null, tickRotate: -35, domain: names }, y: { label: null, domain: names },
     color: { scheme: "rdbu", domain: [-1, 1], legend: true, label: "mean cosine" },
     marks: [Plot.cell(cells, { x: "b", y: "a", fill: "c" }), Plot.text(cells, { x: "b", y: "a", text: (d) => d.c.toFixed(2), fontSize: 10 })],
+  }));
+}
+
+/** The paper's table: each row's average over tasks, with its 95 % bootstrap interval. */
+export function tableAverages(t) {
+  const kinds = { no_context: "no context", in_context: "in context", patched: "patched (layer chosen on validation)" };
+  const bars = t.rows.map((r) => ({ label: r.label, mean: r.average.mean, lo: r.average.lo, hi: r.average.hi, kind: kinds[r.measure] || r.measure, layer: r.layer }));
+  const domain = bars.map((b) => b.label);
+  put("plot-table-avg", Plot.plot({
+    height: 60 + 28 * bars.length, marginLeft: 230, marginRight: 40, width: 760,
+    x: { label: `test accuracy, average over ${t.tasks.length} task${t.tasks.length > 1 ? "s" : ""} →`, domain: [0, 1], grid: true },
+    y: { label: null, domain },
+    color: { domain: Object.values(kinds), range: ["#9aa3b5", "#6aa56a", "#2f5bd3"], legend: true },
+    marks: [
+      Plot.barX(bars, { x: "mean", y: "label", fill: "kind", fillOpacity: 0.85,
+        title: (d) => `${d.label}: ${d.mean.toFixed(3)} [${d.lo.toFixed(3)}, ${d.hi.toFixed(3)}]${d.layer == null ? "" : ` · layer ${d.layer}`}` }),
+      Plot.ruleY(bars, { y: "label", x1: "lo", x2: "hi", stroke: "#1d2330" }),
+      Plot.tickX(bars, { y: "label", x: "lo", stroke: "#1d2330", inset: 7 }),
+      Plot.tickX(bars, { y: "label", x: "hi", stroke: "#1d2330", inset: 7 }),
+      Plot.text(bars, { y: "label", x: "hi", text: (d) => d.mean.toFixed(2), dx: 6, textAnchor: "start", fill: "#1d2330" }),
+      Plot.ruleX([0]),
+    ],
   }));
 }

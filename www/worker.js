@@ -105,6 +105,29 @@ const ops = {
     need();
     return model.probe(runs || 3);
   },
+  async tableRows() { return tv.tableRows(); },
+  async imagesEncoded() { return model ? model.imagesEncoded() : 0; },
+  async table({ req }, report) {
+    need();
+    const rowInfo = new Map(tv.tableRows().map((r) => [r.id, r]));
+    const images = {};
+    if ((req.rows || []).some((id) => rowInfo.get(id) && rowInfo.get(id).images)) {
+      const paths = [...new Set(tv.builtinTasks().filter((t) => req.tasks.includes(t.name)).flatMap((t) => t.items.map((i) => i.image).filter(Boolean)))];
+      let done = 0;
+      report({ what: "fetching the tasks' images", done, total: paths.length });
+      const fetchOne = async (p) => {
+        const url = new URL("../data/images/" + p, self.location.href);
+        const res = await fetch(url);
+        if (!res.ok) throw new Error("image " + p + ": HTTP " + res.status);
+        images[p] = new Uint8Array(await res.arrayBuffer());
+        report({ what: "fetching the tasks' images", done: ++done, total: paths.length });
+      };
+      // A few downloads at a time.
+      const queue = paths.slice();
+      await Promise.all(Array.from({ length: 6 }, async () => { while (queue.length) await fetchOne(queue.shift()); }));
+    }
+    return model.table(req, images, (done, total, what) => report({ what, done, total }));
+  },
   async extract({ req }, report) {
     need();
     return model.extract(req, (done, total) => report({ what: "extraction prompts", done, total }));

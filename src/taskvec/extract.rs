@@ -48,7 +48,7 @@ pub async fn extract_file(
     let t = &req.task;
     if req.spec != Spec::Instruction && t.examples.is_empty() {
         return Err(Error::TaskVector(
-            "no examples given: an exemplar or ensemble vector needs at least 2 examples".into(),
+            "at least 2 examples are needed for an exemplar or ensemble task vector, got 0".into(),
         ));
     }
     if req.spec != Spec::Text && t.instruction.as_deref().is_none_or(|i| i.trim().is_empty()) {

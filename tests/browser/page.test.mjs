@@ -1,67 +1,14 @@
 // Browser tests of the page in headless Chromium (Debian's chromium, driven by playwright-core),
 // served by `taskvec serve` on 127.0.0.1. Uses the tiny random SmolVLM (models/tiny/), and the
 // CLI (`target/release/taskvec`) as the reference for every number the page shows.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync, readFileSync, mkdirSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join, dirname, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
-import { chromium } from "playwright-core";
+import { writeFileSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { browserHarness, clearLibrary, close, root, tiny, out, work, cli, cliJson } from "./harness.mjs";
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const bin = join(root, "target/release/taskvec");
-const tiny = ["--model", join(root, "models/tiny/tiny_lm.gguf"), "--mmproj", join(root, "models/tiny/tiny_mmproj.gguf")];
 const image = join(root, "tests/fixtures/tiny_vlm/image_a.png");
-const out = join(root, "test-results");
-const work = mkdtempSync(join(tmpdir(), "taskvec-browser-"));
-const port = 18000 + Math.floor(Math.random() * 2000);
-const base = `http://127.0.0.1:${port}/www/index.html`;
-let server, ctx;
-
-const cli = (...args) => execFileSync(bin, args, { encoding: "utf8", cwd: root });
-const cliJson = (...args) => JSON.parse(cli(...args));
-
-before(async () => {
-  mkdirSync(out, { recursive: true });
-  server = spawn(bin, ["serve", "--port", String(port), "--root", root], { stdio: ["ignore", "ignore", "pipe"] });
-  for (let i = 0; i < 100; i++) {
-    try { if ((await fetch(base)).ok) break; } catch (_) { /* not up yet */ }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "taskvec-chrome-")), {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    acceptDownloads: true,
-    args: ["--enable-unsafe-webgpu", "--no-sandbox", "--headless=new", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-  });
-});
-
-after(async () => {
-  if (ctx) await ctx.close();
-  if (server) server.kill();
-});
-
-/** Opens the page with the tiny model; fails on any page error or dialog (an XSS would fire one). */
-async function open(query) {
-  const page = await ctx.newPage();
-  const problems = [];
-  page.on("pageerror", (e) => problems.push("pageerror: " + e.message));
-  page.on("dialog", async (d) => { problems.push("dialog: " + d.message()); await d.dismiss(); });
-  page.on("request", (r) => { if (!r.url().startsWith(`http://127.0.0.1:${port}/`) && !r.url().startsWith("blob:") && !r.url().startsWith("data:")) problems.push("external request: " + r.url()); });
-  await page.goto(`${base}?${query}`);
-  await page.waitForFunction(() => document.body.dataset.ready, null, { timeout: 120000 });
-  assert.equal(await page.evaluate(() => document.body.dataset.ready), "1", await page.textContent("#model-error"));
-  return { page, problems };
-}
-
-async function clearLibrary(page) {
-  await page.evaluate(async () => {
-    await new Promise((res) => { const r = indexedDB.open("taskvec", 1); r.onsuccess = () => { const t = r.result.transaction("vectors", "readwrite"); t.objectStore("vectors").clear(); t.oncomplete = res; }; });
-  });
-}
+const { open } = browserHarness();
 
 /** Extract (text examples, first 30 country-capital pairs, 5 prompts, seed 0) then apply to the image at layer 2. */
 async function extractAndApply(page, specValue = "text") {
@@ -78,10 +25,6 @@ async function extractAndApply(page, specValue = "text") {
   await page.waitForFunction(() => window.taskvecState.last.lens || document.querySelector("#apply-error").textContent, null, { timeout: 300000 });
   assert.equal(await page.textContent("#apply-error"), "");
   return page.evaluate(() => window.taskvecState.last);
-}
-
-function close(a, b, tol, what) {
-  assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);
 }
 
 let gpuResult = null;
