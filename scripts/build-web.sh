@@ -14,5 +14,8 @@ wasm-bindgen --target web --no-typescript --out-dir pkg target/wasm32-unknown-un
 mkdir -p www/vendor models/tiny
 cp node_modules/d3/dist/d3.min.js node_modules/@observablehq/plot/dist/plot.umd.min.js www/vendor/
 cp tests/fixtures/tiny_vlm/tiny_lm.gguf tests/fixtures/tiny_vlm/tiny_mmproj.gguf models/tiny/
-raw=$(stat -c %s pkg/taskvec_bg.wasm); gz=$(gzip -9 -c pkg/taskvec_bg.wasm | wc -c)
-echo "pkg/taskvec_bg.wasm: $((raw / 1024)) KiB raw, $((gz / 1024)) KiB gzipped"
+# Precompressed copies that `taskvec serve` sends with Content-Encoding (gzip -9, Brotli 11).
+gzip -9 -n -c pkg/taskvec_bg.wasm > pkg/taskvec_bg.wasm.gz
+node -e 'const z=require("zlib"),f=require("fs");const p="pkg/taskvec_bg.wasm";f.writeFileSync(p+".br",z.brotliCompressSync(f.readFileSync(p),{params:{[z.constants.BROTLI_PARAM_QUALITY]:11,[z.constants.BROTLI_PARAM_SIZE_HINT]:f.statSync(p).size}}))'
+raw=$(stat -c %s pkg/taskvec_bg.wasm); gz=$(stat -c %s pkg/taskvec_bg.wasm.gz); br=$(stat -c %s pkg/taskvec_bg.wasm.br)
+echo "pkg/taskvec_bg.wasm: $((raw / 1024)) KiB raw, $((gz / 1024)) KiB gzipped, $((br / 1024)) KiB brotli"

@@ -40,6 +40,27 @@ pub fn resolve(root: &Path, url: &str) -> Option<PathBuf> {
     full.is_file().then_some(full)
 }
 
+/// Whether `a` was modified before `b` (a stale compressed copy is never served).
+fn older(a: &Path, b: &Path) -> bool {
+    let m = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    matches!((m(a), m(b)), (Some(x), Some(y)) if x < y)
+}
+
+/// A precompressed sibling of `p` (`p.br`, else `p.gz`) the client accepts (`Accept-Encoding`),
+/// with its `Content-Encoding`: `scripts/build-web.sh` writes them beside the wasm.
+pub fn precompressed(p: &Path, accept: &str) -> Option<(PathBuf, &'static str)> {
+    let accepts = |enc: &str| {
+        accept
+            .split(',')
+            .any(|a| a.split(';').next().is_some_and(|e| e.trim() == enc))
+    };
+    [("br", "br"), ("gz", "gzip")]
+        .into_iter()
+        .filter(|(_, enc)| accepts(enc))
+        .map(|(ext, enc)| (PathBuf::from(format!("{}.{ext}", p.display())), enc))
+        .find(|(q, _)| q.is_file() && !older(q, p))
+}
+
 /// Serves `root` on 127.0.0.1:`port` until killed; `/` opens the page (`www/index.html`).
 pub fn serve(root: &Path, port: u16) -> Result<()> {
     let server = tiny_http::Server::http(("127.0.0.1", port)).map_err(|e| Error::Io {
@@ -78,10 +99,30 @@ pub fn serve(root: &Path, port: u16) -> Result<()> {
                 let _ = req.respond(r);
                 return;
             }
-            match resolve(&root, &url).and_then(|p| std::fs::File::open(&p).ok().map(|f| (p, f))) {
-                Some((p, f)) => {
+            let accept = req
+                .headers()
+                .iter()
+                .find(|h| h.field.equiv("Accept-Encoding"))
+                .map(|h| h.value.as_str().to_string())
+                .unwrap_or_default();
+            let found = resolve(&root, &url).map(|p| {
+                let packed = precompressed(&p, &accept);
+                (p, packed)
+            });
+            let opened = found.and_then(|(p, packed)| {
+                let file = packed.as_ref().map_or(p.as_path(), |(q, _)| q.as_path());
+                std::fs::File::open(file)
+                    .ok()
+                    .map(|f| (p.clone(), packed.map(|x| x.1), f))
+            });
+            match opened {
+                Some((p, encoding, f)) => {
                     let mut r = tiny_http::Response::from_file(f)
                         .with_header(header("Content-Type", content_type(&p)));
+                    if let Some(enc) = encoding {
+                        r.add_header(header("Content-Encoding", enc));
+                        r.add_header(header("Vary", "Accept-Encoding"));
+                    }
                     for h in common {
                         r.add_header(h);
                     }
@@ -101,6 +142,23 @@ pub fn serve(root: &Path, port: u16) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn precompressed_siblings_follow_accept_encoding() {
+        let dir = std::env::temp_dir().join(format!("taskvec-serve-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let wasm = dir.join("a.wasm");
+        std::fs::write(&wasm, b"raw").unwrap();
+        assert_eq!(precompressed(&wasm, "gzip, deflate, br"), None);
+        std::fs::write(dir.join("a.wasm.gz"), b"gz").unwrap();
+        assert_eq!(precompressed(&wasm, "identity"), None);
+        let gz = precompressed(&wasm, "gzip;q=1.0, deflate").unwrap();
+        assert_eq!((gz.0.extension().unwrap(), gz.1), ("gz".as_ref(), "gzip"));
+        std::fs::write(dir.join("a.wasm.br"), b"br").unwrap();
+        assert_eq!(precompressed(&wasm, "gzip, deflate, br").unwrap().1, "br");
+        assert_eq!(precompressed(&wasm, "gzip").unwrap().1, "gzip");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn paths_cannot_escape_the_root() {
