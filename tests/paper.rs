@@ -330,3 +330,44 @@ fn smollm2_text_rows_beat_zero_shot() {
         assert!((5..30).contains(&l), "{}: layer {l}", r.id);
     }
 }
+
+/// The feature cache: a repeated image gives the identical answer without running the vision
+/// encoder again.
+#[test]
+fn a_repeated_image_is_not_re_encoded() {
+    let m = tiny_vlm_safetensors(&Device::flex());
+    let e = Engine::new(&m);
+    let img = Input::Image {
+        bytes: read(&fixture("tiny_vlm/image_b.jpg")),
+        label: "b".into(),
+    };
+    let q = Prompt::zero_shot(&img);
+    let a = pollster::block_on(e.answer(&q, None, 4)).unwrap();
+    assert_eq!(m.features.encoded(), 1);
+    let b = pollster::block_on(e.answer(&q, None, 4)).unwrap();
+    let two = Prompt::few_shot(
+        &[&Example {
+            input: img.clone(),
+            output: "x".into(),
+        }],
+        &img,
+    );
+    pollster::block_on(e.first_token(&two)).unwrap();
+    assert_eq!((a.ids, a.text), (b.ids, b.text));
+    assert_eq!(m.features.encoded(), 1, "one distinct image, encoded once");
+    // The cached features equal a fresh encode.
+    let v = m.model.config.vision.as_ref().unwrap();
+    let px =
+        taskvec::preprocess::load_image(&read(&fixture("tiny_vlm/image_b.jpg")), v, m.longest_edge)
+            .unwrap();
+    let fresh = pollster::block_on(read_f32(m.model.image_features(&px).unwrap())).unwrap();
+    let (_, x) = m
+        .embed_prompt("<image>", &[&read(&fixture("tiny_vlm/image_b.jpg"))])
+        .unwrap();
+    let cached = pollster::block_on(read_f32(x)).unwrap();
+    let n = fresh.len();
+    assert_eq!(
+        &cached[cached.len() - n - 48..cached.len() - 48],
+        &fresh[..]
+    );
+}
