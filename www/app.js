@@ -421,7 +421,7 @@ async function main() {
   for (const t of state.tasks) $("preset").append(opt(t.name, t.name.replace("_", " – ")));
   $("preset").append(opt("", "custom (empty)"));
   $("preset").onchange = () => applyPreset($("preset").value);
-  paper.setTasks(state.tasks);
+  await paper.start(state.tasks);
   applyPreset(state.tasks[0].name);
   plots.lens(null); plots.sweep(null);
   await refreshLibrary();

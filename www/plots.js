@@ -115,7 +115,7 @@ export function tableAverages(t) {
   const bars = t.rows.map((r) => ({ label: r.label, mean: r.average.mean, lo: r.average.lo, hi: r.average.hi, kind: kinds[r.measure] || r.measure, layer: r.layer }));
   const domain = bars.map((b) => b.label);
   put("plot-table-avg", Plot.plot({
-    height: 60 + 28 * bars.length, marginLeft: 230, marginRight: 40, width: 760,
+    height: 50 + 28 * bars.length, marginTop: 10, marginLeft: 230, marginRight: 40, width: 760,
     x: { label: `test accuracy, average over ${t.tasks.length} task${t.tasks.length > 1 ? "s" : ""} →`, domain: [0, 1], grid: true },
     y: { label: null, domain },
     color: { domain: Object.values(kinds), range: ["#9aa3b5", "#6aa56a", "#2f5bd3"], legend: true },
