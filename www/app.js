@@ -13,6 +13,8 @@ const state = (window.taskvecState = { backend: null, info: null, tasks: [], las
 // For bench/browser_bench.mjs: the same figures as `taskvec bench`, measured in the worker.
 window.taskvecBench = (opts) => client.call("bench", opts || {});
 window.taskvecProbe = (opts) => client.call("probe", opts || {});
+// For bench/browser_table.mjs: the paper's table in the worker (the same op the panel runs).
+window.taskvecTable = (req) => client.call("table", { req });
 const paper = initPaperPanel({ client, state });
 
 const MODELS = {
