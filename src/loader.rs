@@ -276,16 +276,7 @@ impl LoadedModel {
     /// Token ids and preprocessed images for a prompt whose `<image>` placeholders are filled
     /// by `images` (encoded image files) in order.
     pub fn prompt(&self, text: &str, images: &[&[u8]]) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
-        let (text, n) = match &self.model.config.vision {
-            Some(v) => self.tokenizer.expand_images(text, v)?,
-            None => (text.to_string(), 0),
-        };
-        if n != images.len() {
-            return Err(Error::model(format!(
-                "the prompt has {n} <image> placeholder(s) but {} image(s) were given",
-                images.len()
-            )));
-        }
+        let ids = self.prompt_ids(text, images.len())?;
         let pixels = match &self.model.config.vision {
             Some(v) => images
                 .iter()
@@ -293,7 +284,22 @@ impl LoadedModel {
                 .collect::<Result<_>>()?,
             None => Vec::new(),
         };
-        Ok((self.tokenizer.encode(&text)?, pixels))
+        Ok((ids, pixels))
+    }
+
+    /// Token ids of a prompt with its `<image>` placeholders expanded, checking that there are
+    /// `n_images` of them.
+    fn prompt_ids(&self, text: &str, n_images: usize) -> Result<Vec<u32>> {
+        let (text, n) = match &self.model.config.vision {
+            Some(v) => self.tokenizer.expand_images(text, v)?,
+            None => (text.to_string(), 0),
+        };
+        if n != n_images {
+            return Err(Error::model(format!(
+                "the prompt has {n} <image> placeholder(s) but {n_images} image(s) were given"
+            )));
+        }
+        self.tokenizer.encode(&text)
     }
 
     /// Token ids and input embeddings of a prompt (see [`LoadedModel::prompt`]), with each
@@ -303,16 +309,7 @@ impl LoadedModel {
         text: &str,
         images: &[&[u8]],
     ) -> Result<(Vec<u32>, burn::tensor::Tensor<2>)> {
-        let (text, n) = match &self.model.config.vision {
-            Some(v) => self.tokenizer.expand_images(text, v)?,
-            None => (text.to_string(), 0),
-        };
-        if n != images.len() {
-            return Err(Error::model(format!(
-                "the prompt has {n} <image> placeholder(s) but {} image(s) were given",
-                images.len()
-            )));
-        }
+        let ids = self.prompt_ids(text, images.len())?;
         let feats = match &self.model.config.vision {
             Some(v) => images
                 .iter()
@@ -325,7 +322,6 @@ impl LoadedModel {
                 .collect::<Result<Vec<_>>>()?,
             None => Vec::new(),
         };
-        let ids = self.tokenizer.encode(&text)?;
         let x = self.model.embed_features(&ids, &feats)?;
         Ok((ids, x))
     }

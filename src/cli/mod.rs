@@ -168,37 +168,7 @@ pub enum Command {
     /// The paper's table: rows of experiments (text / image demonstrations, instruction,
     /// ensemble, another model's vectors) × tasks, test accuracy at the layer chosen on
     /// validation, averaged over seeds, with 95 % intervals.
-    Table {
-        #[command(flatten)]
-        model: ModelArgs,
-        /// A second model whose text-demonstration vectors the `llm-xpatch` row patches into
-        /// `--model` (e.g. SmolLM2-135M for SmolVLM-256M; same layers and hidden size).
-        #[arg(long)]
-        source_model: Option<PathBuf>,
-        /// Rows (default: every row the models can run): no-context, text-xbase, text-xpatch,
-        /// image-icl, image-patch, image-text-xpatch, instruction, ensemble, llm-xpatch,
-        /// no-context-text, text-icl, text-patch, instruction-text, ensemble-text.
-        #[arg(long, value_delimiter = ',')]
-        rows: Vec<String>,
-        /// Built-in tasks (default: all six).
-        #[arg(long, value_delimiter = ',')]
-        tasks: Vec<String>,
-        /// Seeds of the demonstration draws, averaged.
-        #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
-        seeds: Vec<u64>,
-        /// Source prompts per vector (one per validation item, up to this many).
-        #[arg(long, default_value_t = 30)]
-        prompts: usize,
-        /// Where exemplar vectors are read (`demo`: the last demonstration's `A:`; `query`).
-        #[arg(long, value_enum, default_value_t = ReadAtArg::Demo)]
-        read_at: ReadAtArg,
-        /// Print exactly one JSON object instead of the markdown table.
-        #[arg(long)]
-        json: bool,
-        /// Also write the table as CSV to this file.
-        #[arg(long)]
-        csv: Option<PathBuf>,
-    },
+    Table(#[command(flatten)] paper::TableArgs),
     /// Logit lens: what each layer's last-position residual stream predicts.
     Lens {
         #[command(flatten)]
@@ -684,35 +654,12 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Table {
-            model,
-            source_model,
-            rows,
-            tasks,
-            seeds,
-            prompts,
-            read_at,
-            json,
-            csv,
-        } => paper::table(
-            paper::TableArgs {
-                model,
-                source_model,
-                rows,
-                tasks,
-                seeds,
-                prompts,
-                read_at,
-                json,
-                csv,
-            },
-            &dev,
-        ),
+        Command::Table(a) => paper::table(a, &dev),
         other => run_task_command(other, &dev),
     }
 }
 
-mod paper;
+pub mod paper;
 pub mod serve;
 mod tasks;
 use tasks::run_task_command;

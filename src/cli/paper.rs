@@ -11,7 +11,7 @@ use crate::taskvec::task::BUILTIN;
 use crate::taskvec::{Engine, Extraction, Row, TableRequest, run_table};
 
 /// `taskvec tasks [--json]`.
-pub(super) fn tasks(json: bool) -> Result<()> {
+pub fn tasks(json: bool) -> Result<()> {
     let s = summaries()?;
     if json {
         println!("{}", serde_json::to_string(&s).expect("serializes"));
@@ -28,20 +28,41 @@ pub(super) fn tasks(json: bool) -> Result<()> {
 }
 
 /// Arguments of `taskvec table`.
-pub(super) struct TableArgs {
-    pub model: ModelArgs,
-    pub source_model: Option<PathBuf>,
-    pub rows: Vec<String>,
-    pub tasks: Vec<String>,
-    pub seeds: Vec<u64>,
-    pub prompts: usize,
-    pub read_at: ReadAtArg,
-    pub json: bool,
-    pub csv: Option<PathBuf>,
+#[derive(clap::Args, Debug)]
+pub struct TableArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// A second model whose text-demonstration vectors the `llm-xpatch` row patches into
+    /// `--model` (e.g. SmolLM2-135M for SmolVLM-256M; same layers and hidden size).
+    #[arg(long)]
+    source_model: Option<PathBuf>,
+    /// Rows (default: every row the models can run): no-context, text-xbase, text-xpatch,
+    /// image-icl, image-patch, image-text-xpatch, instruction, ensemble, llm-xpatch,
+    /// no-context-text, text-icl, text-patch, instruction-text, ensemble-text.
+    #[arg(long, value_delimiter = ',')]
+    rows: Vec<String>,
+    /// Built-in tasks (default: all six).
+    #[arg(long, value_delimiter = ',')]
+    tasks: Vec<String>,
+    /// Seeds of the demonstration draws, averaged.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    seeds: Vec<u64>,
+    /// Source prompts per vector (one per validation item, up to this many).
+    #[arg(long, default_value_t = 30)]
+    prompts: usize,
+    /// Where exemplar vectors are read (`demo`: the last demonstration's `A:`; `query`).
+    #[arg(long, value_enum, default_value_t = ReadAtArg::Demo)]
+    read_at: ReadAtArg,
+    /// Print exactly one JSON object instead of the markdown table.
+    #[arg(long)]
+    json: bool,
+    /// Also write the table as CSV to this file.
+    #[arg(long)]
+    csv: Option<PathBuf>,
 }
 
 /// `taskvec table`: runs the rows × tasks, progress bar on stderr, markdown or JSON on stdout.
-pub(super) fn table(a: TableArgs, dev: &Device) -> Result<()> {
+pub fn table(a: TableArgs, dev: &Device) -> Result<()> {
     let m = load_model(&a.model, dev)?;
     let source = match &a.source_model {
         Some(p) => Some(load_model(
