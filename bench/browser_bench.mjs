@@ -2,12 +2,17 @@
 // (src/bench.rs) on the real SmolLM2, for each backend × weight storage given.
 //
 //   node bench/browser_bench.mjs [--prefill N] [--decode D] [--runs R] [--naive] [--timeout S] [--model tiny] [--probe] cpu:auto cpu:f32 webgpu:q8_0 ...
+//   node bench/browser_bench.mjs --model random-smolvlm --image IMG [--runs R] cpu:auto:1 cpu:auto:2 webgpu:auto
 //
-// The page's models: `smollm2` (default) or `tiny` (the tiny random VLM, for SwiftShader's WebGPU).
+// The page's models: `smollm2` (default), `tiny` (the tiny random VLM, for SwiftShader's WebGPU)
+// or `random-smolvlm` (the real-size random VLM that models/make-random-smolvlm.sh builds).
+// A configuration is backend:storage[:threads] (threads: the CPU pool, default all cores).
+// --image: the image path's figures (src/bench.rs `image_bench`: vision encoder, first token,
+// the page's apply) on that image file, instead of the text benchmark.
 // Needs `taskvec serve` on PORT (default 8080) from the repository root. Prints one JSON line
 // per configuration ({"config", "ok", "report"|"error", "seconds"}). Not part of the tests.
 import { chromium } from "playwright-core";
-import { mkdtempSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 
@@ -26,11 +31,13 @@ const naive = args.includes("--naive");
 const probe = args.includes("--probe");
 const mi = args.indexOf("--model");
 const model = mi >= 0 ? args.splice(mi, 2)[1] : "smollm2";
+const ii = args.indexOf("--image");
+const image = ii >= 0 ? [...readFileSync(args.splice(ii, 2)[1])] : null;
 const configs = args.filter((a) => a.includes(":"));
 const port = process.env.PORT || "8080";
 
 for (const config of configs.length ? configs : ["cpu:auto"]) {
-  const [backend, storage] = config.split(":");
+  const [backend, storage, threads] = config.split(":");
   const ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "tv-bench-")), {
     executablePath: "/usr/bin/chromium", headless: true,
     args: ["--enable-unsafe-webgpu", "--no-sandbox", "--headless=new", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
@@ -41,17 +48,20 @@ for (const config of configs.length ? configs : ["cpu:auto"]) {
     const page = await ctx.newPage();
     const query = new URLSearchParams({ model, weights: storage });
     if (backend === "cpu") query.set("backend", "cpu");
+    if (threads) query.set("threads", threads);
     await page.goto(`http://127.0.0.1:${port}/www/index.html?${query}`);
     await page.waitForFunction(() => document.body.dataset.ready, null, { timeout });
     const err = await page.textContent("#model-error");
     if (err) throw new Error(err);
     if (await page.evaluate(() => window.taskvecState.backend) !== (backend === "cpu" ? "cpu" : "webgpu")) throw new Error("backend not available");
     const info = await page.evaluate(() => window.taskvecState.info);
-    const report = probe
+    const report = image
+      ? await page.evaluate(({ image, runs }) => window.taskvecImageBench({ image: new Uint8Array(image), runs }), { image, runs })
+      : probe
       ? await page.evaluate((runs) => window.taskvecProbe({ runs }), runs)
       : await page.evaluate(({ prefill, decode, runs, naive }) => window.taskvecBench({ prefill, decode, runs, naive }),
         { prefill, decode, runs, naive });
-    line = { config, ok: true, backend: info.backend, storage: info.storage, resident_weight_bytes: info.resident_weight_bytes, report };
+    line = { config, ok: true, backend: info.backend, threads: info.cpu_threads, storage: info.storage, resident_weight_bytes: info.resident_weight_bytes, report };
   } catch (e) {
     line = { config, ok: false, error: String(e.message || e).split("\n")[0] };
   }

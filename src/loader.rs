@@ -100,6 +100,13 @@ impl FeatureCache {
         self.len() == 0
     }
 
+    /// Drops every held image (the count of encoded images is kept).
+    pub fn clear(&self) {
+        if let Ok(mut m) = self.map.lock() {
+            m.clear();
+        }
+    }
+
     /// The features of `bytes`, computed by `compute` only the first time.
     pub fn get_or_compute(
         &self,
@@ -325,4 +332,30 @@ impl LoadedModel {
         let x = self.model.embed_features(&ids, &feats)?;
         Ok((ids, x))
     }
+}
+
+/// The largest single buffer a GGUF model's weights need on a GPU device with `mode`: its
+/// tensor's name and bytes. Packed Q8_0 / Q4_0 / Q4_1 matrices hold their block bytes; every
+/// other tensor is f32 (4 bytes a value); a quantize-on-load mode packs the matrices (≤ 34/32
+/// bytes a value). The page checks it against the adapter's `maxStorageBufferBindingSize`
+/// before loading, since a larger buffer is a WebGPU validation error, not a clean failure.
+pub fn largest_device_buffer(files: &[&[u8]], mode: WeightMode) -> Result<(String, usize)> {
+    use crate::model::packed::PackedMatrix;
+    let mut best = (String::new(), 0usize);
+    for f in files {
+        let h = crate::weights::gguf::GgufHeader::parse(f)?;
+        for name in &h.order {
+            let t = &h.tensors[name];
+            let matrix = t.dims.len() == 2 && t.dims[0] % 32 == 0;
+            let bytes = match mode {
+                WeightMode::Auto if PackedMatrix::supports(t.ty) => t.size,
+                WeightMode::Quantize(_) if matrix => t.numel() / 32 * 34,
+                _ => t.numel() * 4,
+            };
+            if bytes > best.1 {
+                best = (name.clone(), bytes);
+            }
+        }
+    }
+    Ok(best)
 }

@@ -24,6 +24,100 @@ thread_local! {
     static GPU: RefCell<Option<Device>> = const { RefCell::new(None) };
 }
 
+#[cfg(feature = "wgpu")]
+thread_local! {
+    /// The wgpu handles behind [`GPU`]: the adapter's limits, and the device for the test hook.
+    static GPU_SETUP: RefCell<Option<burn::tensor::wgpu::WgpuSetup>> = const { RefCell::new(None) };
+    /// A lower buffer limit set by [`debug_limit_webgpu_buffer`] (tests of the refusal).
+    static GPU_LIMIT_OVERRIDE: RefCell<Option<u64>> = const { RefCell::new(None) };
+}
+
+/// The largest buffer this WebGPU device binds, bytes: the adapter's
+/// `min(maxStorageBufferBindingSize, maxBufferSize)` (or the test override).
+#[cfg(feature = "wgpu")]
+fn webgpu_buffer_limit() -> Option<u64> {
+    if let Some(v) = GPU_LIMIT_OVERRIDE.with(|o| *o.borrow()) {
+        return Some(v);
+    }
+    GPU_SETUP.with(|s| {
+        s.borrow().as_ref().map(|s| {
+            let l = s.adapter.limits();
+            l.max_storage_buffer_binding_size.min(l.max_buffer_size)
+        })
+    })
+}
+
+/// The WebGPU adapter's name and buffer limits (`{adapter, max_storage_buffer_binding_size,
+/// max_buffer_size}`), or null before [`init_webgpu`] succeeded.
+#[cfg(feature = "wgpu")]
+#[wasm_bindgen(js_name = webGpuLimits)]
+pub fn webgpu_limits() -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    struct Limits {
+        adapter: String,
+        max_storage_buffer_binding_size: u64,
+        max_buffer_size: u64,
+    }
+    let l = GPU_SETUP.with(|s| {
+        s.borrow().as_ref().map(|s| {
+            let l = s.adapter.limits();
+            Limits {
+                adapter: s.adapter.get_info().name,
+                max_storage_buffer_binding_size: l.max_storage_buffer_binding_size,
+                max_buffer_size: l.max_buffer_size,
+            }
+        })
+    });
+    to_js(&l)
+}
+
+/// Whether the WebGPU device still computes: one tiny op read back (false once it is lost).
+#[cfg(feature = "wgpu")]
+#[wasm_bindgen(js_name = webGpuAlive)]
+pub async fn webgpu_alive() -> bool {
+    use burn::tensor::{Tensor, TensorData};
+    let Some(dev) = GPU.with(|g| g.borrow().clone()) else {
+        return false;
+    };
+    let t = Tensor::<1>::from_data(TensorData::new(vec![1.0f32], [1]), &dev) + 1.0;
+    crate::model::read_f32(t)
+        .await
+        .is_ok_and(|v| v.as_slice() == [2.0])
+}
+
+/// Test hook: destroys the WebGPU device, as a driver reset or a lost GPU would (the page
+/// must then fall back to the CPU with a clear message).
+#[cfg(feature = "wgpu")]
+#[wasm_bindgen(js_name = debugLoseWebGpu)]
+pub fn debug_lose_webgpu() -> bool {
+    GPU_SETUP.with(|s| s.borrow().as_ref().map(|s| s.device.destroy()).is_some())
+}
+
+/// Test hook: pretends the adapter binds at most `bytes` per buffer (the refusal of a model
+/// too big for the GPU, and the page's CPU fallback, tested on a GPU that has room).
+#[cfg(feature = "wgpu")]
+#[wasm_bindgen(js_name = debugLimitWebGpuBuffer)]
+pub fn debug_limit_webgpu_buffer(bytes: Option<f64>) {
+    GPU_LIMIT_OVERRIDE.with(|o| *o.borrow_mut() = bytes.map(|b| b as u64));
+}
+
+/// Refuses, before loading, a GGUF model whose largest buffer the WebGPU device cannot bind.
+#[cfg(feature = "wgpu")]
+fn check_webgpu_room(files: &[&[u8]], mode: crate::weights::WeightMode) -> Result<(), JsError> {
+    let Some(limit) = webgpu_buffer_limit() else {
+        return Ok(());
+    };
+    let (name, bytes) = crate::loader::largest_device_buffer(files, mode).map_err(js_err)?;
+    if bytes as u64 > limit {
+        return Err(JsError::new(&format!(
+            "this GPU cannot hold the model: tensor '{name}' needs one buffer of {:.1} MiB but the GPU allows {:.1} MiB per buffer (maxStorageBufferBindingSize / maxBufferSize); use the CPU backend or a more quantized file",
+            bytes as f64 / 1048576.0,
+            limit as f64 / 1048576.0
+        )));
+    }
+    Ok(())
+}
+
 fn js_err(e: Error) -> JsError {
     JsError::new(&e.to_string())
 }
@@ -43,18 +137,49 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// The threaded build's pool: `await initThreadPool(n)` once, before any model call.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// This build's CPU threads: the rayon pool's size in the threaded build, else 1.
+#[wasm_bindgen(js_name = cpuThreads)]
+pub fn cpu_threads() -> usize {
+    #[cfg(feature = "threads")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "threads"))]
+    1
+}
+
+/// Whether this build has the WebGPU backend (the threaded build is CPU-only).
+#[wasm_bindgen(js_name = hasWebGpu)]
+pub fn has_webgpu() -> bool {
+    cfg!(feature = "wgpu")
+}
+
 /// Initializes WebGPU once; returns "webgpu" or throws with the reason (the page then falls
 /// back to the CPU backend).
+#[cfg(not(feature = "wgpu"))]
+#[wasm_bindgen(js_name = initWebGpu)]
+pub async fn init_webgpu() -> Result<String, JsError> {
+    Err(JsError::new(
+        "this build has no WebGPU backend (the threaded CPU build)",
+    ))
+}
+
+/// Initializes WebGPU once; returns "webgpu" or throws with the reason (the page then falls
+/// back to the CPU backend).
+#[cfg(feature = "wgpu")]
 #[wasm_bindgen(js_name = initWebGpu)]
 pub async fn init_webgpu() -> Result<String, JsError> {
     if GPU.with(|g| g.borrow().is_some()) {
         return Ok("webgpu".into());
     }
-    let dev = Device::wgpu_options()
-        .init_async()
+    let (dev, setup) = Device::wgpu_options()
+        .init_with_setup_async()
         .await
         .map_err(|e| JsError::new(&format!("WebGPU is not available: {e:?}")))?;
     GPU.with(|g| *g.borrow_mut() = Some(dev));
+    GPU_SETUP.with(|s| *s.borrow_mut() = Some(setup));
     Ok("webgpu".into())
 }
 
@@ -217,6 +342,12 @@ impl WebModel {
         weights: Option<String>,
     ) -> Result<WebModel, JsError> {
         let mode = weight_mode(weights)?;
+        #[cfg(feature = "wgpu")]
+        if backend == "webgpu" {
+            let mut files: Vec<&[u8]> = vec![&model];
+            files.extend(mmproj.as_deref());
+            check_webgpu_room(&files, mode)?;
+        }
         let m = load_with(ModelFiles::Gguf { model, mmproj }, &device(&backend)?, mode)
             .map_err(js_err)?;
         Ok(WebModel { m, backend })
@@ -243,18 +374,24 @@ impl WebModel {
         Ok(WebModel { m, backend })
     }
 
-    /// Model card: name, format, quantization, sizes, layers, hidden, vision, backend.
+    /// Model card: name, format, quantization, sizes, layers, hidden, vision, backend, threads.
     pub fn info(&self) -> Result<JsValue, JsError> {
         #[derive(Serialize)]
         struct Card<'a> {
             #[serde(flatten)]
             info: &'a crate::loader::ModelInfo,
             backend: &'a str,
+            cpu_threads: usize,
             resident_weight_bytes: usize,
         }
         to_js(&Card {
             info: &self.m.info,
             backend: &self.backend,
+            cpu_threads: if self.backend == "cpu" {
+                cpu_threads()
+            } else {
+                1
+            },
             resident_weight_bytes: self.m.model.resident_bytes(),
         })
     }
@@ -444,6 +581,32 @@ impl WebModel {
         )
         .await
         .map_err(js_err)?;
+        to_js(&r)
+    }
+
+    /// The image path's figures (preprocess, vision encoder, image prefill, first token, the
+    /// page's apply) on an encoded image file: see [`crate::bench::image_bench`].
+    #[wasm_bindgen(js_name = imageBench)]
+    pub async fn image_bench(
+        &self,
+        image: Vec<u8>,
+        runs: usize,
+        max_tokens: usize,
+    ) -> Result<JsValue, JsError> {
+        let name = format!("{} ({})", self.backend, self.m.info.storage);
+        let r = crate::bench::image_bench(&self.m, &name, &image, runs, max_tokens, &perf_now)
+            .await
+            .map_err(js_err)?;
+        to_js(&r)
+    }
+
+    /// The estimated time of an image apply on this device, `{gflop, gflops, ms}`, or null
+    /// for a text-only model: see [`crate::bench::estimate_apply`].
+    #[wasm_bindgen(js_name = estimateApply)]
+    pub async fn estimate_apply(&self) -> Result<JsValue, JsError> {
+        let r = crate::bench::estimate_apply(&self.m, &perf_now)
+            .await
+            .map_err(js_err)?;
         to_js(&r)
     }
 

@@ -1,5 +1,5 @@
 //! The CLI's fixed contracts, run as a user would: `generate`, `hidden`, `sweep --json`,
-//! `bench --json`, and a clear error with a non-zero exit (never a panic) on bad input.
+//! `bench --json` (and `--image`), and a clear error with a non-zero exit (never a panic) on bad input.
 
 mod common;
 
@@ -178,6 +178,43 @@ fn sweep_json_and_bench_json_contracts() {
         assert!(b[k].as_f64().unwrap() > 0.0, "{k}");
     }
     assert!(b["backend"].is_string());
+
+    // The image path (`bench --image`): every figure measured, the estimate given.
+    let img = fixture("tiny_vlm/image_a.png");
+    let out = ok(&[
+        "bench",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+        "--runs",
+        "1",
+        "--json",
+    ]);
+    let b: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    for k in [
+        "preprocess_ms",
+        "vision_ms",
+        "vision_gflops",
+        "image_prefill_ms",
+        "first_token_ms",
+        "apply_ms",
+        "estimated_apply_ms",
+    ] {
+        assert!(b[k].as_f64().unwrap() > 0.0, "{k}: {b}");
+    }
+    assert!(b["first_token_ms"].as_f64() >= b["vision_ms"].as_f64());
+    assert!(b["prompt_tokens"].as_u64() > b["image_tokens"].as_u64());
+    // A text-only model cannot: a clear error, no panic.
+    let o = taskvec(&[
+        "bench",
+        "--model",
+        smollm2_path().to_str().unwrap(),
+        "--image",
+        img.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no vision encoder"));
 }
 
 /// `taskvec tasks --json` (fixed contract) and `taskvec table --json` / `--csv` on the tiny VLM.

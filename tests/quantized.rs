@@ -302,3 +302,25 @@ fn requantized_file_equals_quantizing_on_load() {
         last_states(&on_load, &prompts)
     );
 }
+
+/// The page refuses a model for a GPU whose buffers are too small before loading it: the
+/// largest device buffer is the file's biggest block matrix as stored, or its f32 size.
+#[test]
+fn largest_device_buffer_follows_the_storage_mode() {
+    use taskvec::loader::largest_device_buffer;
+    let file = read(&smollm2_path());
+    let h = taskvec::weights::gguf::GgufHeader::parse(&file).unwrap();
+    let embd = &h.tensors["token_embd.weight"];
+    assert_eq!(embd.numel(), 49152 * 576);
+    let (name, bytes) = largest_device_buffer(&[&file], WeightMode::Auto).unwrap();
+    let biggest = h.order.iter().map(|n| h.tensors[n].size).max().unwrap();
+    assert_eq!(bytes, biggest, "{name}");
+    let (name, bytes) = largest_device_buffer(&[&file], WeightMode::F32).unwrap();
+    assert_eq!(
+        (name.as_str(), bytes),
+        ("token_embd.weight", 49152 * 576 * 4)
+    );
+    let (_, bytes) = largest_device_buffer(&[&file], q(GgmlType::Q4_0)).unwrap();
+    assert_eq!(bytes, 49152 * 576 / 32 * 34);
+    assert!(largest_device_buffer(&[b"not a gguf"], WeightMode::Auto).is_err());
+}

@@ -13,6 +13,10 @@ const state = (window.taskvecState = { backend: null, info: null, tasks: [], las
 // For bench/browser_bench.mjs: the same figures as `taskvec bench`, measured in the worker.
 window.taskvecBench = (opts) => client.call("bench", opts || {});
 window.taskvecProbe = (opts) => client.call("probe", opts || {});
+// For bench/browser_bench.mjs --image: the image path's figures ({image: Uint8Array, runs}).
+window.taskvecImageBench = (opts) => client.call("imageBench", opts);
+// Test hooks: lose the WebGPU device; pretend its buffers are smaller (bytes, or null to undo).
+window.taskvecDebug = { loseGpu: () => client.call("debugLoseGpu"), limitGpuBuffer: (bytes) => client.call("debugLimitGpuBuffer", { bytes }) };
 // For bench/browser_table.mjs: the paper's table in the worker (the same op the panel runs).
 window.taskvecTable = (req) => client.call("table", { req });
 const paper = initPaperPanel({ client, state });
@@ -20,6 +24,11 @@ const paper = initPaperPanel({ client, state });
 const MODELS = {
   smollm2: { label: "SmolLM2-135M-Instruct · Q4_1 · text only (local models/)", model: "../models/SmolLM2-135M-Instruct.Q4_1.gguf" },
   tiny: { label: "Tiny random SmolVLM · test model, images (local models/tiny/)", model: "../models/tiny/tiny_lm.gguf", mmproj: "../models/tiny/tiny_mmproj.gguf" },
+  "random-smolvlm": {
+    label: "Random SmolVLM-256M · real size, random weights, for speed tests (local models/random-smolvlm/, built by models/make-random-smolvlm.sh)",
+    model: "../models/random-smolvlm/SmolVLM-256M-random-Q8_0.gguf",
+    mmproj: "../models/random-smolvlm/mmproj-SmolVLM-256M-random-f32.gguf",
+  },
   smolvlm: {
     label: "SmolVLM-256M-Instruct · Q8_0 · images (download from the model hub)",
     model: "https://huggingface.co/ggml-org/SmolVLM-256M-Instruct-GGUF/resolve/main/SmolVLM-256M-Instruct-Q8_0.gguf",
@@ -82,14 +91,42 @@ async function loadModel(source, files) {
 function showCard(info) {
   const rows = [
     ["name", info.name], ["format", info.format], ["weights in the file", info.quant], ["file size", (info.file_bytes / 1048576).toFixed(1) + " MB"], ["matrices in memory", info.storage], ["weights in memory", (info.resident_weight_bytes / 1048576).toFixed(1) + " MB"],
-    ["layers", info.layers], ["hidden size", info.hidden], ["images", info.vision ? "yes" : "no (text only)"], ["backend", info.backend], ["fingerprint", info.fingerprint],
+    ["layers", info.layers], ["hidden size", info.hidden], ["images", info.vision ? "yes" : "no (text only)"], ["backend", info.backend === "cpu" ? `cpu, ${info.cpu_threads} thread${info.cpu_threads === 1 ? "" : "s"}` : info.backend], ["fingerprint", info.fingerprint],
   ];
   const card = $("model-card");
   card.replaceChildren();
+  if (info.vision) rows.push(["image → answer", "estimating…"]);
   for (const [k, v] of rows) { const dt = document.createElement("dt"); text(dt, k); const dd = document.createElement("dd"); text(dd, v); card.append(dt, dd); }
+  state.imageAnswer = { estimate: null, measured: null, dd: info.vision ? card.lastElementChild : null };
+  if (info.vision) {
+    const a = state.imageAnswer;
+    client.call("estimateApply").then((e) => { if (e && a === state.imageAnswer) { a.estimate = e; showImageAnswer(); } })
+      .catch((e) => { text(a.dd, "no estimate (" + String(e.message || e) + ")"); });
+  }
   const layer = $("layer-choice");
   layer.replaceChildren(opt("", "recommended"));
   for (let l = 0; l < info.layers; l++) layer.append(opt(String(l), String(l)));
+}
+
+/** The backend badge, its tooltip and the notice line for a boot or a fallback. */
+function showBackend(b) {
+  state.backend = b.backend;
+  state.threads = b.threads;
+  text($("backend"), b.backend === "webgpu" ? "WebGPU" : `CPU (WebAssembly, ${b.threads} thread${b.threads === 1 ? "" : "s"})`);
+  $("backend").title = b.threadNote ? "One thread: " + b.threadNote : "";
+  document.body.dataset.threads = String(b.threads);
+  if (b.notice) { $("notice").hidden = false; text($("notice"), b.notice); }
+}
+
+/** The model card's "image → answer" row: the estimate (arithmetic ÷ a measured product rate), then the last measured apply. */
+function showImageAnswer() {
+  const a = state.imageAnswer;
+  if (!a || !a.dd) return;
+  const parts = [];
+  if (a.measured != null) parts.push(`${(a.measured / 1000).toFixed(1)} s measured (last image)`);
+  if (a.estimate) parts.push(`≈ ${(a.estimate.ms / 1000).toFixed(1)} s estimated`);
+  text(a.dd, parts.join(" · ") || "–");
+  if (a.estimate) a.dd.title = `Estimate: ${a.estimate.gflop.toFixed(0)} GFLOP (vision encoder, three prompts, the sweep) at ${a.estimate.gflops.toFixed(1)} GFLOP/s, the rate of a vision-layer-sized matrix product measured on this device after loading, times 2 for the other operations (1.6–2.8× in measurements).`;
 }
 
 // ---------- task ----------
@@ -256,8 +293,10 @@ async function applyVector() {
     const query = queryImage ? { image: queryImage.bytes, label: queryImage.label } : { text: q };
     const layerV = $("layer-choice").value;
     text($("apply-status"), "running…");
+    const t0 = performance.now();
     const r = await client.call("apply", { vector: entry.json, layer: layerV === "" ? null : Number(layerV), query, allowTransfer: $("allow-transfer").checked, maxTokens: 8 });
     state.last.apply = r;
+    if (queryImage && state.imageAnswer) { state.imageAnswer.measured = performance.now() - t0; showImageAnswer(); }
     text($("ans-patched"), answerText(r.patched) + `  · layer ${r.layer}`);
     text($("ans-zero"), answerText(r.zero_shot));
     text($("ans-icl"), answerText(r.icl));
@@ -415,10 +454,16 @@ async function main() {
   $("cos-a").onchange = $("cos-b").onchange = async () => refreshSimilarity(await lib.list());
 
   const preferGpu = params.get("backend") !== "cpu";
-  const boot = await client.call("init", { preferGpu });
-  state.backend = boot.backend;
-  text($("backend"), boot.backend === "webgpu" ? "WebGPU" : "CPU (WebAssembly)");
-  if (boot.notice) { $("notice").hidden = false; text($("notice"), boot.notice); }
+  const threads = params.get("threads") ? Number(params.get("threads")) : undefined;
+  const boot = await client.call("init", { preferGpu, threads });
+  showBackend(boot);
+  if (boot.gpu) $("backend").title = `${boot.gpu.adapter || "adapter"}: ${(boot.gpu.max_storage_buffer_binding_size / 1048576).toFixed(0)} MiB per storage buffer, ${(boot.gpu.max_buffer_size / 1048576).toFixed(0)} MiB per buffer`;
+  // The worker moves to the CPU by itself when the GPU is lost or cannot hold the model.
+  client.onEvent = (ev) => {
+    if (ev.event !== "backend") return;
+    showBackend(ev);
+    if (ev.info) { state.info = ev.info; showCard(ev.info); }
+  };
   state.tasks = await client.call("builtinTasks");
   for (const t of state.tasks) $("preset").append(opt(t.name, t.name.replace("_", " – ")));
   $("preset").append(opt("", "custom (empty)"));

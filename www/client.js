@@ -4,8 +4,11 @@ export class ModelClient {
     this.worker = new Worker(new URL("./worker.js", import.meta.url), { type: "module" });
     this.pending = new Map();
     this.next = 1;
+    /** Called with the worker's own events, e.g. `{event: "backend", ...}` after a WebGPU failure. */
+    this.onEvent = null;
     this.worker.onmessage = (ev) => {
       const m = ev.data;
+      if (m.event) { if (this.onEvent) this.onEvent(m); return; }
       const p = this.pending.get(m.id);
       if (!p) return;
       if (m.progress) { if (p.onProgress) p.onProgress(m.progress); return; }

@@ -1,27 +1,64 @@
 // The model worker: owns the wasm module and the loaded model, so the page never freezes.
 // Messages: {id, op, args} -> {id, ok, result} | {id, ok:false, error} and {id, progress}.
-import init, * as tv from "../pkg/taskvec.js";
-
+// Two builds of the same crate: pkg/ (WebGPU + single-threaded CPU) and pkg/threads/ (CPU only,
+// shared memory, a rayon pool in nested workers). The threaded one needs a cross-origin isolated
+// page (COOP/COEP, which `taskvec serve` sends); without it the CPU runs on one thread.
+let tv = null;
 let ready = null;
 let backend = null;
 let model = null;
 
 const CACHE = "taskvec-models-v1";
+/** Threads for the CPU pool: the machine's cores, capped (more rarely pays off for these sizes). */
+const MAX_THREADS = 8;
 
-async function boot(preferGpu) {
-  await init();
+/** Imports a build; `fresh` gives a new instance (after a lost GPU the old one may be unusable). */
+async function loadBuild(threaded, fresh = false) {
+  const url = threaded ? "../pkg/threads/taskvec.js" : "../pkg/taskvec.js";
+  const m = await import(fresh ? url + "?instance=" + Date.now() : url);
+  await m.default();
+  return m;
+}
+
+/** The CPU build: threaded when the page is cross-origin isolated and more than one thread is asked. */
+async function bootCpu(threads, notes, fresh = false) {
+  const cores = Math.max(1, Math.min(MAX_THREADS, (self.navigator && self.navigator.hardwareConcurrency) || 1));
+  const want = threads == null ? cores : Math.max(1, Math.min(64, threads | 0));
+  let why = null;
+  if (want > 1 && self.crossOriginIsolated) {
+    try {
+      const m = await loadBuild(true);
+      await m.initThreadPool(want);
+      tv = m;
+      return { threads: m.cpuThreads(), why: null };
+    } catch (e) {
+      why = "the threaded build failed to start (" + String(e.message || e) + ")";
+    }
+  } else if (want > 1) {
+    why = "the page is not cross-origin isolated (its server sends no COOP/COEP headers), so shared memory is off";
+  }
+  if (why) notes.push("CPU on one thread: " + why + ".");
+  if (fresh || !tv || tv.cpuThreads() > 1 || !tv.hasWebGpu()) tv = await loadBuild(false, fresh);
+  return { threads: 1, why: why || (want === 1 ? "one thread was asked for (?threads=1)" : null) };
+}
+
+async function boot(preferGpu, threads) {
+  const notes = [];
   if (preferGpu && self.navigator && self.navigator.gpu) {
     try {
+      tv = await loadBuild(false);
       await tv.initWebGpu();
       backend = "webgpu";
-      return { backend, notice: null };
+      return { backend, threads: 1, notice: null, gpu: tv.webGpuLimits() };
     } catch (e) {
-      backend = "cpu";
-      return { backend, notice: "WebGPU failed (" + String(e.message || e) + "): running on the CPU (WebAssembly) instead." };
+      notes.push("WebGPU failed (" + String(e.message || e) + "): running on the CPU (WebAssembly) instead.");
     }
+  } else if (preferGpu) {
+    notes.push("This browser has no WebGPU: running on the CPU (WebAssembly) instead.");
   }
   backend = "cpu";
-  return { backend, notice: preferGpu ? "This browser has no WebGPU: running on the CPU (WebAssembly) instead." : "CPU backend chosen: running on WebAssembly." };
+  const cpu = await bootCpu(threads, notes);
+  return { backend, threads: cpu.threads, threadNote: cpu.why, notice: notes.join(" ") || (preferGpu ? null : "CPU backend chosen: running on WebAssembly.") };
 }
 
 /** Downloads a URL with progress, using the Cache API when it can (quota errors are reported, not fatal). */
@@ -63,13 +100,63 @@ async function download(url, label, report) {
   return { bytes, cached: false, note };
 }
 
+/** The files of the model loaded on WebGPU, kept to reload it on the CPU if the GPU is lost. */
+let gpuFiles = null;
+
+/**
+ * Whether an error means the GPU is gone or cannot hold the model (then the CPU takes over):
+ * a trapped instance, the size refusal, or a device that no longer computes one tiny op.
+ */
+async function gpuTrouble(e) {
+  if (e instanceof WebAssembly.RuntimeError) return true;
+  if (/cannot hold the model/.test(String((e && e.message) || e))) return true;
+  try { return !(await tv.webGpuAlive()); } catch (_) { return true; }
+}
+
+/** A running check of the GPU after a failed step: resolves true when the CPU took over. */
+let switching = null;
+
+function checkGpu(e, report) {
+  if (!switching) {
+    switching = (async () => {
+      try {
+        if (!(await gpuTrouble(e))) return false;
+        await fallBackToCpu(e, report);
+        return true;
+      } finally {
+        switching = null;
+      }
+    })();
+  }
+  return switching;
+}
+
+/** Moves to the CPU backend after a WebGPU failure and reloads the model there. */
+async function fallBackToCpu(e, report) {
+  const why = String((e && e.message) || e).split("\n")[0];
+  const notes = [];
+  backend = "cpu";
+  model = null; // the GPU model (and perhaps its whole wasm instance) is unusable: not freed
+  const cpu = await bootCpu(undefined, notes, true);
+  const files = gpuFiles;
+  gpuFiles = null;
+  if (files) {
+    report({ what: "the GPU failed: reloading the model on the CPU", done: 0, total: 0 });
+    model = loadBytes("gguf", { model: new Uint8Array(files.model), mmproj: files.mmproj ? new Uint8Array(files.mmproj) : null, storage: files.storage });
+  }
+  const what = /cannot hold the model/.test(why) ? why : `The WebGPU device stopped working (${why})`;
+  const notice = `${what}: switched to the CPU (WebAssembly, ${cpu.threads} thread${cpu.threads === 1 ? "" : "s"})` +
+    (files ? " and reloaded the model there." : ".") + (notes.length ? " " + notes.join(" ") : "");
+  self.postMessage({ event: "backend", backend, threads: cpu.threads, threadNote: cpu.why, notice, info: model ? model.info() : null });
+}
+
 function loadBytes(kind, a) {
   if (kind === "hf") return tv.WebModel.loadHf(backend, a.config, a.preprocessor || undefined, a.tokenizer, a.weights, a.storage || undefined);
   return tv.WebModel.loadGguf(backend, a.model, a.mmproj || undefined, a.storage || undefined);
 }
 
 const ops = {
-  async init({ preferGpu }) { ready = boot(preferGpu); return ready; },
+  async init({ preferGpu, threads }) { ready = boot(preferGpu, threads); return ready; },
   async builtinTasks() { return tv.builtinTasks(); },
   async load({ source, model: m, mmproj, urls, storage }, report) {
     let files = { model: m, mmproj };
@@ -94,6 +181,7 @@ const ops = {
     }
     if (model) model.free();
     model = next;
+    gpuFiles = backend === "webgpu" ? { model: files.model, mmproj: files.mmproj, storage } : null;
     return { info: model.info(), notes };
   },
   async info() { return model ? model.info() : null; },
@@ -105,6 +193,13 @@ const ops = {
     need();
     return model.probe(runs || 3);
   },
+  async imageBench({ image, runs, maxTokens }) {
+    need();
+    return model.imageBench(image, runs || 3, maxTokens || 8);
+  },
+  async debugLoseGpu() { return backend === "webgpu" ? tv.debugLoseWebGpu() : false; },
+  async debugLimitGpuBuffer({ bytes }) { if (backend === "webgpu") tv.debugLimitWebGpuBuffer(bytes); return true; },
+  async estimateApply() { return model ? model.estimateApply() : null; },
   async tableRows() { return tv.tableRows(); },
   async imagesEncoded() { return model ? model.imagesEncoded() : 0; },
   async table({ req }, report) {
@@ -161,7 +256,19 @@ self.onmessage = async (ev) => {
     if (op !== "init" && ready) await ready;
     const f = ops[op];
     if (!f) throw new Error("unknown operation " + op);
-    const result = await f(args || {}, report);
+    if (switching) await switching;
+    const started = backend;
+    let result;
+    try {
+      result = await f(args || {}, report);
+    } catch (e) {
+      // A lost GPU, or a model too big for it: continue on the CPU and run the step again
+      // (also when another step found the GPU lost while this one ran).
+      if (started !== "webgpu" || op === "init") throw e;
+      if (backend === "webgpu" && !(await checkGpu(e, report))) throw e;
+      if (switching) await switching;
+      result = await f(args || {}, report);
+    }
     self.postMessage({ id, ok: true, result });
   } catch (e) {
     self.postMessage({ id, ok: false, error: String((e && e.message) || e) });

@@ -228,6 +228,10 @@ pub enum Command {
         /// Q4_1 dequantization): where a forward's time goes.
         #[arg(long)]
         probe: bool,
+        /// Instead, time the image path on this image file (needs --mmproj): preprocessing,
+        /// vision encoder, image prompt prefill, first answer token, and the page's apply.
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<PathBuf>,
     },
     /// Serves the page (www/, pkg/, models/) on 127.0.0.1 with COOP/COEP and CSP headers.
     Serve {
@@ -619,6 +623,7 @@ pub fn run(cli: Cli) -> Result<()> {
             runs,
             json,
             probe,
+            image,
         } => {
             let t0 = std::time::Instant::now();
             let now = move || t0.elapsed().as_secs_f64() * 1e3;
@@ -632,6 +637,32 @@ pub fn run(cli: Cli) -> Result<()> {
                 Backend::Cpu => "flex (cpu)",
                 Backend::Wgpu => "wgpu",
             };
+            if let Some(path) = image {
+                let bytes = read(&path)?;
+                let r =
+                    pollster::block_on(crate::bench::image_bench(&m, name, &bytes, runs, 8, &now))?;
+                if json {
+                    println!("{}", serde_json::to_string(&r).expect("report serializes"));
+                } else {
+                    println!("backend              {}", r.backend);
+                    println!("preprocess           {:.1} ms", r.preprocess_ms);
+                    println!(
+                        "vision encoder       {:.1} ms ({:.1} GFLOP/s)",
+                        r.vision_ms, r.vision_gflops
+                    );
+                    println!(
+                        "image prompt prefill {:.1} ms ({} tokens, {} of them the image)",
+                        r.image_prefill_ms, r.prompt_tokens, r.image_tokens
+                    );
+                    println!("image → first token  {:.1} ms", r.first_token_ms);
+                    println!(
+                        "apply (page)         {:.1} ms (3 answers of {} tokens + sweep)",
+                        r.apply_ms, r.max_tokens
+                    );
+                    println!("apply, estimated     {:.1} ms", r.estimated_apply_ms);
+                }
+                return Ok(());
+            }
             let r = pollster::block_on(crate::bench::bench(
                 &m, name, prefill, decode, runs, true, &now,
             ))?;

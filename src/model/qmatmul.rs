@@ -4,7 +4,7 @@
 //!
 //! Two kernels: few rows (decoding, m ≤ [`SMALL_M`]) take dot products straight from the blocks;
 //! more rows (prefill, sweeps) dequantize a panel of weight rows at a time and hand it to `gemm`
-//! (the matrix-product crate burn's flex backend uses). Natively both run on rayon's pool.
+//! (the matrix-product crate burn's flex backend uses). Natively, and in the browser's threaded build, both run on rayon's pool.
 
 use crate::error::{Error, Result};
 use crate::weights::quant::{self, GgmlType};
@@ -543,14 +543,14 @@ fn transpose(a: Vec<f32>, rows: usize, cols: usize) -> Vec<f32> {
 
 /// Runs `f(index, chunk)` over `chunk`-sized pieces of `data`, in parallel where threads exist.
 fn par_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
     {
         use rayon::prelude::*;
         data.par_chunks_mut(chunk)
             .enumerate()
             .for_each(|(i, c)| f(i, c));
     }
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
     data.chunks_mut(chunk)
         .enumerate()
         .for_each(|(i, c)| f(i, c));
@@ -558,12 +558,12 @@ fn par_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sy
 
 /// `(0..n).map(f)`, in parallel where threads exist.
 fn par_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
     {
         use rayon::prelude::*;
         (0..n).into_par_iter().map(f).collect()
     }
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
     (0..n).map(f).collect()
 }
 

@@ -3,12 +3,12 @@
 // CLI (`target/release/taskvec`) as the reference for every number the page shows.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { writeFileSync, readFileSync } from "node:fs";
+import { writeFileSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { browserHarness, clearLibrary, close, root, tiny, out, work, cli, cliJson } from "./harness.mjs";
 
 const image = join(root, "tests/fixtures/tiny_vlm/image_a.png");
-const { open } = browserHarness();
+const { open, base } = browserHarness();
 
 /** Extract (text examples, first 30 country-capital pairs, 5 prompts, seed 0) then apply to the image at layer 2. */
 async function extractAndApply(page, specValue = "text") {
@@ -109,10 +109,75 @@ test("CPU fallback gives the same numbers", { timeout: 900000 }, async () => {
   await clearLibrary(page);
   assert.equal(await page.evaluate(() => window.taskvecState.backend), "cpu");
   assert.match(await page.textContent("#notice"), /CPU/);
+  // `taskvec serve` makes the page cross-origin isolated, so the threaded build runs with one
+  // thread per core (capped at 8).
+  const cores = await page.evaluate(() => Math.min(8, navigator.hardwareConcurrency));
+  assert.ok(await page.evaluate(() => self.crossOriginIsolated));
+  assert.equal(await page.evaluate(() => window.taskvecState.threads), cores);
+  assert.match(await page.textContent("#backend"), new RegExp(`CPU \\(WebAssembly, ${cores} threads?\\)`));
   const last = await extractAndApply(page);
+  // The model card's "image → answer": the estimate from load, then the measured apply.
+  assert.match(await page.textContent("#model-card"), /image → answer\d+\.\d s measured \(last image\) · ≈ \d+\.\d s estimated/);
   assert.deepEqual(last.apply.patched.ids, gpuResult.patched.ids);
   assert.deepEqual(last.apply.zero_shot.ids, gpuResult.zero_shot.ids);
   last.apply.sweep.forEach((s, i) => { assert.equal(s.token, gpuResult.sweep[i].token); close(s.prob, gpuResult.sweep[i].prob, 1e-3, `cpu vs gpu sweep ${i}`); });
+  assert.deepEqual(problems, []);
+  await page.close();
+
+  // One thread (the single-threaded build): the same answers, the same sweep.
+  const one = await open("model=tiny&backend=cpu&threads=1");
+  await clearLibrary(one.page);
+  assert.equal(await one.page.evaluate(() => window.taskvecState.threads), 1);
+  assert.match(await one.page.textContent("#backend"), /CPU \(WebAssembly, 1 thread\)/);
+  const single = await extractAndApply(one.page);
+  assert.deepEqual(single.apply.patched.ids, last.apply.patched.ids);
+  assert.deepEqual(single.apply.zero_shot.ids, last.apply.zero_shot.ids);
+  single.apply.sweep.forEach((s, i) => { assert.equal(s.token, last.apply.sweep[i].token); close(s.prob, last.apply.sweep[i].prob, 1e-4, `1 vs ${cores} threads sweep ${i}`); });
+  assert.deepEqual(one.problems, []);
+  await one.page.close();
+});
+
+test("both wasm builds are under 4 MiB gzipped and served precompressed", async () => {
+  for (const p of ["pkg/taskvec_bg.wasm", "pkg/threads/taskvec_bg.wasm"]) {
+    const gz = statSync(join(root, p + ".gz")).size;
+    assert.ok(gz <= 4 * 1048576, `${p}.gz is ${gz} bytes`);
+    const r = await fetch(`${base.replace("/www/index.html", "")}/${p}`, { headers: { "Accept-Encoding": "gzip" } });
+    assert.equal(r.headers.get("content-encoding"), "gzip", p);
+    assert.equal(r.headers.get("content-type"), "application/wasm", p);
+    assert.equal(Number(r.headers.get("content-length") || gz), gz, p);
+    await r.arrayBuffer();
+  }
+});
+
+test("a lost WebGPU device: the page moves to the CPU, reloads the model and answers the same", { timeout: 900000 }, async () => {
+  assert.ok(gpuResult, "needs the WebGPU run");
+  const { page, problems } = await open("model=tiny");
+  await clearLibrary(page);
+  assert.equal(await page.evaluate(() => window.taskvecState.backend), "webgpu");
+  assert.match(await page.getAttribute("#backend", "title"), /MiB per storage buffer/);
+  assert.equal(await page.evaluate(() => window.taskvecDebug.loseGpu()), true);
+  const last = await extractAndApply(page);
+  assert.equal(await page.evaluate(() => window.taskvecState.backend), "cpu");
+  assert.match(await page.textContent("#notice"), /The WebGPU device stopped working \(.+\): switched to the CPU \(WebAssembly, \d threads?\) and reloaded the model there\./);
+  assert.match(await page.textContent("#backend"), /^CPU \(WebAssembly/);
+  assert.match(await page.textContent("#model-card"), /backendcpu/);
+  assert.deepEqual(last.apply.patched.ids, gpuResult.patched.ids);
+  assert.deepEqual(last.apply.zero_shot.ids, gpuResult.zero_shot.ids);
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
+test("a model too big for the GPU's buffers is refused before loading and runs on the CPU", { timeout: 600000 }, async () => {
+  const { page, problems } = await open("model=tiny");
+  assert.equal(await page.evaluate(() => window.taskvecState.backend), "webgpu");
+  // The tiny model's largest tensor is its f32 patch embedding (96 KiB): allow 64 KiB.
+  await page.evaluate(() => window.taskvecDebug.limitGpuBuffer(65536));
+  await page.selectOption("#model-choice", "tiny");
+  await page.click("#load-btn");
+  await page.waitForFunction(() => window.taskvecState.backend === "cpu" && /ready/.test(document.querySelector("#load-status").textContent), null, { timeout: 300000 });
+  assert.match(await page.textContent("#notice"), /this GPU cannot hold the model: tensor '.+' needs one buffer of \d+\.\d MiB but the GPU allows 0\.1 MiB per buffer/);
+  assert.equal(await page.textContent("#model-error"), "");
+  assert.match(await page.textContent("#model-card"), /backendcpu/);
   assert.deepEqual(problems, []);
   await page.close();
 });
