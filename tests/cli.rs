@@ -503,3 +503,126 @@ fn quantize_writes_a_loadable_gguf_pair() {
     assert_eq!(std::fs::read(&src_lm).unwrap(), before, "input untouched");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// `taskvec export` (fixed contract) and `taskvec import`: the safetensors round trip is exact;
+/// the control-vector GGUF has llama.cpp's keys and `direction.{l}` = row l × scale; layer 0
+/// and files not written by taskvec are refused clearly.
+#[test]
+fn export_and_import_vector_files() {
+    let dir = std::env::temp_dir().join(format!("taskvec-export-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let model = fixture("tiny_vlm");
+    ok(&[
+        "extract",
+        "--model",
+        model.to_str().unwrap(),
+        "--task",
+        "country_capital",
+        "--out",
+        &p("v.json"),
+    ]);
+    ok(&[
+        "export",
+        &p("v.json"),
+        "--format",
+        "safetensors",
+        "--out",
+        &p("v.safetensors"),
+    ]);
+    ok(&["import", &p("v.safetensors"), "--out", &p("back.json")]);
+    assert_eq!(
+        std::fs::read(p("v.json")).unwrap(),
+        std::fs::read(p("back.json")).unwrap()
+    );
+    let st = std::fs::read(p("v.safetensors")).unwrap();
+    let (shape, data) = tensor(&st, "vectors");
+    let v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p("v.json")).unwrap()).unwrap();
+    let rows = v["vectors"].as_array().unwrap();
+    assert_eq!(shape, vec![rows.len(), rows[0].as_array().unwrap().len()]);
+    assert_eq!(data[shape[1] + 3], rows[1][3].as_f64().unwrap() as f32);
+
+    ok(&[
+        "export",
+        &p("v.json"),
+        "--format",
+        "control-vector",
+        "--layers",
+        "1-3",
+        "--scale",
+        "2",
+        "--out",
+        &p("cv.gguf"),
+    ]);
+    let bytes = std::fs::read(p("cv.gguf")).unwrap();
+    let h = taskvec::weights::gguf::GgufHeader::parse(&bytes).unwrap();
+    assert_eq!(
+        h.get("general.architecture").and_then(|x| x.as_str()),
+        Some("controlvector")
+    );
+    assert_eq!(
+        h.get("controlvector.layer_count").and_then(|x| x.as_u64()),
+        Some(3)
+    );
+    assert_eq!(h.order, ["direction.1", "direction.2", "direction.3"]);
+    for (l, row) in rows.iter().enumerate().take(4).skip(1) {
+        let t = &h.tensors[&format!("direction.{l}")];
+        let got: Vec<f32> = bytes[t.offset..t.offset + t.size]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        let want: Vec<f32> = row
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32 * 2.0)
+            .collect();
+        assert_eq!(got, want, "direction.{l}");
+    }
+    let refused = |args: &[&str], msg: &str| {
+        let o = taskvec(args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}");
+        let e = String::from_utf8_lossy(&o.stderr);
+        assert!(e.contains(msg), "{args:?}: {e}");
+    };
+    refused(
+        &[
+            "export",
+            &p("v.json"),
+            "--format",
+            "control-vector",
+            "--layers",
+            "0",
+            "--out",
+            &p("x.gguf"),
+        ],
+        "no slot",
+    );
+    refused(
+        &[
+            "export",
+            &p("v.json"),
+            "--format",
+            "control-vector",
+            "--scale",
+            "NaN",
+            "--out",
+            &p("x.gguf"),
+        ],
+        "not a finite number",
+    );
+    refused(
+        &["import", &p("v.json"), "--out", &p("x.json")],
+        "not a safetensors file",
+    );
+    refused(
+        &[
+            "import",
+            model.join("model.safetensors").to_str().unwrap(),
+            "--out",
+            &p("x.json"),
+        ],
+        "not exported by taskvec",
+    );
+}

@@ -200,6 +200,33 @@ pub enum Command {
         #[arg(long = "type", value_parser = ["q8_0", "q4_0", "q4_1"])]
         ty: String,
     },
+    /// Writes a vector file for other tools: safetensors (tensor `vectors` f32 [layers,
+    /// hidden] + metadata; `taskvec import` reads it back) or llama.cpp's control-vector GGUF.
+    Export {
+        /// The task-vector JSON file.
+        file: PathBuf,
+        /// Output format.
+        #[arg(long, value_parser = ["safetensors", "control-vector"])]
+        format: String,
+        /// File to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// control-vector: the layers to write, `L`, `A-B` or `all` (default: the file's
+        /// recommended layer; layer 0 has no llama.cpp slot).
+        #[arg(long)]
+        layers: Option<String>,
+        /// control-vector: multiply the directions by this.
+        #[arg(long, default_value_t = 1.0)]
+        scale: f32,
+    },
+    /// Reads a safetensors file written by `taskvec export` back into a vector JSON file.
+    Import {
+        /// The safetensors file.
+        file: PathBuf,
+        /// The vector JSON file to write.
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Describes a model: sizes on disk and in memory, layers, hidden size, storage type.
     Info {
         #[command(flatten)]
@@ -426,6 +453,52 @@ fn image_list(path: &Option<PathBuf>) -> Result<Vec<Vec<u8>>> {
 }
 
 /// `taskvec quantize`: requantizes a GGUF file into a new file, never touching the input.
+/// Writes `bytes` to `path`, reporting the path in the error.
+fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// `taskvec export`.
+fn export_file(
+    file: &Path,
+    format: &str,
+    out: &Path,
+    layers: Option<&str>,
+    scale: f32,
+) -> Result<()> {
+    use crate::taskvec::export;
+    let text = String::from_utf8(read(file)?)
+        .map_err(|_| Error::TaskVector(format!("{} is not UTF-8 text", file.display())))?;
+    let f = crate::taskvec::VectorFile::from_json(&text)?;
+    let bytes = if format == "safetensors" {
+        export::to_safetensors(&f)?
+    } else {
+        let n = f.model.layers;
+        let bad = |s: &str| Error::TaskVector(format!("--layers {s}: expected L, A-B or all"));
+        let list: Vec<usize> = match layers {
+            None => vec![f.recommended_layer],
+            Some("all") => (1..n).collect(),
+            Some(s) => match s.split_once('-') {
+                Some((a, b)) => {
+                    let (a, b) = (
+                        a.parse().map_err(|_| bad(s))?,
+                        b.parse().map_err(|_| bad(s))?,
+                    );
+                    (a..=b).collect()
+                }
+                None => vec![s.parse().map_err(|_| bad(s))?],
+            },
+        };
+        export::to_control_vector(&f, &list, scale)?
+    };
+    write_new(out, &bytes)?;
+    eprintln!("wrote {} ({format}, {} bytes)", out.display(), bytes.len());
+    Ok(())
+}
+
 fn quantize_file(input: &Path, output: &Path, ty: &str) -> Result<()> {
     if input.is_dir() {
         return Err(Error::load(format!(
@@ -481,6 +554,28 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     if let Command::Quantize { input, output, ty } = &cli.command {
         return quantize_file(input, output, ty);
+    }
+    if let Command::Export {
+        file,
+        format,
+        out,
+        layers,
+        scale,
+    } = &cli.command
+    {
+        return export_file(file, format, out, layers.as_deref(), *scale);
+    }
+    if let Command::Import { file, out } = &cli.command {
+        let f = crate::taskvec::export::from_safetensors(&read(file)?)?;
+        write_new(out, f.to_json().as_bytes())?;
+        eprintln!(
+            "wrote {} ({} layers × {}), recommended layer {}",
+            out.display(),
+            f.model.layers,
+            f.model.hidden,
+            f.recommended_layer
+        );
+        return Ok(());
     }
     if let Command::Tasks { json } = &cli.command {
         return paper::tasks(*json);

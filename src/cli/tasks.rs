@@ -328,7 +328,9 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
         | Command::Serve { .. }
         | Command::Bench { .. }
         | Command::Info { .. }
-        | Command::Quantize { .. } => {
+        | Command::Quantize { .. }
+        | Command::Export { .. }
+        | Command::Import { .. } => {
             unreachable!("handled in run")
         }
     }

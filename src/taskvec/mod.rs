@@ -3,6 +3,7 @@
 
 pub mod dataset;
 pub mod engine;
+pub mod export;
 pub mod extract;
 pub mod format;
 pub mod lens;

@@ -47,7 +47,8 @@ pub fn target_type(name: &str, dims: &[usize], stored: GgmlType, ty: GgmlType) -
     }
 }
 
-fn put_str(out: &mut Vec<u8>, s: &str) {
+/// Appends a GGUF string (u64 length, then the bytes).
+pub(crate) fn put_str(out: &mut Vec<u8>, s: &str) {
     out.extend((s.len() as u64).to_le_bytes());
     out.extend(s.as_bytes());
 }
