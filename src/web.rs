@@ -193,6 +193,29 @@ fn device(backend: &str) -> Result<Device, JsError> {
     }
 }
 
+/// A vector file's JSON text exported for other tools (`safetensors` or `control-vector`,
+/// with `layers` `L` / `A-B` / `all` and `scale` for the latter): the same bytes as `taskvec
+/// export`.
+#[wasm_bindgen(js_name = exportVector)]
+pub fn export_vector(
+    json: String,
+    format: String,
+    layers: Option<String>,
+    scale: Option<f32>,
+) -> Result<Vec<u8>, JsError> {
+    let f = VectorFile::from_json(&json).map_err(js_err)?;
+    crate::taskvec::export::export(&f, &format, layers.as_deref(), scale.unwrap_or(1.0))
+        .map_err(js_err)
+}
+
+/// The vector file (JSON text) inside a safetensors file written by `taskvec export`.
+#[wasm_bindgen(js_name = importSafetensors)]
+pub fn import_safetensors(bytes: Vec<u8>) -> Result<String, JsError> {
+    crate::taskvec::export::from_safetensors(&bytes)
+        .map(|f| f.to_json())
+        .map_err(js_err)
+}
+
 /// One example from the page: text or image input, and the answer.
 #[derive(Deserialize)]
 struct ExampleIn {

@@ -530,6 +530,19 @@ fn export_and_import_vector_files() {
         "--out",
         &p("v.safetensors"),
     ]);
+    ok(&[
+        "export",
+        &p("v.json"),
+        "--format",
+        "safetensors",
+        "--out",
+        &p("again.safetensors"),
+    ]);
+    assert_eq!(
+        std::fs::read(p("v.safetensors")).unwrap(),
+        std::fs::read(p("again.safetensors")).unwrap(),
+        "deterministic bytes"
+    );
     ok(&["import", &p("v.safetensors"), "--out", &p("back.json")]);
     assert_eq!(
         std::fs::read(p("v.json")).unwrap(),

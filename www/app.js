@@ -330,7 +330,9 @@ async function importFiles(files) {
   for (const f of files) {
     try {
       if (f.size > 64 * 1048576) throw new Error("larger than 64 MiB");
-      const json = await f.text();
+      const json = /\.safetensors$/i.test(f.name)
+        ? await client.call("importSafetensors", { bytes: new Uint8Array(await f.arrayBuffer()) })
+        : await f.text();
       const summary = await client.call("inspect", { json });
       await save(json, `${summary.task} · imported`);
     } catch (e) { errors.push(`${f.name}: ${e.message || e}`); }
@@ -338,12 +340,21 @@ async function importFiles(files) {
   if (errors.length) showError("library-error", new Error(errors.join("\n")));
 }
 
-function download(name, json) {
+function download(name, data, ext = ".json", type = "application/json") {
   const a = document.createElement("a");
-  a.href = URL.createObjectURL(new Blob([json], { type: "application/json" }));
-  a.download = name.replace(/[^\w.-]+/g, "_") + ".json";
+  a.href = URL.createObjectURL(new Blob([data], { type }));
+  a.download = name.replace(/[^\w.-]+/g, "_") + ext;
   a.click();
   setTimeout(() => URL.revokeObjectURL(a.href), 1000);
+}
+
+/** Downloads a library entry for other tools (`taskvec export`'s bytes): safetensors, or llama.cpp's control vector at the recommended layer. */
+async function exportFor(e, format) {
+  showError("library-error", null);
+  try {
+    const bytes = await client.call("exportVector", { json: e.json, format });
+    download(e.name, bytes, format === "safetensors" ? ".safetensors" : ".control-vector.gguf", "application/octet-stream");
+  } catch (err) { showError("library-error", err); }
 }
 
 async function refreshLibrary() {
@@ -361,8 +372,10 @@ async function refreshLibrary() {
     for (const c of cells) { const td = document.createElement("td"); if (typeof c === "string") text(td, c); else td.append(c); tr.append(td); }
     const act = document.createElement("td");
     const ex = document.createElement("button"); text(ex, "export"); ex.onclick = () => download(e.name, e.json);
+    const st = document.createElement("button"); text(st, "safetensors"); st.title = "tensor `vectors` [layers, hidden] + the file in the metadata (taskvec import reads it back)"; st.onclick = () => exportFor(e, "safetensors");
+    const cv = document.createElement("button"); text(cv, "llama.cpp"); cv.title = "llama.cpp control vector (direction.N) of the recommended layer: added at every position, not a patch"; cv.onclick = () => exportFor(e, "control-vector");
     const del = document.createElement("button"); text(del, "delete"); del.onclick = async () => { await lib.remove(e.id); refreshLibrary(); };
-    act.append(ex, " ", del);
+    act.append(ex, " ", st, " ", cv, " ", del);
     tr.append(act);
     body.append(tr);
     choice.append(opt(e.id, e.name));

@@ -197,6 +197,8 @@ const ops = {
     need();
     return model.imageBench(image, runs || 3, maxTokens || 8);
   },
+  async exportVector({ json, format, layers, scale }) { return tv.exportVector(json, format, layers || undefined, scale == null ? undefined : scale); },
+  async importSafetensors({ bytes }) { return tv.importSafetensors(new Uint8Array(bytes)); },
   async debugLoseGpu() { return backend === "webgpu" ? tv.debugLoseWebGpu() : false; },
   async debugLimitGpuBuffer({ bytes }) { if (backend === "webgpu") tv.debugLimitWebGpuBuffer(bytes); return true; },
   async estimateApply() { return model ? model.estimateApply() : null; },

@@ -469,31 +469,10 @@ fn export_file(
     layers: Option<&str>,
     scale: f32,
 ) -> Result<()> {
-    use crate::taskvec::export;
     let text = String::from_utf8(read(file)?)
         .map_err(|_| Error::TaskVector(format!("{} is not UTF-8 text", file.display())))?;
     let f = crate::taskvec::VectorFile::from_json(&text)?;
-    let bytes = if format == "safetensors" {
-        export::to_safetensors(&f)?
-    } else {
-        let n = f.model.layers;
-        let bad = |s: &str| Error::TaskVector(format!("--layers {s}: expected L, A-B or all"));
-        let list: Vec<usize> = match layers {
-            None => vec![f.recommended_layer],
-            Some("all") => (1..n).collect(),
-            Some(s) => match s.split_once('-') {
-                Some((a, b)) => {
-                    let (a, b) = (
-                        a.parse().map_err(|_| bad(s))?,
-                        b.parse().map_err(|_| bad(s))?,
-                    );
-                    (a..=b).collect()
-                }
-                None => vec![s.parse().map_err(|_| bad(s))?],
-            },
-        };
-        export::to_control_vector(&f, &list, scale)?
-    };
+    let bytes = crate::taskvec::export::export(&f, format, layers, scale)?;
     write_new(out, &bytes)?;
     eprintln!("wrote {} ({format}, {} bytes)", out.display(), bytes.len());
     Ok(())

@@ -20,6 +20,8 @@ fn refuse<T>(m: impl Into<String>) -> Result<T> {
 
 /// The vector file as safetensors: tensor `vectors` f32 `[layers, hidden]` (little-endian) and
 /// metadata (`format`, `model`, `layers`, `hidden`, `task`, `recommended_layer` and the file).
+/// The header's keys are sorted, so the same file always gives the same bytes (the
+/// `safetensors` crate's writer orders metadata by a randomly seeded hash map).
 pub fn to_safetensors(f: &VectorFile) -> Result<Vec<u8>> {
     f.validate()?;
     let (l, d) = (f.model.layers, f.model.hidden);
@@ -29,24 +31,28 @@ pub fn to_safetensors(f: &VectorFile) -> Result<Vec<u8>> {
         .flatten()
         .flat_map(|x| x.to_le_bytes())
         .collect();
-    let view = safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![l, d], &data)
-        .map_err(|e| Error::TaskVector(format!("safetensors: {e}")))?;
     let mut head = f.clone();
     head.vectors.clear();
-    let meta = std::collections::HashMap::from([
-        ("format".to_string(), "taskvec-vectors".to_string()),
-        ("model".to_string(), f.model.id.clone()),
-        ("layers".to_string(), l.to_string()),
-        ("hidden".to_string(), d.to_string()),
-        ("task".to_string(), f.task.name.clone()),
-        (
-            "recommended_layer".to_string(),
-            f.recommended_layer.to_string(),
-        ),
-        (SAFETENSORS_KEY.to_string(), head.to_json()),
-    ]);
-    safetensors::serialize([("vectors", view)], Some(meta))
-        .map_err(|e| Error::TaskVector(format!("safetensors: {e}")))
+    let header = serde_json::json!({
+        "__metadata__": {
+            "format": "taskvec-vectors",
+            "model": f.model.id,
+            "layers": l.to_string(),
+            "hidden": d.to_string(),
+            "task": f.task.name,
+            "recommended_layer": f.recommended_layer.to_string(),
+            SAFETENSORS_KEY: head.to_json(),
+        },
+        "vectors": { "dtype": "F32", "shape": [l, d], "data_offsets": [0, data.len()] },
+    });
+    let mut text = header.to_string().into_bytes();
+    // The format pads the header with spaces so that the data starts 8-byte aligned.
+    text.resize(text.len().div_ceil(8) * 8, b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + data.len());
+    out.extend((text.len() as u64).to_le_bytes());
+    out.extend(text);
+    out.extend(data);
+    Ok(out)
 }
 
 /// Reads a [`to_safetensors`] file back into the vector file it came from (validated as any
@@ -136,4 +142,31 @@ pub fn to_control_vector(f: &VectorFile, layers: &[usize], scale: f32) -> Result
     out.resize(out.len().div_ceil(ALIGN) * ALIGN, 0);
     out.extend(data);
     Ok(out)
+}
+
+/// The layers a `--layers` spec names for `f`: `L`, `A-B` or `all` (1..layers, the rows
+/// llama.cpp has slots for); none: the file's recommended layer.
+pub fn parse_layers(spec: Option<&str>, f: &VectorFile) -> Result<Vec<usize>> {
+    let bad = |s: &str| Error::TaskVector(format!("layers {s:?}: expected L, A-B or all"));
+    let num = |s: &str, all: &str| s.trim().parse::<usize>().map_err(|_| bad(all));
+    Ok(match spec.map(str::trim) {
+        None | Some("") => vec![f.recommended_layer],
+        Some("all") => (1..f.model.layers).collect(),
+        Some(s) => match s.split_once('-') {
+            Some((a, b)) => (num(a, s)?..=num(b, s)?).collect(),
+            None => vec![num(s, s)?],
+        },
+    })
+}
+
+/// The bytes of `f` in `format` (`safetensors` or `control-vector`; `layers` and `scale` apply
+/// to the control vector): what `taskvec export` writes and the page downloads.
+pub fn export(f: &VectorFile, format: &str, layers: Option<&str>, scale: f32) -> Result<Vec<u8>> {
+    match format {
+        "safetensors" => to_safetensors(f),
+        "control-vector" => to_control_vector(f, &parse_layers(layers, f)?, scale),
+        other => refuse(format!(
+            "unknown export format {other:?}: use safetensors or control-vector"
+        )),
+    }
 }

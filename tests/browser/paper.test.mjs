@@ -171,6 +171,21 @@ test("the page's vector file equals `taskvec extract` for the same text examples
   for (const k of ["n_val", "n_test", "selected_layer", "best_layer", "zero_shot", "icl", "patched", "val_patched", "test_at_selected"]) assert.deepEqual(f32(ev[k]), f32(sw[k]), `evaluate ${k}`);
   assert.match(await page.textContent("#task-status"), new RegExp(`at layer ${sw.selected_layer}, the layer chosen on validation`));
   assert.equal(await page.inputValue("#layer-choice"), String(sw.selected_layer));
+
+  // Exports for other tools: the same bytes as `taskvec export`; the safetensors file imports back.
+  const st = await saveDownload(page, () => page.locator("#library button", { hasText: "safetensors" }).first().click(), "page.safetensors");
+  const cv = await saveDownload(page, () => page.locator("#library button", { hasText: "llama.cpp" }).first().click(), "page-cv.gguf");
+  assert.match(st.suggested, /\.safetensors$/);
+  assert.match(cv.suggested, /\.control-vector\.gguf$/);
+  cli("export", exported.path, "--format", "safetensors", "--out", join(work, "cli.safetensors"));
+  cli("export", exported.path, "--format", "control-vector", "--out", join(work, "cli-cv.gguf"));
+  assert.ok(readFileSync(st.path).equals(readFileSync(join(work, "cli.safetensors"))), "safetensors: page bytes = CLI bytes");
+  assert.ok(readFileSync(cv.path).equals(readFileSync(join(work, "cli-cv.gguf"))), "control vector: page bytes = CLI bytes");
+  await page.setInputFiles("#import-files", st.path);
+  await page.waitForFunction(() => document.querySelectorAll("#library tbody tr").length === 2 || document.querySelector("#library-error").textContent, null, { timeout: 60000 });
+  assert.equal(await page.textContent("#library-error"), "");
+  const back = await saveDownload(page, () => page.locator("#library tbody tr").nth(1).locator("button", { hasText: "export" }).click(), "page-back.json");
+  assert.equal(back.text, exported.text, "imported safetensors = the exported vector file");
   assert.deepEqual(problems, []);
   await page.close();
 });
