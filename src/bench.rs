@@ -166,6 +166,18 @@ pub struct ProbeReport {
     pub dequant_q4_1_ms: f64,
 }
 
+/// A deterministic `[rows, cols]` matrix of values in [-0.5, 0.5) for timing products.
+fn probe_matrix(
+    rows: usize,
+    cols: usize,
+    device: &burn::tensor::Device,
+) -> burn::tensor::Tensor<2> {
+    let v: Vec<f32> = (0..rows * cols)
+        .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 1000.0)
+        .collect();
+    burn::tensor::Tensor::from_data(burn::tensor::TensorData::new(v, [rows, cols]), device)
+}
+
 /// Measures [`ProbeReport`] on `device` (median of `runs` after a warm-up).
 pub async fn probe(
     device: &burn::tensor::Device,
@@ -174,13 +186,7 @@ pub async fn probe(
 ) -> Result<ProbeReport> {
     use crate::model::packed::PackedMatrix;
     use crate::weights::quant::{GgmlType, quantize};
-    use burn::tensor::{Tensor, TensorData};
-    let mk = |rows: usize, cols: usize| {
-        let v: Vec<f32> = (0..rows * cols)
-            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 1000.0)
-            .collect();
-        Tensor::<2>::from_data(TensorData::new(v, [rows, cols]), device)
-    };
+    let mk = |rows, cols| probe_matrix(rows, cols, device);
     let (row, x, w, x1) = (mk(1, 576), mk(128, 576), mk(576, 1536), mk(1, 576));
     let wq = {
         let v: Vec<f32> = (0..1536 * 576)
@@ -390,7 +396,6 @@ pub async fn estimate_apply(
     m: &LoadedModel,
     now: &dyn Fn() -> f64,
 ) -> Result<Option<ApplyEstimate>> {
-    use burn::tensor::{Tensor, TensorData};
     let Some(v) = m.model.config.vision.as_ref() else {
         return Ok(None);
     };
@@ -403,13 +408,7 @@ pub async fn estimate_apply(
     let tokens = 3.0 * (v.tokens_per_image() as f64 + 10.0) + 40.0 + 24.0 + c.num_layers as f64;
     let flop = vision_flops(v) + 2.0 * per_token * tokens + 2.0 * 60.0 * d * c.vocab_size as f64;
     let dev = m.model.text.device();
-    let mk = |r: usize, k: usize| {
-        let x: Vec<f32> = (0..r * k)
-            .map(|i| ((i * 7919 % 1000) as f32 - 500.0) / 1e3)
-            .collect();
-        Tensor::<2>::from_data(TensorData::new(x, [r, k]), dev)
-    };
-    let (a, b) = (mk(1024, 768), mk(768, 768));
+    let (a, b) = (probe_matrix(1024, 768, dev), probe_matrix(768, 768, dev));
     let mut t = Vec::new();
     for run in 0..3 {
         let s = now();

@@ -346,10 +346,11 @@ pub fn largest_device_buffer(files: &[&[u8]], mode: WeightMode) -> Result<(Strin
         let h = crate::weights::gguf::GgufHeader::parse(f)?;
         for name in &h.order {
             let t = &h.tensors[name];
-            let matrix = t.dims.len() == 2 && t.dims[0] % 32 == 0;
             let bytes = match mode {
                 WeightMode::Auto if PackedMatrix::supports(t.ty) => t.size,
-                WeightMode::Quantize(_) if matrix => t.numel() / 32 * 34,
+                WeightMode::Quantize(_) if crate::weights::quantizes_on_load(&t.torch_shape()) => {
+                    t.numel() / 32 * 34
+                }
                 _ => t.numel() * 4,
             };
             if bytes > best.1 {

@@ -91,7 +91,7 @@ async function loadModel(source, files) {
 function showCard(info) {
   const rows = [
     ["name", info.name], ["format", info.format], ["weights in the file", info.quant], ["file size", (info.file_bytes / 1048576).toFixed(1) + " MB"], ["matrices in memory", info.storage], ["weights in memory", (info.resident_weight_bytes / 1048576).toFixed(1) + " MB"],
-    ["layers", info.layers], ["hidden size", info.hidden], ["images", info.vision ? "yes" : "no (text only)"], ["backend", info.backend === "cpu" ? `cpu, ${info.cpu_threads} thread${info.cpu_threads === 1 ? "" : "s"}` : info.backend], ["fingerprint", info.fingerprint],
+    ["layers", info.layers], ["hidden size", info.hidden], ["images", info.vision ? "yes" : "no (text only)"], ["backend", info.backend === "cpu" ? `cpu, ${threadsLabel(info.cpu_threads)}` : info.backend], ["fingerprint", info.fingerprint],
   ];
   const card = $("model-card");
   card.replaceChildren();
@@ -108,11 +108,14 @@ function showCard(info) {
   for (let l = 0; l < info.layers; l++) layer.append(opt(String(l), String(l)));
 }
 
+/** "1 thread", "2 threads". */
+const threadsLabel = (n) => `${n} thread${n === 1 ? "" : "s"}`;
+
 /** The backend badge, its tooltip and the notice line for a boot or a fallback. */
 function showBackend(b) {
   state.backend = b.backend;
   state.threads = b.threads;
-  text($("backend"), b.backend === "webgpu" ? "WebGPU" : `CPU (WebAssembly, ${b.threads} thread${b.threads === 1 ? "" : "s"})`);
+  text($("backend"), b.backend === "webgpu" ? "WebGPU" : `CPU (WebAssembly, ${threadsLabel(b.threads)})`);
   $("backend").title = b.threadNote ? "One thread: " + b.threadNote : "";
   document.body.dataset.threads = String(b.threads);
   if (b.notice) { $("notice").hidden = false; text($("notice"), b.notice); }

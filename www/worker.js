@@ -38,7 +38,7 @@ async function bootCpu(threads, notes, fresh = false) {
     why = "the page is not cross-origin isolated (its server sends no COOP/COEP headers), so shared memory is off";
   }
   if (why) notes.push("CPU on one thread: " + why + ".");
-  if (fresh || !tv || tv.cpuThreads() > 1 || !tv.hasWebGpu()) tv = await loadBuild(false, fresh);
+  if (fresh || !tv || !tv.hasWebGpu()) tv = await loadBuild(false, fresh); // not the threaded one
   return { threads: 1, why: why || (want === 1 ? "one thread was asked for (?threads=1)" : null) };
 }
 
@@ -103,13 +103,16 @@ async function download(url, label, report) {
 /** The files of the model loaded on WebGPU, kept to reload it on the CPU if the GPU is lost. */
 let gpuFiles = null;
 
+/** The refusal of a model too big for the GPU's buffers (src/web.rs `check_webgpu_room`). */
+const TOO_BIG = /cannot hold the model/;
+
 /**
  * Whether an error means the GPU is gone or cannot hold the model (then the CPU takes over):
  * a trapped instance, the size refusal, or a device that no longer computes one tiny op.
  */
 async function gpuTrouble(e) {
   if (e instanceof WebAssembly.RuntimeError) return true;
-  if (/cannot hold the model/.test(String((e && e.message) || e))) return true;
+  if (TOO_BIG.test(String((e && e.message) || e))) return true;
   try { return !(await tv.webGpuAlive()); } catch (_) { return true; }
 }
 
@@ -142,9 +145,9 @@ async function fallBackToCpu(e, report) {
   gpuFiles = null;
   if (files) {
     report({ what: "the GPU failed: reloading the model on the CPU", done: 0, total: 0 });
-    model = loadBytes("gguf", { model: new Uint8Array(files.model), mmproj: files.mmproj ? new Uint8Array(files.mmproj) : null, storage: files.storage });
+    model = loadBytes("gguf", files);
   }
-  const what = /cannot hold the model/.test(why) ? why : `The WebGPU device stopped working (${why})`;
+  const what = TOO_BIG.test(why) ? why : `The WebGPU device stopped working (${why})`;
   const notice = `${what}: switched to the CPU (WebAssembly, ${cpu.threads} thread${cpu.threads === 1 ? "" : "s"})` +
     (files ? " and reloaded the model there." : ".") + (notes.length ? " " + notes.join(" ") : "");
   self.postMessage({ event: "backend", backend, threads: cpu.threads, threadNote: cpu.why, notice, info: model ? model.info() : null });
@@ -172,16 +175,17 @@ const ops = {
       }
     }
     report({ what: "building the model on " + backend, done: 0, total: 0 });
+    const gguf = { model: new Uint8Array(files.model), mmproj: files.mmproj ? new Uint8Array(files.mmproj) : null, storage };
     let next;
     try {
-      next = loadBytes("gguf", { model: new Uint8Array(files.model), mmproj: files.mmproj ? new Uint8Array(files.mmproj) : null, storage });
+      next = loadBytes("gguf", gguf);
     } catch (e) {
       // Keep the previous model on failure.
       throw e;
     }
     if (model) model.free();
     model = next;
-    gpuFiles = backend === "webgpu" ? { model: files.model, mmproj: files.mmproj, storage } : null;
+    gpuFiles = backend === "webgpu" ? gguf : null;
     return { info: model.info(), notes };
   },
   async info() { return model ? model.info() : null; },

@@ -328,6 +328,14 @@ pub fn read(path: &Path) -> Result<Vec<u8>> {
     })
 }
 
+/// Writes a file with its path in the error.
+pub fn write(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
 /// Bytes of memory the system can still give (Linux `MemAvailable`), when known.
 fn available_memory() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -452,15 +460,6 @@ fn image_list(path: &Option<PathBuf>) -> Result<Vec<Vec<u8>>> {
     path.as_deref().map(read).into_iter().collect()
 }
 
-/// `taskvec quantize`: requantizes a GGUF file into a new file, never touching the input.
-/// Writes `bytes` to `path`, reporting the path in the error.
-fn write_new(path: &Path, bytes: &[u8]) -> Result<()> {
-    std::fs::write(path, bytes).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
 /// `taskvec export`.
 fn export_file(
     file: &Path,
@@ -469,15 +468,14 @@ fn export_file(
     layers: Option<&str>,
     scale: f32,
 ) -> Result<()> {
-    let text = String::from_utf8(read(file)?)
-        .map_err(|_| Error::TaskVector(format!("{} is not UTF-8 text", file.display())))?;
-    let f = crate::taskvec::VectorFile::from_json(&text)?;
+    let f = tasks::load_vector(file)?;
     let bytes = crate::taskvec::export::export(&f, format, layers, scale)?;
-    write_new(out, &bytes)?;
+    write(out, &bytes)?;
     eprintln!("wrote {} ({format}, {} bytes)", out.display(), bytes.len());
     Ok(())
 }
 
+/// `taskvec quantize`: requantizes a GGUF file into a new file, never touching the input.
 fn quantize_file(input: &Path, output: &Path, ty: &str) -> Result<()> {
     if input.is_dir() {
         return Err(Error::load(format!(
@@ -546,7 +544,7 @@ pub fn run(cli: Cli) -> Result<()> {
     }
     if let Command::Import { file, out } = &cli.command {
         let f = crate::taskvec::export::from_safetensors(&read(file)?)?;
-        write_new(out, f.to_json().as_bytes())?;
+        write(out, f.to_json())?;
         eprintln!(
             "wrote {} ({} layers × {}), recommended layer {}",
             out.display(),
@@ -788,8 +786,5 @@ pub fn write_safetensors(
         .collect::<Result<_>>()?;
     let bytes = safetensors::serialize(views, None)
         .map_err(|e| Error::model(format!("safetensors: {e}")))?;
-    std::fs::write(path, bytes).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })
+    write(path, bytes)
 }

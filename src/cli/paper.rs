@@ -135,10 +135,7 @@ pub fn table(a: TableArgs, dev: &Device) -> Result<()> {
         m.features.encoded()
     );
     if let Some(p) = &a.csv {
-        std::fs::write(p, table.csv()).map_err(|source| Error::Io {
-            path: p.display().to_string(),
-            source,
-        })?;
+        super::write(p, table.csv())?;
     }
     if a.json {
         println!("{}", serde_json::to_string(&table).expect("serializes"));

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use burn::tensor::Device;
 
-use super::{Command, SpecArg, TaskArgs, load_model, read};
+use super::{Command, SpecArg, TaskArgs, load_model, read, write};
 use crate::error::{Error, Result};
 use crate::taskvec::extract::{ExtractRequest, extract_file};
 use crate::taskvec::lens::similarity_report;
@@ -61,14 +61,8 @@ fn now() -> String {
     humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
 }
 
-fn write_text(path: &Path, text: &str) -> Result<()> {
-    std::fs::write(path, text).map_err(|source| Error::Io {
-        path: path.display().to_string(),
-        source,
-    })
-}
-
-fn load_vector(path: &Path) -> Result<VectorFile> {
+/// Reads and validates a task-vector JSON file, its path in the error.
+pub(super) fn load_vector(path: &Path) -> Result<VectorFile> {
     let bytes = read(path)?;
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| Error::TaskVector(format!("{} is not UTF-8 text", path.display())))?;
@@ -153,7 +147,7 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
                 created_at: now(),
             };
             let file = pollster::block_on(extract_file(&eng, &req, |_, _| {}))?;
-            write_text(&out, &file.to_json())?;
+            write(&out, file.to_json())?;
             eprintln!(
                 "wrote {} ({} layers × {}), recommended layer {}",
                 out.display(),

@@ -4,7 +4,8 @@
 //!
 //! Two kernels: few rows (decoding, m ≤ [`SMALL_M`]) take dot products straight from the blocks;
 //! more rows (prefill, sweeps) dequantize a panel of weight rows at a time and hand it to `gemm`
-//! (the matrix-product crate burn's flex backend uses). Natively, and in the browser's threaded build, both run on rayon's pool.
+//! (the matrix-product crate burn's flex backend uses). Natively, and in the browser's threaded
+//! build, both run on rayon's pool.
 
 use crate::error::{Error, Result};
 use crate::weights::quant::{self, GgmlType};

@@ -356,6 +356,12 @@ impl TensorSource for Sources {
     }
 }
 
+/// Whether a tensor of this (row-major) shape is quantized by [`WeightMode::Quantize`]: a
+/// matrix whose rows split into 32-value blocks.
+pub fn quantizes_on_load(shape: &[usize]) -> bool {
+    shape.len() == 2 && shape[1].is_multiple_of(32)
+}
+
 /// A source seen through a [`WeightMode`]: `F32` hides the stored blocks, `Quantize` makes
 /// blocks of the chosen type from the f32 values of every matrix whose rows split into 32-value
 /// blocks.
@@ -373,7 +379,7 @@ impl ModeSource<'_> {
         let Some(t) = self.inner.get(part, name)? else {
             return Ok(None);
         };
-        if t.shape.len() != 2 || t.shape[1] % 32 != 0 {
+        if !quantizes_on_load(&t.shape) {
             return Ok(None);
         }
         let head = matches!(name, "embed_tokens.weight" | "lm_head.weight");
