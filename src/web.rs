@@ -193,6 +193,27 @@ fn device(backend: &str) -> Result<Device, JsError> {
     }
 }
 
+/// The fused WebGPU kernel against the tensor-op path on this page's WebGPU device: per block
+/// type and shape, the largest relative difference, both times and their dispatch and byte
+/// counts ([`crate::bench::fused_check`]). `sizes`: "check" (small shapes, every kernel branch,
+/// no timing) or "bench" (SmolVLM-size products, `runs` timed runs).
+#[cfg(feature = "wgpu")]
+#[wasm_bindgen(js_name = fusedCheck)]
+pub async fn fused_check(sizes: String, runs: usize) -> Result<JsValue, JsError> {
+    let dev = device("webgpu")?;
+    let (shapes, runs): (&[(usize, usize, usize)], usize) = match sizes.as_str() {
+        // m = 1, 3 (rows kernel, partial), 5, 67 (tiled, partial tiles); n not a multiple of 8/64
+        "check" => (&[(1, 70, 96), (3, 70, 96), (5, 130, 64), (67, 70, 96)], 0),
+        // decode row, a prefill of 128 tokens, one vision-encoder product (1024 patches)
+        "bench" => (&[(1, 1536, 576), (128, 1536, 576), (1024, 768, 768)], runs.max(1)),
+        other => return Err(JsError::new(&format!("unknown size set '{other}'"))),
+    };
+    let r = crate::bench::fused_check(&dev, shapes, runs, &perf_now)
+        .await
+        .map_err(js_err)?;
+    to_js(&r)
+}
+
 /// A vector file's JSON text exported for other tools (`safetensors` or `control-vector`,
 /// with `layers` `L` / `A-B` / `all` and `scale` for the latter): the same bytes as `taskvec
 /// export`.
@@ -453,13 +474,22 @@ impl WebModel {
         query: JsValue,
         allow_transfer: bool,
         max_tokens: usize,
+        steering: JsValue,
     ) -> Result<JsValue, JsError> {
         let f = VectorFile::from_json(&vector_json).map_err(js_err)?;
         f.check_model(&self.m.info, allow_transfer)
             .map_err(js_err)?;
         let input = from_js::<QueryIn>(query)?.input()?;
+        let mut steer: crate::taskvec::Steering = if steering.is_undefined() || steering.is_null() {
+            Default::default()
+        } else {
+            from_js(steering)?
+        };
+        if let Some(l) = layer {
+            steer.layers.get_or_insert([l, l]);
+        }
         let r = Engine::new(&self.m)
-            .apply_report(&f, &input, layer, max_tokens)
+            .apply_report(&f, &input, &steer, max_tokens)
             .await
             .map_err(js_err)?;
         to_js(&r)

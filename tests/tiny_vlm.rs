@@ -36,6 +36,7 @@ fn run_case(
         capture: (0..ids.len()).collect(),
         patches,
         all_logits: true,
+        every_token: false,
     };
     let o = m
         .model
@@ -133,11 +134,7 @@ fn patched_forward_matches_a_transformers_hook() {
         tiny_vlm_safetensors(&Device::flex()),
         tiny_vlm_gguf(&Device::flex()),
     ] {
-        let p = Patch {
-            layer,
-            position: n - 1,
-            vector: vector.clone(),
-        };
+        let p = Patch::replace(layer, n - 1, vector.clone());
         check_case(&m, &r, "img", "patch", true, vec![p]);
     }
 }

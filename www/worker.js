@@ -203,6 +203,8 @@ const ops = {
   },
   async exportVector({ json, format, layers, scale }) { return tv.exportVector(json, format, layers || undefined, scale == null ? undefined : scale); },
   async importSafetensors({ bytes }) { return tv.importSafetensors(new Uint8Array(bytes)); },
+  // The fused WebGPU kernel against the tensor-op path (null on the CPU backend).
+  async fusedCheck({ sizes, runs }) { return backend === "webgpu" ? tv.fusedCheck(sizes || "check", runs || 3) : null; },
   async debugLoseGpu() { return backend === "webgpu" ? tv.debugLoseWebGpu() : false; },
   async debugLimitGpuBuffer({ bytes }) { if (backend === "webgpu") tv.debugLimitWebGpuBuffer(bytes); return true; },
   async estimateApply() { return model ? model.estimateApply() : null; },

@@ -118,8 +118,21 @@ pub enum Command {
         #[arg(long)]
         vector: PathBuf,
         /// Layer to patch (default: the file's recommended layer).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "layers")]
         layer: Option<usize>,
+        /// Layers to steer: `L` or `A-B` (inclusive; row l of the vector goes into layer l).
+        #[arg(long)]
+        layers: Option<String>,
+        /// How the stream changes: `replace` (h ← s·v, the paper's patch), `add` (h + s·v) or
+        /// `add-normalized` (h + s·‖h‖·v/‖v‖).
+        #[arg(long, default_value = "replace")]
+        mode: String,
+        /// Strength s.
+        #[arg(long, default_value_t = 1.0, allow_negative_numbers = true)]
+        scale: f32,
+        /// Steer every generated token too, not only the prompt's last position.
+        #[arg(long)]
+        every_token: bool,
         /// Text query.
         #[arg(long, conflicts_with = "image", required_unless_present = "image")]
         text: Option<String>,
@@ -621,8 +634,8 @@ pub fn run(cli: Cli) -> Result<()> {
             let seq = ids.len();
             let iv = Intervention {
                 capture: (0..seq).collect(),
-                patches: vec![],
                 all_logits: true,
+                ..Default::default()
             };
             let o = m
                 .model

@@ -11,7 +11,8 @@ use crate::taskvec::extract::{ExtractRequest, extract_file};
 use crate::taskvec::lens::similarity_report;
 use crate::taskvec::protocol::evaluate_at;
 use crate::taskvec::task::{Input, parse_tsv};
-use crate::taskvec::{Engine, Extraction, Prompt, Spec, Task, VectorFile};
+use crate::model::Operator;
+use crate::taskvec::{Engine, Extraction, Prompt, Spec, Steering, Task, VectorFile};
 
 fn spec(s: SpecArg) -> Spec {
     match s {
@@ -161,6 +162,10 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             model,
             vector,
             layer,
+            layers,
+            mode,
+            scale,
+            every_token,
             text,
             image,
             allow_transfer,
@@ -178,8 +183,18 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
                 },
                 (None, None) => unreachable!("clap requires --text or --image"),
             };
+            let steer = Steering {
+                op: Operator::parse(&mode)?,
+                scale,
+                layers: match (layer, layers) {
+                    (Some(l), _) => Some([l, l]),
+                    (None, Some(r)) => Some(Steering::parse_layers(&r)?),
+                    (None, None) => None,
+                },
+                every_token,
+            };
             let r =
-                pollster::block_on(Engine::new(&m).apply_report(&f, &input, layer, max_tokens))?;
+                pollster::block_on(Engine::new(&m).apply_report(&f, &input, &steer, max_tokens))?;
             if json {
                 println!("{}", serde_json::to_string(&r).expect("report serializes"));
             } else {
@@ -188,7 +203,19 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
                 } else {
                     ""
                 };
-                println!("layer {}{rec}", r.layer);
+                let st = &r.steering;
+                let [a, b] = st.layers.expect("resolved");
+                let span = if a == b { format!("layer {a}") } else { format!("layers {a}-{b}") };
+                if st.op == Operator::Replace && st.scale == 1.0 && !st.every_token && a == b {
+                    println!("layer {}{rec}", r.layer);
+                } else {
+                    println!(
+                        "{span}{rec}: {} × {}{}",
+                        st.op.name(),
+                        st.scale,
+                        if st.every_token { ", every token" } else { "" }
+                    );
+                }
                 let top = |a: &crate::taskvec::Answer| a.top.first().map_or(0.0, |t| t.1);
                 println!(
                     "patched:    {:?}  (first token p={:.3})",

@@ -5,6 +5,8 @@
 
 pub mod cache;
 pub mod config;
+#[cfg(feature = "wgpu")]
+pub mod fused;
 pub mod layers;
 pub mod packed;
 pub mod qmatmul;
@@ -32,16 +34,69 @@ pub struct Model {
     pub vision: Option<VisionModel>,
 }
 
-/// A residual-stream replacement: at the output of decoder layer `layer`, position `position`
-/// (absolute, in the prompt), the stream becomes `vector`.
+/// How a patch changes the residual stream `h` at its site, with vector `v` and scale `s`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Operator {
+    /// `h ← s·v` (the paper's patching at s = 1).
+    #[default]
+    Replace,
+    /// `h ← h + s·v` (activation steering).
+    Add,
+    /// `h ← h + s·‖h‖·v/‖v‖`: the direction of `v` at a strength relative to the stream's norm.
+    AddNormalized,
+}
+
+impl Operator {
+    /// The name used by the CLI, the page and vector files (`replace`, `add`, `add-normalized`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Operator::Replace => "replace",
+            Operator::Add => "add",
+            Operator::AddNormalized => "add-normalized",
+        }
+    }
+
+    /// Parses [`Self::name`].
+    pub fn parse(s: &str) -> Result<Self> {
+        match s {
+            "replace" => Ok(Operator::Replace),
+            "add" => Ok(Operator::Add),
+            "add-normalized" | "add-normalised" => Ok(Operator::AddNormalized),
+            other => Err(Error::model(format!(
+                "unknown operator '{other}' (replace, add or add-normalized)"
+            ))),
+        }
+    }
+}
+
+/// A residual-stream intervention: at the output of decoder layer `layer`, position `position`
+/// (absolute, in the prompt), the stream is changed by `op` with `vector` and `scale`.
 #[derive(Debug, Clone)]
 pub struct Patch {
     /// Decoder layer, 0-based.
     pub layer: usize,
     /// Absolute position in the sequence.
     pub position: usize,
-    /// The replacement, `hidden` values.
+    /// The vector, `hidden` values.
     pub vector: Vec<f32>,
+    /// How the stream is changed.
+    pub op: Operator,
+    /// Strength (finite).
+    pub scale: f32,
+}
+
+impl Patch {
+    /// The paper's patch: the stream becomes `vector`.
+    pub fn replace(layer: usize, position: usize, vector: Vec<f32>) -> Self {
+        Patch {
+            layer,
+            position,
+            vector,
+            op: Operator::Replace,
+            scale: 1.0,
+        }
+    }
 }
 
 /// What a forward pass should do besides computing logits.
@@ -53,6 +108,9 @@ pub struct Intervention {
     pub patches: Vec<Patch>,
     /// Compute logits at every position (else only at the last).
     pub all_logits: bool,
+    /// In [`Model::generate`], apply the patches' layers, operators and vectors at every
+    /// generated token's position too (steering), not only at their prompt positions.
+    pub every_token: bool,
 }
 
 /// The result of a forward pass over a prompt.
@@ -185,6 +243,9 @@ impl Model {
                         p.vector.len()
                     )));
                 }
+                if !p.scale.is_finite() {
+                    return Err(Error::model(format!("patch scale {} is not finite", p.scale)));
+                }
                 if p.position < start || p.position >= start + len {
                     return Err(Error::model(format!(
                         "patch position {} is outside the run {start}..{}",
@@ -192,13 +253,24 @@ impl Model {
                         start + len
                     )));
                 }
+                let vector = match p.op {
+                    Operator::AddNormalized => {
+                        let norm = p.vector.iter().map(|v| v * v).sum::<f32>().sqrt();
+                        if norm == 0.0 || !norm.is_finite() {
+                            return Err(Error::model(
+                                "add-normalized needs a vector with a finite, non-zero norm",
+                            ));
+                        }
+                        p.vector.iter().map(|v| v / norm).collect()
+                    }
+                    _ => p.vector.clone(),
+                };
                 Ok(Replace {
                     layer: p.layer,
                     position: p.position - start,
-                    vector: Tensor::from_data(
-                        TensorData::new(p.vector.clone(), [d]),
-                        self.device(),
-                    ),
+                    op: p.op,
+                    scale: p.scale,
+                    vector: Tensor::from_data(TensorData::new(vector, [d]), self.device()),
                 })
             })
             .collect()
@@ -315,6 +387,8 @@ impl Model {
             .map(|(layer, v)| Replace {
                 layer,
                 position: layer,
+                op: Operator::Replace,
+                scale: 1.0,
                 vector: Tensor::from_data(TensorData::new(v.clone(), [d]), self.device()),
             })
             .collect();
@@ -359,12 +433,34 @@ impl Model {
             if stop.contains(&next) || new.len() == max_new {
                 break;
             }
-            let out = self.forward(self.text.embed(&[next])?, cache, &Intervention::default())?;
+            let step = Intervention {
+                patches: if iv.every_token {
+                    steering_at(&iv.patches, cache.len())
+                } else {
+                    vec![]
+                },
+                ..Default::default()
+            };
+            let out = self.forward(self.text.embed(&[next])?, cache, &step)?;
             logits = out.logits;
             cache = out.cache;
         }
         Ok(new)
     }
+}
+
+/// The patches of the prompt's last patched position, moved to `position` (one per layer):
+/// what steering applies at each generated token.
+fn steering_at(patches: &[Patch], position: usize) -> Vec<Patch> {
+    let last = patches.iter().map(|p| p.position).max();
+    patches
+        .iter()
+        .filter(|p| Some(p.position) == last)
+        .map(|p| Patch {
+            position,
+            ..p.clone()
+        })
+        .collect()
 }
 
 /// Reads a tensor back to the host as f32 (works on every backend, including WebGPU).

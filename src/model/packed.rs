@@ -22,6 +22,18 @@ const CHUNK_ELEMS: usize = 1 << 22;
 
 thread_local! {
     static ON_CPU: Cell<bool> = const { Cell::new(false) };
+    static FUSED: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Turns the fused WebGPU kernel on or off for products on this thread (the page's
+/// comparisons and benchmarks); on by default.
+pub fn set_fused(on: bool) {
+    FUSED.with(|c| c.set(on));
+}
+
+/// Whether products on this thread use the fused WebGPU kernel where it exists.
+pub fn fused_enabled() -> bool {
+    FUSED.with(|c| c.get())
 }
 
 /// Makes matrices loaded on this thread use device blocks even on the CPU backend, while the
@@ -153,9 +165,40 @@ impl PackedMatrix {
         )
     }
 
-    /// `x · Wᵀ` for `x` `[m, cols]`: `[m, rows]`, dequantizing at most [`CHUNK_ELEMS`] weights
-    /// at a time.
+    /// `x · Wᵀ` for `x` `[m, cols]`: `[m, rows]`. On WebGPU one fused kernel reads the blocks
+    /// ([`super::fused`], unless [`set_fused`] turned it off); elsewhere (and as the reference)
+    /// [`Self::matmul_t_reference`].
     pub fn matmul_t(&self, x: Tensor<2>) -> Tensor<2> {
+        #[cfg(feature = "wgpu")]
+        if fused_enabled() && !super::layers::keeps_blocks(&x.device()) {
+            return self.matmul_t_fused(x);
+        }
+        self.matmul_t_reference(x)
+    }
+
+    /// The fused WebGPU kernel ([`super::fused`]): one dispatch, no f32 copy of the matrix.
+    #[cfg(feature = "wgpu")]
+    pub fn matmul_t_fused(&self, x: Tensor<2>) -> Tensor<2> {
+        use super::fused::{FusedQuant, KIND_Q4_0, KIND_Q4_1, KIND_Q8_0};
+        let kind = match self.ty {
+            GgmlType::Q8_0 => KIND_Q8_0,
+            GgmlType::Q4_0 => KIND_Q4_0,
+            _ => KIND_Q4_1,
+        };
+        let min = self.min.clone().unwrap_or_else(|| self.scale.clone());
+        Tensor::from_dispatch(<burn::backend::Dispatch as FusedQuant>::fused_quant_matmul_t(
+            x.into_dispatch(),
+            self.words.clone().into_dispatch(),
+            self.scale.clone().into_dispatch(),
+            min.into_dispatch(),
+            kind,
+        ))
+    }
+
+    /// `x · Wᵀ` with backend tensor ops: dequantize at most [`CHUNK_ELEMS`] weights at a time
+    /// (shift, mask, convert, scale), then a dense product. Any backend; the fused kernel's
+    /// reference.
+    pub fn matmul_t_reference(&self, x: Tensor<2>) -> Tensor<2> {
         let step = (CHUNK_ELEMS / self.cols).max(1);
         let parts: Vec<Tensor<2>> = (0..self.rows)
             .step_by(step)

@@ -47,15 +47,20 @@ pub struct TextModel {
     device: Device,
 }
 
-/// Replace the residual stream (output of decoder layer `layer`) at chunk position `position`.
+/// Change the residual stream (output of decoder layer `layer`) at chunk position `position`
+/// by `op` (see [`super::Operator`]).
 #[derive(Debug, Clone)]
 pub struct Replace {
-    /// Decoder layer (0-based) whose output is replaced.
+    /// Decoder layer (0-based) whose output is changed.
     pub layer: usize,
     /// Position inside the chunk being run.
     pub position: usize,
-    /// The new residual vector, [hidden].
+    /// The vector, [hidden] (unit length for [`super::Operator::AddNormalized`]).
     pub vector: Tensor<1>,
+    /// How the stream is changed.
+    pub op: super::Operator,
+    /// Strength.
+    pub scale: f32,
 }
 
 /// What to do to the residual stream while layers run: replacements and captures.
@@ -65,6 +70,25 @@ pub struct Hooks<'a> {
     pub replace: &'a [Replace],
     /// Chunk positions to capture after every layer, and where to push the captures.
     pub capture: Option<(&'a [usize], &'a mut Vec<Tensor<2>>)>,
+}
+
+impl Replace {
+    /// `x` ([rows, hidden]) with row `position` changed by the operator.
+    fn apply(&self, x: Tensor<2>) -> Tensor<2> {
+        let d = x.dims()[1];
+        let site = [self.position..self.position + 1, 0..d];
+        let v = self.vector.clone().unsqueeze_dim::<2>(0) * self.scale;
+        let new = match self.op {
+            super::Operator::Replace => v,
+            super::Operator::Add => x.clone().slice(site.clone()) + v,
+            super::Operator::AddNormalized => {
+                let h = x.clone().slice(site.clone());
+                let norm = h.clone().powf_scalar(2.0).sum_dim(1).sqrt();
+                h + v * norm
+            }
+        };
+        x.slice_assign(site, new)
+    }
 }
 
 /// Whether a chunk's keys and values are kept in the cache.
@@ -285,10 +309,7 @@ impl TextModel {
         for l in layers {
             x = self.block(l, x, &cos, &sin, mask.clone(), cache, mode);
             for r in replace.iter().filter(|r| r.layer == l) {
-                x = x.slice_assign(
-                    [r.position..r.position + 1, 0..d],
-                    r.vector.clone().unsqueeze_dim::<2>(0),
-                );
+                x = r.apply(x);
             }
             if let Some((pos, out)) = capture.as_mut() {
                 out.push(select_rows(&x, pos, &self.device));
@@ -397,10 +418,7 @@ impl TextModel {
             let [h, r, hd] = a.dims();
             x = self.finish(l, x, a.swap_dims(0, 1).reshape([r, h * hd]));
             for rep in replace.iter().filter(|rep| rep.layer == l) {
-                x = x.slice_assign(
-                    [rep.position..rep.position + 1, 0..d],
-                    rep.vector.clone().unsqueeze_dim::<2>(0),
-                );
+                x = rep.apply(x);
             }
         }
         Ok(x)

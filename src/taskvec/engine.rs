@@ -4,6 +4,7 @@
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 
+use super::steer::Steering;
 use super::task::{Example, Input, Prompt, draw_demos};
 use crate::error::{Error, Result};
 use crate::loader::LoadedModel;
@@ -105,9 +106,11 @@ pub struct Answer {
 /// The result of applying a vector to one query (see [`Engine::apply_report`]).
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ApplyReport {
-    /// The patched layer.
+    /// The patched layer (the first of the steering's layers).
     pub layer: usize,
-    /// Answer with the vector patched in.
+    /// How the vector was put in (layers resolved).
+    pub steering: Steering,
+    /// Answer with the vector patched in (steered).
     pub patched: Answer,
     /// Answer to the bare query.
     pub zero_shot: Answer,
@@ -362,21 +365,30 @@ impl<'a> Engine<'a> {
         patch: Option<(&TaskVector, usize)>,
         max_new: usize,
     ) -> Result<Answer> {
+        match patch {
+            Some((v, layer)) => {
+                self.answer_steered(prompt, Some((v, &Steering::at(layer))), max_new)
+                    .await
+            }
+            None => self.answer_steered(prompt, None, max_new).await,
+        }
+    }
+
+    /// Greedy answer to `prompt`, optionally steered by `vector` (see [`Steering`]; its layers
+    /// must be set).
+    pub async fn answer_steered(
+        &self,
+        prompt: &Prompt,
+        steer: Option<(&TaskVector, &Steering)>,
+        max_new: usize,
+    ) -> Result<Answer> {
         let (ids, x) = self.embed(prompt)?;
         let mut iv = Intervention::default();
-        if let Some((v, layer)) = patch {
+        if let Some((v, s)) = steer {
             self.check_vector(v)?;
-            if layer >= v.num_layers() {
-                return Err(Error::TaskVector(format!(
-                    "layer {layer} is out of range 0..{}",
-                    v.num_layers()
-                )));
-            }
-            iv.patches.push(Patch {
-                layer,
-                position: ids.len() - 1,
-                vector: v.layers[layer].clone(),
-            });
+            let layers = s.resolve(usize::MAX, v.num_layers())?;
+            iv.patches = s.patches(v, layers, ids.len() - 1);
+            iv.every_token = s.every_token;
         }
         let first =
             self.m
@@ -459,11 +471,7 @@ impl<'a> Engine<'a> {
         let mut out = Vec::with_capacity(v.num_layers());
         for (l, row) in v.layers.iter().enumerate() {
             let iv = Intervention {
-                patches: vec![Patch {
-                    layer: l,
-                    position: ids.len() - 1,
-                    vector: row.clone(),
-                }],
+                patches: vec![Patch::replace(l, ids.len() - 1, row.clone())],
                 ..Default::default()
             };
             let o =
@@ -487,20 +495,26 @@ impl<'a> Engine<'a> {
     }
 
     /// Everything the page and `taskvec apply` show for one query: the answer with `f`'s vector
-    /// patched at `layer` (default: the file's recommended layer), the zero-shot answer, the
-    /// in-context answer (up to 5 of the file's text examples as demonstrations), and the fast
-    /// sweep over every layer.
+    /// put in by `steer` (default layers: the file's recommended layer), the zero-shot
+    /// (unsteered) answer, the in-context answer (up to 5 of the file's text examples as
+    /// demonstrations), and the fast sweep over every layer.
     pub async fn apply_report(
         &self,
         f: &super::VectorFile,
         input: &Input,
-        layer: Option<usize>,
+        steer: &Steering,
         max_new: usize,
     ) -> Result<ApplyReport> {
-        let layer = layer.unwrap_or(f.recommended_layer);
         let v = f.vector();
+        let layers = steer.resolve(f.recommended_layer, v.num_layers())?;
+        let steering = Steering {
+            layers: Some(layers),
+            ..steer.clone()
+        };
         let q = Prompt::zero_shot(input);
-        let patched = self.answer(&q, Some((&v, layer)), max_new).await?;
+        let patched = self
+            .answer_steered(&q, Some((&v, &steering)), max_new)
+            .await?;
         let zero_shot = self.answer(&q, None, max_new).await?;
         let demos: Vec<Example> = f
             .task
@@ -527,7 +541,8 @@ impl<'a> Engine<'a> {
         };
         let sweep = self.sweep(&q, &v).await?;
         Ok(ApplyReport {
-            layer,
+            layer: layers[0],
+            steering,
             patched,
             zero_shot,
             icl,

@@ -8,6 +8,7 @@ pub mod extract;
 pub mod format;
 pub mod lens;
 pub mod protocol;
+pub mod steer;
 pub mod table;
 pub mod task;
 
@@ -15,5 +16,6 @@ pub use dataset::{Item, Modality, PairedTask};
 pub use engine::{Answer, ApplyReport, Engine, LayerPrediction, ReadAt, TaskVector};
 pub use format::VectorFile;
 pub use protocol::{Extraction, Spec, SweepReport, evaluate};
+pub use steer::Steering;
 pub use table::{Row, Table, TableRequest, run_table};
 pub use task::{Example, Input, Prompt, Task};

@@ -149,6 +149,22 @@ test("both wasm builds are under 4 MiB gzipped and served precompressed", async 
   }
 });
 
+test("WebGPU: the fused quantized kernel equals the tensor-op path (Q8_0/Q4_0/Q4_1, both kernels)", { timeout: 600000 }, async () => {
+  const { page, problems } = await open("model=tiny");
+  assert.equal(await page.evaluate(() => window.taskvecState.backend), "webgpu");
+  const cases = await page.evaluate(() => window.taskvecDebug.fusedCheck("check"));
+  assert.equal(cases.length, 12);
+  for (const c of cases) {
+    // fp32 sums in another order: a few ulps of the largest output
+    assert.ok(c.max_rel_diff <= 1e-5, `${c.ty} ${c.m}x${c.n}x${c.k}: ${c.max_rel_diff}`);
+    assert.equal(c.dispatches[0], 1);
+    assert.ok(c.dispatches[1] >= 7 && c.matrix_bytes[1] > 4 * c.matrix_bytes[0], JSON.stringify(c));
+  }
+  console.log("fused vs tensor-op, largest relative difference:", Math.max(...cases.map((c) => c.max_rel_diff)));
+  assert.deepEqual(problems, []);
+  await page.close();
+});
+
 test("a lost WebGPU device: the page moves to the CPU, reloads the model and answers the same", { timeout: 900000 }, async () => {
   assert.ok(gpuResult, "needs the WebGPU run");
   const { page, problems } = await open("model=tiny");
