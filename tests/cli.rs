@@ -639,3 +639,92 @@ fn export_and_import_vector_files() {
         "not exported by taskvec",
     );
 }
+
+#[test]
+fn steering_combine_and_map() {
+    let dir = std::env::temp_dir().join(format!("taskvec-steer-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_string();
+    let tiny = fixture("tiny_vlm");
+    let smol = smollm2_path();
+    let (tiny, smol) = (tiny.to_str().unwrap(), smol.to_str().unwrap());
+    for (name, m, task, spec) in [
+        ("a", tiny, "country_capital", "text"),
+        ("b", tiny, "country_currency", "text"),
+        ("c", tiny, "country_capital", "instruction"),
+        ("s", smol, "country_capital", "instruction"),
+    ] {
+        ok(&[
+            "extract", "--model", m, "--task", task, "--spec", spec, "--prompts", "4", "--out",
+            &p(&format!("{name}.json")),
+        ]);
+    }
+    let json = |s: String| -> serde_json::Value { serde_json::from_str(&s).unwrap() };
+    let apply = |m: &str, v: &str, extra: &[&str]| {
+        let mut a = vec!["apply", "--model", m, "--vector", v, "--text", "Germany", "--json"];
+        a.extend_from_slice(extra);
+        json(ok(&a))
+    };
+    // fixed contract: today's fields, plus the steering; add at scale 0 = unpatched
+    let plain = apply(tiny, &p("a.json"), &["--max-tokens", "6"]);
+    for f in ["layer", "patched", "zero_shot", "icl", "sweep"] {
+        assert!(plain.get(f).is_some(), "{f}");
+    }
+    assert_eq!(plain["steering"]["op"], "replace");
+    let zero = apply(
+        tiny,
+        &p("a.json"),
+        &["--mode", "add", "--scale", "0", "--layers", "0-3", "--every-token", "--max-tokens", "6"],
+    );
+    assert_eq!(zero["patched"]["ids"], zero["zero_shot"]["ids"]);
+    assert_eq!(zero["patched"]["ids"].as_array().unwrap().len(), 6, "all N tokens");
+    assert_eq!(zero["steering"]["layers"], serde_json::json!([0, 3]));
+    let same = apply(tiny, &p("a.json"), &["--mode", "replace", "--scale", "1", "--max-tokens", "6"]);
+    assert_eq!(same["patched"], plain["patched"]);
+    // the real SmolLM2: steering every token changes the continuation, full length
+    let steered = apply(
+        smol,
+        &p("s.json"),
+        &["--mode", "add-normalized", "--scale", "0.6", "--layers", "12-14", "--every-token", "--max-tokens", "10"],
+    );
+    assert_eq!(steered["patched"]["ids"].as_array().unwrap().len(), 10);
+    assert_ne!(steered["patched"]["ids"], steered["zero_shot"]["ids"]);
+    // bad steering: a clear error, exit 1
+    let va = p("a.json");
+    for bad in [
+        vec!["--mode", "multiply"],
+        vec!["--scale", "NaN"],
+        vec!["--layers", "2-9"],
+        vec!["--layers", "3-1"],
+    ] {
+        let mut a = vec!["apply", "--model", tiny, "--vector", &va, "--text", "x"];
+        a.extend(bad.iter());
+        let o = taskvec(&a);
+        assert_eq!(o.status.code(), Some(1), "{bad:?}");
+        assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "{bad:?}");
+    }
+    // arithmetic: a − a = 0, provenance recorded; a mismatched shape is refused
+    ok(&["combine", &p("a.json"), "-", &p("a.json"), "--out", &p("z.json")]);
+    let z: serde_json::Value = serde_json::from_slice(&std::fs::read(p("z.json")).unwrap()).unwrap();
+    assert!(z["vectors"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).all(|x| x.as_f64() == Some(0.0)));
+    assert_eq!(z["task"]["spec"], "combination");
+    assert_eq!(z["derivation"]["terms"][1]["weight"], -1.0);
+    ok(&["combine", &p("a.json"), "+", &p("b.json"), "x", "0.5", "--out", &p("ab.json")]);
+    let ab: serde_json::Value = serde_json::from_slice(&std::fs::read(p("ab.json")).unwrap()).unwrap();
+    let (a, b): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_slice(&std::fs::read(p("a.json")).unwrap()).unwrap(),
+        serde_json::from_slice(&std::fs::read(p("b.json")).unwrap()).unwrap(),
+    );
+    let at = |v: &serde_json::Value| v["vectors"][2][5].as_f64().unwrap() as f32;
+    assert_eq!(at(&ab), at(&a) + 0.5 * at(&b));
+    let o = taskvec(&["combine", &p("a.json"), "+", &p("s.json"), "--out", &p("x.json")]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("shapes differ"));
+    // the map: one point per file, JSON contract
+    let m = json(ok(&["map", &p("a.json"), &p("b.json"), &p("c.json"), "--layer", "2", "--json"]));
+    assert_eq!(m["layer"], 2);
+    assert_eq!(m["points"].as_array().unwrap().len(), 3);
+    assert_eq!(m["points"][2]["spec"], "instruction");
+    let e = m["explained"].as_array().unwrap();
+    assert!(e[0].as_f64().unwrap() >= e[1].as_f64().unwrap());
+}

@@ -111,6 +111,9 @@ function showCard(info) {
   const layer = $("layer-choice");
   layer.replaceChildren(opt("", "recommended"));
   for (let l = 0; l < info.layers; l++) layer.append(opt(String(l), String(l)));
+  const to = $("layer-to");
+  to.replaceChildren(opt("", "(one layer)"));
+  for (let l = 0; l < info.layers; l++) to.append(opt(String(l), String(l)));
 }
 
 /** "1 thread", "2 threads". */
@@ -290,6 +293,27 @@ function answerText(a) {
   return `${JSON.stringify(a.text)}   (first token ${JSON.stringify(top[0])}, p = ${top[1].toFixed(3)})`;
 }
 
+/** The steering controls as the library's `Steering` ({op, scale, layers, every_token}). */
+function steeringChoice(entry, layerV) {
+  const to = $("layer-to").value;
+  const from = layerV === "" ? entry.summary.recommended_layer : Number(layerV);
+  let layers = layerV === "" ? null : [from, from];
+  if (to !== "") layers = [Math.min(from, Number(to)), Math.max(from, Number(to))];
+  return { op: $("steer-op").value, scale: Number($("steer-scale").value), layers, every_token: $("steer-every").checked };
+}
+
+/** Steered and unsteered continuations side by side (shown for anything but the paper's patch). */
+function showSteered(r) {
+  const s = r.steering;
+  const paper = s.op === "replace" && s.scale === 1 && !s.every_token && s.layers[0] === s.layers[1];
+  $("steer-compare").hidden = paper;
+  if (paper) return;
+  const span = s.layers[0] === s.layers[1] ? `layer ${s.layers[0]}` : `layers ${s.layers[0]}–${s.layers[1]}`;
+  text($("steer-desc"), `(${s.op} × ${s.scale}, ${span}${s.every_token ? ", every token" : ", query only"})`);
+  text($("steer-on"), r.patched.text);
+  text($("steer-off"), r.zero_shot.text);
+}
+
 async function applyVector() {
   showError("apply-error", null);
   busy([$("apply-btn")], true);
@@ -300,9 +324,12 @@ async function applyVector() {
     if (!queryImage && !q) throw new Error("type a text query or choose an image");
     const query = queryImage ? { image: queryImage.bytes, label: queryImage.label } : { text: q };
     const layerV = $("layer-choice").value;
+    const steering = steeringChoice(entry, layerV);
     text($("apply-status"), "running…");
     const t0 = performance.now();
-    const r = await client.call("apply", { vector: entry.json, layer: layerV === "" ? null : Number(layerV), query, allowTransfer: $("allow-transfer").checked, maxTokens: 8 });
+    const maxTokens = Math.max(1, Math.min(64, Number($("steer-tokens").value) || 8));
+    const r = await client.call("apply", { vector: entry.json, layer: layerV === "" ? null : Number(layerV), query, allowTransfer: $("allow-transfer").checked, maxTokens, steering });
+    showSteered(r);
     state.last.apply = r;
     if (queryImage && state.imageAnswer) { state.imageAnswer.measured = performance.now() - t0; showImageAnswer(); }
     text($("ans-patched"), answerText(r.patched) + `  · layer ${r.layer}`);
@@ -461,6 +488,7 @@ async function main() {
   $("extract-btn").onclick = extract;
   $("evaluate-btn").onclick = evaluateTask;
   $("apply-btn").onclick = applyVector;
+  $("steer-scale").oninput = () => text($("steer-scale-out"), $("steer-scale").value);
   $("query-image").onchange = async (ev) => {
     const f = ev.target.files[0];
     if (!f) { queryImage = null; $("query-preview").hidden = true; return; }

@@ -239,9 +239,9 @@ const ops = {
     need();
     return model.evaluate(req, (done, total) => report({ what: "test items", done, total }));
   },
-  async apply({ vector, layer, query, allowTransfer, maxTokens }) {
+  async apply({ vector, layer, query, allowTransfer, maxTokens, steering }) {
     need();
-    return model.apply(vector, layer == null ? undefined : layer, query, !!allowTransfer, maxTokens || 8);
+    return model.apply(vector, layer == null ? undefined : layer, query, !!allowTransfer, maxTokens || 8, steering || undefined);
   },
   async lens({ prompt, image, track, top }) {
     need();

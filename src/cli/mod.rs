@@ -232,6 +232,32 @@ pub enum Command {
         #[arg(long, default_value_t = 1.0)]
         scale: f32,
     },
+    /// Vector arithmetic: `taskvec combine a.json + b.json - c.json x 0.5 --out d.json` (files
+    /// joined by `+` / `-`, each optionally `* k` or `x k`, or `k x file`; quote `*` from the
+    /// shell). Models and shapes are checked; the new file records its terms.
+    Combine {
+        /// The expression.
+        #[arg(required = true, num_args = 1.., allow_negative_numbers = true)]
+        expr: Vec<String>,
+        /// The vector JSON file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// Accept files made with different models of the same shape.
+        #[arg(long)]
+        allow_transfer: bool,
+    },
+    /// A map of vectors: 2-D PCA of the files' rows at one layer (`--json`: the points).
+    Map {
+        /// Vector JSON files (at least two).
+        #[arg(required = true, num_args = 2..)]
+        files: Vec<PathBuf>,
+        /// Layer (default: the first file's recommended layer).
+        #[arg(long)]
+        layer: Option<usize>,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Reads a safetensors file written by `taskvec export` back into a vector JSON file.
     Import {
         /// The safetensors file.
@@ -566,6 +592,17 @@ pub fn run(cli: Cli) -> Result<()> {
             f.recommended_layer
         );
         return Ok(());
+    }
+    if let Command::Combine {
+        expr,
+        out,
+        allow_transfer,
+    } = &cli.command
+    {
+        return tasks::combine_files(expr, out, *allow_transfer);
+    }
+    if let Command::Map { files, layer, json } = &cli.command {
+        return tasks::map_files(files, *layer, *json);
     }
     if let Command::Tasks { json } = &cli.command {
         return paper::tasks(*json);

@@ -70,6 +70,59 @@ pub(super) fn load_vector(path: &Path) -> Result<VectorFile> {
     VectorFile::from_json(text).map_err(|e| Error::TaskVector(format!("{}: {e}", path.display())))
 }
 
+/// `taskvec combine`: parses the expression, loads its files, writes the weighted sum.
+pub(super) fn combine_files(expr: &[String], out: &Path, allow_transfer: bool) -> Result<()> {
+    use crate::taskvec::arith::{combine, parse_expression};
+    let terms = parse_expression(expr)?;
+    let files: Vec<(f32, VectorFile)> = terms
+        .iter()
+        .map(|(w, p)| Ok((*w, load_vector(Path::new(p))?)))
+        .collect::<Result<_>>()?;
+    let refs: Vec<(f32, &VectorFile)> = files.iter().map(|(w, f)| (*w, f)).collect();
+    let f = combine(&refs, &expr.join(" "), allow_transfer, now())?;
+    write(out, f.to_json())?;
+    eprintln!(
+        "wrote {} = {} ({} layers × {})",
+        out.display(),
+        terms
+            .iter()
+            .map(|(w, p)| format!("{w:+} · {p}"))
+            .collect::<Vec<_>>()
+            .join(" "),
+        f.model.layers,
+        f.model.hidden
+    );
+    Ok(())
+}
+
+/// `taskvec map`: the 2-D PCA of the files at one layer, as a table or JSON.
+pub(super) fn map_files(paths: &[std::path::PathBuf], layer: Option<usize>, json: bool) -> Result<()> {
+    let files: Vec<VectorFile> = paths.iter().map(|p| load_vector(p)).collect::<Result<_>>()?;
+    let refs: Vec<&VectorFile> = files.iter().collect();
+    let layer = layer.unwrap_or(files[0].recommended_layer);
+    let m = crate::taskvec::arith::map(&refs, layer)?;
+    if json {
+        println!("{}", serde_json::to_string(&m).expect("map serializes"));
+        return Ok(());
+    }
+    println!(
+        "layer {layer}: PC1 {:.1} %, PC2 {:.1} % of the variance",
+        100.0 * m.explained[0],
+        100.0 * m.explained[1]
+    );
+    for (p, path) in m.points.iter().zip(paths) {
+        println!(
+            "{:>9.3} {:>9.3}  {:<15} {}  ({})",
+            p.xy[0],
+            p.xy[1],
+            serde_json::to_value(p.spec).expect("spec").as_str().unwrap_or("?"),
+            p.task,
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 fn print_report(r: &crate::taskvec::SweepReport) {
     println!(
         "task {} ({:?} vector read at {:?}, seed {}): {} validation / {} test examples",
@@ -351,7 +404,9 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
         | Command::Info { .. }
         | Command::Quantize { .. }
         | Command::Export { .. }
-        | Command::Import { .. } => {
+        | Command::Import { .. }
+        | Command::Combine { .. }
+        | Command::Map { .. } => {
             unreachable!("handled in run")
         }
     }

@@ -375,12 +375,24 @@ impl<'a> Engine<'a> {
     }
 
     /// Greedy answer to `prompt`, optionally steered by `vector` (see [`Steering`]; its layers
-    /// must be set).
+    /// must be set). Stops at an end-of-sequence token.
     pub async fn answer_steered(
         &self,
         prompt: &Prompt,
         steer: Option<(&TaskVector, &Steering)>,
         max_new: usize,
+    ) -> Result<Answer> {
+        self.continuation(prompt, steer, max_new, true).await
+    }
+
+    /// Greedy continuation of `prompt` (optionally steered) for up to `max_new` tokens; with
+    /// `stop_at_eos` it ends at an end-of-sequence token (dropped), else it runs all `max_new`.
+    pub async fn continuation(
+        &self,
+        prompt: &Prompt,
+        steer: Option<(&TaskVector, &Steering)>,
+        max_new: usize,
+        stop_at_eos: bool,
     ) -> Result<Answer> {
         let (ids, x) = self.embed(prompt)?;
         let mut iv = Intervention::default();
@@ -399,12 +411,13 @@ impl<'a> Engine<'a> {
             .into_iter()
             .map(|i| Ok((self.m.tokenizer.decode(&[i as u32])?, probs[i])))
             .collect::<Result<_>>()?;
-        let mut new = self
-            .m
-            .model
-            .generate(x, &iv, max_new, &self.m.tokenizer.eos)
-            .await?;
-        if new.last().is_some_and(|t| self.m.tokenizer.eos.contains(t)) {
+        let stop: &[u32] = if stop_at_eos {
+            &self.m.tokenizer.eos
+        } else {
+            &[]
+        };
+        let mut new = self.m.model.generate(x, &iv, max_new, stop).await?;
+        if stop_at_eos && new.last().is_some_and(|t| self.m.tokenizer.eos.contains(t)) {
             new.pop();
         }
         Ok(Answer {
@@ -512,10 +525,12 @@ impl<'a> Engine<'a> {
             ..steer.clone()
         };
         let q = Prompt::zero_shot(input);
+        // The paper's patch answers and stops; steering shows both continuations at full length.
+        let stop = steering.is_paper();
         let patched = self
-            .answer_steered(&q, Some((&v, &steering)), max_new)
+            .continuation(&q, Some((&v, &steering)), max_new, stop)
             .await?;
-        let zero_shot = self.answer(&q, None, max_new).await?;
+        let zero_shot = self.continuation(&q, None, max_new, stop).await?;
         let demos: Vec<Example> = f
             .task
             .examples

@@ -42,6 +42,32 @@ pub enum SpecKind {
     Instruction,
     /// Average of other vectors.
     Ensemble,
+    /// A weighted sum of other vector files (`taskvec combine`; see [`Derivation`]).
+    Combination,
+}
+
+/// How a combined vector was made: `Σ weight · vector` over the terms.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Derivation {
+    /// The expression as written, e.g. `a.json + b.json - c.json * 0.5`.
+    pub expression: String,
+    /// The terms, in order.
+    pub terms: Vec<DerivationTerm>,
+}
+
+/// One term of a [`Derivation`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DerivationTerm {
+    /// Its weight (sign included).
+    pub weight: f32,
+    /// The term file's task name.
+    pub task: String,
+    /// The term file's specification.
+    pub spec: SpecKind,
+    /// The term file's creation time.
+    pub created_at: String,
 }
 
 /// One example as recorded in the file (an image is recorded by its label).
@@ -156,6 +182,9 @@ pub struct VectorFile {
     /// Accuracies, when a sweep was run.
     #[serde(default)]
     pub sweep: Option<SweepRecord>,
+    /// For a combination: the terms it was made from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub derivation: Option<Derivation>,
     /// Tool that made the file.
     pub created_by: String,
     /// RFC 3339 time of creation.
@@ -193,6 +222,7 @@ impl VectorFile {
                 val_patched: Some(s.val_patched.clone()),
                 selected_layer: Some(s.selected_layer),
             }),
+            derivation: None,
             created_by: concat!("taskvec ", env!("CARGO_PKG_VERSION")).into(),
             created_at,
         }

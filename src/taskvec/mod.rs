@@ -1,6 +1,7 @@
 //! Task vectors: specification, extraction, patching, the fast layer sweep, the accuracy
 //! protocol, logit lens, similarity and the JSON sharing format.
 
+pub mod arith;
 pub mod dataset;
 pub mod engine;
 pub mod export;

@@ -40,6 +40,14 @@ impl Steering {
         }
     }
 
+    /// Whether this is the paper's patch (replace, scale 1, one layer, prompt only).
+    pub fn is_paper(&self) -> bool {
+        self.op == Operator::Replace
+            && self.scale == 1.0
+            && !self.every_token
+            && self.layers.is_none_or(|[a, b]| a == b)
+    }
+
     /// Parses a layer range: `L` or `A-B` (inclusive).
     pub fn parse_layers(s: &str) -> Result<[usize; 2]> {
         let num = |t: &str| {
