@@ -9,6 +9,8 @@
 // A configuration is backend:storage[:threads] (threads: the CPU pool, default all cores).
 // --image: the image path's figures (src/bench.rs `image_bench`: vision encoder, first token,
 // the page's apply) on that image file, instead of the text benchmark.
+// --fused: on WebGPU, the fused quantized kernel against the tensor-op path (src/bench.rs
+// `fused_check`, SmolVLM-size products, no model work): `--model tiny --fused webgpu:auto`.
 // Needs `taskvec serve` on PORT (default 8080) from the repository root. Prints one JSON line
 // per configuration ({"config", "ok", "report"|"error", "seconds"}). Not part of the tests.
 import { chromium } from "playwright-core";
@@ -29,6 +31,7 @@ const timeout = opt("--timeout", 1800) * 1000;
 const naive = args.includes("--naive");
 // --probe: time the device's basic operations (src/bench.rs `probe`) instead of the model.
 const probe = args.includes("--probe");
+const fused = args.includes("--fused");
 const mi = args.indexOf("--model");
 const model = mi >= 0 ? args.splice(mi, 2)[1] : "smollm2";
 const ii = args.indexOf("--image");
@@ -55,7 +58,9 @@ for (const config of configs.length ? configs : ["cpu:auto"]) {
     if (err) throw new Error(err);
     if (await page.evaluate(() => window.taskvecState.backend) !== (backend === "cpu" ? "cpu" : "webgpu")) throw new Error("backend not available");
     const info = await page.evaluate(() => window.taskvecState.info);
-    const report = image
+    const report = fused
+      ? await page.evaluate((runs) => window.taskvecDebug.fusedCheck("bench", runs), runs)
+      : image
       ? await page.evaluate(({ image, runs }) => window.taskvecImageBench({ image: new Uint8Array(image), runs }), { image, runs })
       : probe
       ? await page.evaluate((runs) => window.taskvecProbe({ runs }), runs)

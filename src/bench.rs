@@ -342,7 +342,8 @@ pub async fn image_bench(
         argmax_last(o.logits).await?;
         let t3 = now();
         m.features.clear();
-        eng.apply_report(&f, &input, &Default::default(), max_tokens).await?;
+        eng.apply_report(&f, &input, &Default::default(), max_tokens)
+            .await?;
         let t4 = now();
         if run > 0 {
             for (k, d) in [t1 - t0, t2 - t1, t3 - t2, t3 - t0, t4 - t3]
@@ -503,7 +504,8 @@ pub async fn fused_check(
                     t.push(now() - start);
                 }
             }
-            let [fused_ms, reference_ms] = times.map(|t| if t.is_empty() { 0.0 } else { median(t) });
+            let [fused_ms, reference_ms] =
+                times.map(|t| if t.is_empty() { 0.0 } else { median(t) });
             // tensor-op path per chunk: shifts tensor upload, shift, mask, (Q8_0: shift, mul,
             // sub), int→float, scale (Q4: −8 or +min), matmul; then one concatenation
             let chunks = (n * k).div_ceil(1 << 22);

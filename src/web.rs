@@ -205,7 +205,10 @@ pub async fn fused_check(sizes: String, runs: usize) -> Result<JsValue, JsError>
         // m = 1, 3 (rows kernel, partial), 5, 67 (tiled, partial tiles); n not a multiple of 8/64
         "check" => (&[(1, 70, 96), (3, 70, 96), (5, 130, 64), (67, 70, 96)], 0),
         // decode row, a prefill of 128 tokens, one vision-encoder product (1024 patches)
-        "bench" => (&[(1, 1536, 576), (128, 1536, 576), (1024, 768, 768)], runs.max(1)),
+        "bench" => (
+            &[(1, 1536, 576), (128, 1536, 576), (1024, 768, 768)],
+            runs.max(1),
+        ),
         other => return Err(JsError::new(&format!("unknown size set '{other}'"))),
     };
     let r = crate::bench::fused_check(&dev, shapes, runs, &perf_now)
@@ -520,6 +523,26 @@ impl WebModel {
         to_js(&r)
     }
 
+    /// The three-phase logit lens over `prompts` five-shot prompts of built-in task `task`
+    /// (`taskvec lens --task`): per layer the mean and band of p(input), p(task word),
+    /// p(answer), and the top-1 tokens; `progress(done, total)`.
+    #[wasm_bindgen(js_name = lensAggregate)]
+    pub async fn lens_aggregate(
+        &self,
+        task: String,
+        prompts: usize,
+        seed: u64,
+        progress: Option<js_sys::Function>,
+    ) -> Result<JsValue, JsError> {
+        let t = crate::taskvec::Task::builtin(&task).map_err(js_err)?;
+        let word = crate::taskvec::task::task_word(&task);
+        let r = Engine::new(&self.m)
+            .lens_aggregate(&t, word, prompts, seed, progress_fn(&progress))
+            .await
+            .map_err(js_err)?;
+        to_js(&r)
+    }
+
     /// The paper's table on this model (the same code as `taskvec table`). `req`: `{rows:
     /// [ids], tasks: [names], seeds: [..], prompts, read_at}`; `images`: an object from each
     /// built-in image path (`flags/fr.png` …) to its bytes; `progress(done, total, what)`.
@@ -730,6 +753,42 @@ pub fn similarity(jsons: Vec<String>) -> Result<JsValue, JsError> {
         .collect::<Result<_, _>>()
         .map_err(js_err)?;
     to_js(&similarity_report(&fs).map_err(js_err)?)
+}
+
+/// `Σ weights[i] · jsons[i]` as a new vector file's JSON (`taskvec combine`'s library code),
+/// recording the terms and `expression`.
+#[wasm_bindgen(js_name = combineVectors)]
+pub fn combine_vectors(
+    jsons: Vec<String>,
+    weights: Vec<f32>,
+    expression: String,
+    allow_transfer: bool,
+    created_at: String,
+) -> Result<String, JsError> {
+    if jsons.len() != weights.len() {
+        return Err(JsError::new("combine: one weight per vector"));
+    }
+    let fs: Vec<VectorFile> = jsons
+        .iter()
+        .map(|j| VectorFile::from_json(j))
+        .collect::<Result<_, _>>()
+        .map_err(js_err)?;
+    let terms: Vec<(f32, &VectorFile)> = weights.iter().copied().zip(&fs).collect();
+    crate::taskvec::arith::combine(&terms, &expression, allow_transfer, created_at)
+        .map(|f| f.to_json())
+        .map_err(js_err)
+}
+
+/// The map of vectors (2-D PCA of each file's row `layer`; `taskvec map --json`).
+#[wasm_bindgen(js_name = mapVectors)]
+pub fn map_vectors(jsons: Vec<String>, layer: usize) -> Result<JsValue, JsError> {
+    let fs: Vec<VectorFile> = jsons
+        .iter()
+        .map(|j| VectorFile::from_json(j))
+        .collect::<Result<_, _>>()
+        .map_err(js_err)?;
+    let refs: Vec<&VectorFile> = fs.iter().collect();
+    to_js(&crate::taskvec::arith::map(&refs, layer).map_err(js_err)?)
 }
 
 /// The built-in tasks: name, instruction, counts and items (input, output, split, image path

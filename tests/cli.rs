@@ -655,13 +655,24 @@ fn steering_combine_and_map() {
         ("s", smol, "country_capital", "instruction"),
     ] {
         ok(&[
-            "extract", "--model", m, "--task", task, "--spec", spec, "--prompts", "4", "--out",
+            "extract",
+            "--model",
+            m,
+            "--task",
+            task,
+            "--spec",
+            spec,
+            "--prompts",
+            "4",
+            "--out",
             &p(&format!("{name}.json")),
         ]);
     }
     let json = |s: String| -> serde_json::Value { serde_json::from_str(&s).unwrap() };
     let apply = |m: &str, v: &str, extra: &[&str]| {
-        let mut a = vec!["apply", "--model", m, "--vector", v, "--text", "Germany", "--json"];
+        let mut a = vec![
+            "apply", "--model", m, "--vector", v, "--text", "Germany", "--json",
+        ];
         a.extend_from_slice(extra);
         json(ok(&a))
     };
@@ -674,18 +685,46 @@ fn steering_combine_and_map() {
     let zero = apply(
         tiny,
         &p("a.json"),
-        &["--mode", "add", "--scale", "0", "--layers", "0-3", "--every-token", "--max-tokens", "6"],
+        &[
+            "--mode",
+            "add",
+            "--scale",
+            "0",
+            "--layers",
+            "0-3",
+            "--every-token",
+            "--max-tokens",
+            "6",
+        ],
     );
     assert_eq!(zero["patched"]["ids"], zero["zero_shot"]["ids"]);
-    assert_eq!(zero["patched"]["ids"].as_array().unwrap().len(), 6, "all N tokens");
+    assert_eq!(
+        zero["patched"]["ids"].as_array().unwrap().len(),
+        6,
+        "all N tokens"
+    );
     assert_eq!(zero["steering"]["layers"], serde_json::json!([0, 3]));
-    let same = apply(tiny, &p("a.json"), &["--mode", "replace", "--scale", "1", "--max-tokens", "6"]);
+    let same = apply(
+        tiny,
+        &p("a.json"),
+        &["--mode", "replace", "--scale", "1", "--max-tokens", "6"],
+    );
     assert_eq!(same["patched"], plain["patched"]);
     // the real SmolLM2: steering every token changes the continuation, full length
     let steered = apply(
         smol,
         &p("s.json"),
-        &["--mode", "add-normalized", "--scale", "0.6", "--layers", "12-14", "--every-token", "--max-tokens", "10"],
+        &[
+            "--mode",
+            "add-normalized",
+            "--scale",
+            "0.6",
+            "--layers",
+            "12-14",
+            "--every-token",
+            "--max-tokens",
+            "10",
+        ],
     );
     assert_eq!(steered["patched"]["ids"].as_array().unwrap().len(), 10);
     assert_ne!(steered["patched"]["ids"], steered["zero_shot"]["ids"]);
@@ -701,30 +740,127 @@ fn steering_combine_and_map() {
         a.extend(bad.iter());
         let o = taskvec(&a);
         assert_eq!(o.status.code(), Some(1), "{bad:?}");
-        assert!(!String::from_utf8_lossy(&o.stderr).contains("panicked"), "{bad:?}");
+        assert!(
+            !String::from_utf8_lossy(&o.stderr).contains("panicked"),
+            "{bad:?}"
+        );
     }
     // arithmetic: a − a = 0, provenance recorded; a mismatched shape is refused
-    ok(&["combine", &p("a.json"), "-", &p("a.json"), "--out", &p("z.json")]);
-    let z: serde_json::Value = serde_json::from_slice(&std::fs::read(p("z.json")).unwrap()).unwrap();
-    assert!(z["vectors"].as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap()).all(|x| x.as_f64() == Some(0.0)));
+    ok(&[
+        "combine",
+        &p("a.json"),
+        "-",
+        &p("a.json"),
+        "--out",
+        &p("z.json"),
+    ]);
+    let z: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p("z.json")).unwrap()).unwrap();
+    assert!(
+        z["vectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|r| r.as_array().unwrap())
+            .all(|x| x.as_f64() == Some(0.0))
+    );
     assert_eq!(z["task"]["spec"], "combination");
     assert_eq!(z["derivation"]["terms"][1]["weight"], -1.0);
-    ok(&["combine", &p("a.json"), "+", &p("b.json"), "x", "0.5", "--out", &p("ab.json")]);
-    let ab: serde_json::Value = serde_json::from_slice(&std::fs::read(p("ab.json")).unwrap()).unwrap();
+    ok(&[
+        "combine",
+        &p("a.json"),
+        "+",
+        &p("b.json"),
+        "x",
+        "0.5",
+        "--out",
+        &p("ab.json"),
+    ]);
+    let ab: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p("ab.json")).unwrap()).unwrap();
     let (a, b): (serde_json::Value, serde_json::Value) = (
         serde_json::from_slice(&std::fs::read(p("a.json")).unwrap()).unwrap(),
         serde_json::from_slice(&std::fs::read(p("b.json")).unwrap()).unwrap(),
     );
     let at = |v: &serde_json::Value| v["vectors"][2][5].as_f64().unwrap() as f32;
     assert_eq!(at(&ab), at(&a) + 0.5 * at(&b));
-    let o = taskvec(&["combine", &p("a.json"), "+", &p("s.json"), "--out", &p("x.json")]);
+    let o = taskvec(&[
+        "combine",
+        &p("a.json"),
+        "+",
+        &p("s.json"),
+        "--out",
+        &p("x.json"),
+    ]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("shapes differ"));
     // the map: one point per file, JSON contract
-    let m = json(ok(&["map", &p("a.json"), &p("b.json"), &p("c.json"), "--layer", "2", "--json"]));
+    let m = json(ok(&[
+        "map",
+        &p("a.json"),
+        &p("b.json"),
+        &p("c.json"),
+        "--layer",
+        "2",
+        "--json",
+    ]));
     assert_eq!(m["layer"], 2);
     assert_eq!(m["points"].as_array().unwrap().len(), 3);
     assert_eq!(m["points"][2]["spec"], "instruction");
     let e = m["explained"].as_array().unwrap();
     assert!(e[0].as_f64().unwrap() >= e[1].as_f64().unwrap());
+}
+
+#[test]
+fn aggregated_lens_shows_the_answer_phase_on_smollm2() {
+    let smol = smollm2_path();
+    let out = ok(&[
+        "lens",
+        "--model",
+        smol.to_str().unwrap(),
+        "--task",
+        "country_capital",
+        "--prompts",
+        "8",
+        "--json",
+    ]);
+    let r: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(r["prompts"], 8);
+    assert_eq!(r["task_word"], "capital");
+    let layers = r["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 30);
+    for l in layers {
+        for k in ["input", "task", "answer"] {
+            let b = &l[k];
+            let (lo, m, hi) = (
+                b["lo"].as_f64().unwrap(),
+                b["mean"].as_f64().unwrap(),
+                b["hi"].as_f64().unwrap(),
+            );
+            assert!((0.0..=1.0).contains(&m) && lo <= hi, "{k}: {b}");
+        }
+        let share: f64 = l["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t[1].as_f64().unwrap())
+            .sum();
+        assert!(share <= 1.0 + 1e-6);
+    }
+    // the answer appears late: nothing at the first layers, clearly more near the end
+    let ans = |l: usize| layers[l]["answer"]["mean"].as_f64().unwrap();
+    assert!(
+        ans(0) < 1e-3 && (24..30).map(ans).fold(0.0, f64::max) > 0.02,
+        "{} {}",
+        ans(0),
+        ans(29)
+    );
+    let bad = taskvec(&[
+        "lens",
+        "--model",
+        smol.to_str().unwrap(),
+        "--task",
+        "no_such_task",
+    ]);
+    assert_eq!(bad.status.code(), Some(1));
 }

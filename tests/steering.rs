@@ -83,11 +83,19 @@ fn steering_matches_the_transformers_hooks() {
                 every_token: spec["every_token"].as_bool().unwrap(),
             };
             let (ids, new, logits) = run(&m, &prompt(which), &v, Some(&s));
-            assert_eq!(ids, common::ids(&r, &format!("{which}.input_ids")), "{name} prompt");
+            assert_eq!(
+                ids,
+                common::ids(&r, &format!("{which}.input_ids")),
+                "{name} prompt"
+            );
             assert_eq!(new, common::ids(&r, &format!("{name}.ids")), "{name} ids");
             let err = rel_err(&logits, &tensor(&r, &format!("{name}.first_logits")).1);
             assert!(err < 1e-4, "{name} first logits: {err:e}");
-            assert_ne!(new, common::ids(&r, &format!("{which}.plain_ids")), "{name} steers");
+            assert_ne!(
+                new,
+                common::ids(&r, &format!("{which}.plain_ids")),
+                "{name} steers"
+            );
             cases += 1;
         }
         assert_eq!(cases, 5);

@@ -417,7 +417,57 @@ async function refreshLibrary() {
   }
   if (entries.some((e) => e.id === keep)) choice.value = keep;
   else if (entries.length) choice.value = entries[entries.length - 1].id;
+  for (const id of ["comb-a", "comb-b"]) {
+    const sel = $(id), was = sel.value;
+    sel.replaceChildren(...entries.map((e) => opt(e.id, e.name)));
+    if (entries.some((e) => e.id === was)) sel.value = was;
+  }
   await refreshSimilarity(entries);
+  await refreshMap(entries);
+}
+
+/** (f): the aggregated logit lens of a built-in task (`taskvec lens --task`). */
+async function runPhases() {
+  showError("apply-error", null);
+  busy([$("phases-btn")], true);
+  try {
+    const n = Math.max(2, Math.min(200, Number($("phases-n").value) || 20));
+    state.last.phases = await client.call("lensAggregate", { task: $("phases-task").value, prompts: n, seed: 0 }, progress($("phases-progress"), $("apply-status")));
+    plots.phases(state.last.phases);
+    text($("apply-status"), "");
+  } catch (e) { showError("apply-error", e); text($("apply-status"), ""); }
+  finally { $("phases-progress").hidden = true; busy([$("phases-btn")], false); }
+}
+
+/** Saves `a ± k·b` from the arithmetic row (the library code of `taskvec combine`). */
+async function combineSelected() {
+  showError("library-error", null);
+  try {
+    const entries = await lib.list();
+    const a = entries.find((e) => e.id === $("comb-a").value), b = entries.find((e) => e.id === $("comb-b").value);
+    if (!a || !b) throw new Error("save two vectors first");
+    const k = Number($("comb-op").value) * Number($("comb-k").value);
+    if (!Number.isFinite(k)) throw new Error("the weight must be a number");
+    const expression = `${a.name} ${k < 0 ? "-" : "+"} ${b.name} * ${Math.abs(k)}`;
+    const json = await client.call("combine", { jsons: [a.json, b.json], weights: [1, k], expression, allowTransfer: $("comb-transfer").checked });
+    await save(json, expression);
+  } catch (e) { showError("library-error", e); }
+}
+
+/** The map panel: PCA of the newest vector's model's vectors at the chosen layer. */
+async function refreshMap(entries) {
+  const last = entries[entries.length - 1];
+  const same = last ? entries.filter((e) => e.summary.model.layers === last.summary.model.layers && e.summary.model.hidden === last.summary.model.hidden) : [];
+  const sel = $("map-layer"), was = sel.value;
+  if (last && sel.options.length !== last.summary.model.layers) {
+    sel.replaceChildren(...Array.from({ length: last.summary.model.layers }, (_, l) => opt(String(l), String(l))));
+    sel.value = String(last.summary.recommended_layer);
+  } else if (was) sel.value = was;
+  if (same.length < 2) { state.last.map = null; return plots.map(null); }
+  try {
+    state.last.map = await client.call("map", { jsons: same.map((e) => e.json), layer: Number(sel.value) });
+    plots.map(state.last.map, uniqueNames(same));
+  } catch (e) { showError("library-error", e); }
 }
 
 function uniqueNames(entries) {
@@ -488,6 +538,9 @@ async function main() {
   $("extract-btn").onclick = extract;
   $("evaluate-btn").onclick = evaluateTask;
   $("apply-btn").onclick = applyVector;
+  $("comb-btn").onclick = combineSelected;
+  $("phases-btn").onclick = runPhases;
+  $("map-layer").onchange = async () => refreshMap(await lib.list());
   $("steer-scale").oninput = () => text($("steer-scale-out"), $("steer-scale").value);
   $("query-image").onchange = async (ev) => {
     const f = ev.target.files[0];
@@ -515,6 +568,7 @@ async function main() {
   };
   state.tasks = await client.call("builtinTasks");
   for (const t of state.tasks) $("preset").append(opt(t.name, t.name.replace("_", " – ")));
+  for (const t of state.tasks) $("phases-task").append(opt(t.name, t.name.replace("_", " – ")));
   $("preset").append(opt("", "custom (empty)"));
   $("preset").onchange = () => applyPreset($("preset").value);
   await paper.start(state.tasks);

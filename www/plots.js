@@ -130,3 +130,47 @@ export function tableAverages(t) {
     ],
   }));
 }
+
+/** (e) Map of vectors: PCA points coloured by task, shaped by specification. */
+export function map(data, names) {
+  if (!data) return empty("plot-map", "Save two or more vectors of one model to see the map.");
+  const pts = data.points.map((p, i) => ({ x: p.xy[0], y: p.xy[1], task: p.task, spec: p.spec.replace(/_/g, " "), name: names[i] }));
+  const pct = (v) => `${(100 * v).toFixed(1)} %`;
+  put("plot-map", Plot.plot({
+    height: 360, width: 620, grid: true, inset: 20,
+    x: { label: `PC1 (${pct(data.explained[0])}) →` }, y: { label: `↑ PC2 (${pct(data.explained[1])})` },
+    color: { legend: true, label: "task" }, symbol: { legend: true, label: "specification" },
+    marks: [
+      Plot.dot(pts, { x: "x", y: "y", stroke: "task", symbol: "spec", r: 6, strokeWidth: 2, title: (d) => `${d.name}\n${d.task} · ${d.spec}` }),
+      Plot.text(pts, { x: "x", y: "y", text: (d) => (d.name.length > 18 ? d.name.slice(0, 17) + "…" : d.name), dy: -11, fontSize: 9 }),
+    ],
+  }));
+}
+
+/** (f) The aggregated lens: three probability curves with bands, and the top-1 tokens' heatmap. */
+export function phases(data) {
+  if (!data) return empty("plot-phases", "Run it to see the input → task → answer phases.");
+  const series = [["input", "input (query)"], ["task", `task word (${JSON.stringify(data.task_word || "")})`], ["answer", "answer"]];
+  const pts = [];
+  for (const l of data.layers) for (const [k, label] of series) if (l[k]) pts.push({ layer: l.layer, series: label, ...l[k] });
+  const lines = Plot.plot({
+    height: 240, marginLeft: 50, x: layerAxis(), y: { label: `probability (mean of ${data.prompts} prompts)`, domain: [0, 1] },
+    color: { legend: true },
+    marks: [
+      Plot.areaY(pts, { x: "layer", y1: "lo", y2: "hi", fill: "series", fillOpacity: 0.15 }),
+      Plot.line(pts, { x: "layer", y: "mean", stroke: "series", marker: "dot" }),
+      Plot.ruleY([0]),
+    ],
+  });
+  const cells = [];
+  for (const l of data.layers) l.top.forEach(([tok, share], rank) => cells.push({ layer: l.layer, rank: `top-1 #${rank + 1}`, tok: JSON.stringify(tok), share }));
+  const heat = Plot.plot({
+    height: 120, marginLeft: 60, x: layerAxis(), y: { label: null },
+    color: { scheme: "purples", domain: [0, 1], legend: true, label: "share of prompts" },
+    marks: [Plot.cell(cells, { x: "layer", y: "rank", fill: "share", title: (d) => `layer ${d.layer}: ${d.tok} tops ${(100 * d.share).toFixed(0)} %` }),
+      Plot.text(cells, { x: "layer", y: "rank", text: "tok", rotate: -60, fontSize: 8 })],
+  });
+  const box = document.createElement("div");
+  box.append(lines, heat);
+  put("plot-phases", box);
+}

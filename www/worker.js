@@ -243,6 +243,10 @@ const ops = {
     need();
     return model.apply(vector, layer == null ? undefined : layer, query, !!allowTransfer, maxTokens || 8, steering || undefined);
   },
+  async lensAggregate({ task, prompts, seed }, report) {
+    need();
+    return model.lensAggregate(task, prompts || 20, BigInt(seed || 0), (done, total) => report({ what: "prompts", done, total }));
+  },
   async lens({ prompt, image, track, top }) {
     need();
     return model.lens(prompt, image || undefined, track, top || 5);
@@ -251,6 +255,8 @@ const ops = {
   async inspect({ json }) { return tv.inspectVector(json); },
   async check({ json, allowTransfer }) { need(); tv.checkVector(json, model, !!allowTransfer); return true; },
   async similarity({ jsons }) { return tv.similarity(jsons); },
+  async combine({ jsons, weights, expression, allowTransfer }) { return tv.combineVectors(jsons, Float32Array.from(weights), expression, !!allowTransfer, new Date().toISOString().replace(/\.\d+Z$/, "Z")); },
+  async map({ jsons, layer }) { return tv.mapVectors(jsons, layer); },
 };
 
 function need() {

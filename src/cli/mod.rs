@@ -187,11 +187,21 @@ pub enum Command {
         #[command(flatten)]
         model: ModelArgs,
         /// Prompt text.
-        #[arg(long)]
-        prompt: String,
+        #[arg(long, required_unless_present = "task", conflicts_with = "task")]
+        prompt: Option<String>,
         /// An image for the prompt's `<image>`.
         #[arg(long)]
         image: Option<PathBuf>,
+        /// Aggregate over many five-shot prompts of this built-in task instead: per layer the
+        /// mean and 10–90 % band of p(input), p(task word), p(answer), and the top-1 tokens.
+        #[arg(long)]
+        task: Option<String>,
+        /// Prompts to aggregate (with --task; the paper uses 100).
+        #[arg(long, default_value_t = 20)]
+        prompts: usize,
+        /// Seed of the demonstration draws (with --task).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
         /// Words whose first token's probability is followed across layers.
         #[arg(long, num_args = 1..)]
         track: Vec<String>,

@@ -7,11 +7,11 @@ use burn::tensor::Device;
 
 use super::{Command, SpecArg, TaskArgs, load_model, read, write};
 use crate::error::{Error, Result};
+use crate::model::Operator;
 use crate::taskvec::extract::{ExtractRequest, extract_file};
 use crate::taskvec::lens::similarity_report;
 use crate::taskvec::protocol::evaluate_at;
 use crate::taskvec::task::{Input, parse_tsv};
-use crate::model::Operator;
 use crate::taskvec::{Engine, Extraction, Prompt, Spec, Steering, Task, VectorFile};
 
 fn spec(s: SpecArg) -> Spec {
@@ -96,8 +96,15 @@ pub(super) fn combine_files(expr: &[String], out: &Path, allow_transfer: bool) -
 }
 
 /// `taskvec map`: the 2-D PCA of the files at one layer, as a table or JSON.
-pub(super) fn map_files(paths: &[std::path::PathBuf], layer: Option<usize>, json: bool) -> Result<()> {
-    let files: Vec<VectorFile> = paths.iter().map(|p| load_vector(p)).collect::<Result<_>>()?;
+pub(super) fn map_files(
+    paths: &[std::path::PathBuf],
+    layer: Option<usize>,
+    json: bool,
+) -> Result<()> {
+    let files: Vec<VectorFile> = paths
+        .iter()
+        .map(|p| load_vector(p))
+        .collect::<Result<_>>()?;
     let refs: Vec<&VectorFile> = files.iter().collect();
     let layer = layer.unwrap_or(files[0].recommended_layer);
     let m = crate::taskvec::arith::map(&refs, layer)?;
@@ -115,7 +122,10 @@ pub(super) fn map_files(paths: &[std::path::PathBuf], layer: Option<usize>, json
             "{:>9.3} {:>9.3}  {:<15} {}  ({})",
             p.xy[0],
             p.xy[1],
-            serde_json::to_value(p.spec).expect("spec").as_str().unwrap_or("?"),
+            serde_json::to_value(p.spec)
+                .expect("spec")
+                .as_str()
+                .unwrap_or("?"),
             p.task,
             path.display()
         );
@@ -258,7 +268,11 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
                 };
                 let st = &r.steering;
                 let [a, b] = st.layers.expect("resolved");
-                let span = if a == b { format!("layer {a}") } else { format!("layers {a}-{b}") };
+                let span = if a == b {
+                    format!("layer {a}")
+                } else {
+                    format!("layers {a}-{b}")
+                };
                 if st.op == Operator::Replace && st.scale == 1.0 && !st.every_token && a == b {
                     println!("layer {}{rec}", r.layer);
                 } else {
@@ -329,11 +343,54 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             model,
             prompt,
             image,
+            task,
+            prompts,
+            seed,
             track,
             top,
             json,
         } => {
             let m = load_model(&model, dev)?;
+            if let Some(name) = task {
+                let t = Task::builtin(&name)?;
+                let word = track
+                    .first()
+                    .map(String::as_str)
+                    .or(crate::taskvec::task::task_word(&name));
+                let r = pollster::block_on(Engine::new(&m).lens_aggregate(
+                    &t,
+                    word,
+                    prompts,
+                    seed,
+                    |_, _| {},
+                ))?;
+                if json {
+                    println!("{}", serde_json::to_string(&r).expect("lens serializes"));
+                } else {
+                    println!(
+                        "{} prompts of {}: mean p(input)  p({})  p(answer)  top-1 tokens (share)",
+                        r.prompts,
+                        r.task,
+                        r.task_word.as_deref().unwrap_or("-")
+                    );
+                    for l in &r.layers {
+                        let tops: Vec<String> =
+                            l.top.iter().map(|(t, p)| format!("{t:?}:{p:.2}")).collect();
+                        println!(
+                            "{:>5}  {:.3}  {}  {:.3}  {}",
+                            l.layer,
+                            l.input.mean,
+                            l.task
+                                .as_ref()
+                                .map_or("-".into(), |b| format!("{:.3}", b.mean)),
+                            l.answer.mean,
+                            tops.join(" ")
+                        );
+                    }
+                }
+                return Ok(());
+            }
+            let prompt = prompt.expect("clap requires --prompt or --task");
             let images: Vec<Vec<u8>> = image
                 .as_deref()
                 .map(read)

@@ -254,19 +254,7 @@ fn fused_tiled(
         } else {
             // 64 rows × 4 words: one word per thread
             let c = t / 4;
-            stage_weights(
-                words,
-                scale,
-                min,
-                &mut ws,
-                n0 + c,
-                c,
-                t % 4,
-                b,
-                n,
-                nb,
-                kind,
-            );
+            stage_weights(words, scale, min, &mut ws, n0 + c, c, t % 4, b, n, nb, kind);
         }
         sync_cube();
         #[unroll]

@@ -244,7 +244,10 @@ impl Model {
                     )));
                 }
                 if !p.scale.is_finite() {
-                    return Err(Error::model(format!("patch scale {} is not finite", p.scale)));
+                    return Err(Error::model(format!(
+                        "patch scale {} is not finite",
+                        p.scale
+                    )));
                 }
                 if p.position < start || p.position >= start + len {
                     return Err(Error::model(format!(

@@ -186,13 +186,15 @@ impl PackedMatrix {
             _ => KIND_Q4_1,
         };
         let min = self.min.clone().unwrap_or_else(|| self.scale.clone());
-        Tensor::from_dispatch(<burn::backend::Dispatch as FusedQuant>::fused_quant_matmul_t(
-            x.into_dispatch(),
-            self.words.clone().into_dispatch(),
-            self.scale.clone().into_dispatch(),
-            min.into_dispatch(),
-            kind,
-        ))
+        Tensor::from_dispatch(
+            <burn::backend::Dispatch as FusedQuant>::fused_quant_matmul_t(
+                x.into_dispatch(),
+                self.words.clone().into_dispatch(),
+                self.scale.clone().into_dispatch(),
+                min.into_dispatch(),
+                kind,
+            ),
+        )
     }
 
     /// `x · Wᵀ` with backend tensor ops: dequantize at most [`CHUNK_ELEMS`] weights at a time

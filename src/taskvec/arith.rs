@@ -33,8 +33,12 @@ pub fn parse_expression(tokens: &[String]) -> Result<Vec<(f32, String)>> {
             }
             _ if expect_operand => {
                 if let Ok(k) = t.parse::<f32>() {
-                    if !k.is_finite() || !matches!(tokens.get(i + 1).map(String::as_str), Some("*" | "x")) {
-                        return bad(format!("a number ({t}) must be written as 'k * file' or 'file * k'"));
+                    if !k.is_finite()
+                        || !matches!(tokens.get(i + 1).map(String::as_str), Some("*" | "x"))
+                    {
+                        return bad(format!(
+                            "a number ({t}) must be written as 'k * file' or 'file * k'"
+                        ));
                     }
                     pending = Some(k);
                     i += 2;
@@ -67,7 +71,9 @@ pub fn combine(
         .ok_or_else(|| Error::TaskVector("combine: no vectors given".into()))?;
     for (w, f) in terms {
         if !w.is_finite() {
-            return Err(Error::TaskVector(format!("combine: weight {w} is not finite")));
+            return Err(Error::TaskVector(format!(
+                "combine: weight {w} is not finite"
+            )));
         }
         let (a, b) = (&first.model, &f.model);
         if (a.layers, a.hidden) != (b.layers, b.hidden) {
@@ -154,7 +160,9 @@ pub fn pca2(rows: &[Vec<f32>]) -> Result<(Vec<[f64; 2]>, [f64; 2])> {
     }
     let d = rows[0].len();
     if rows.iter().any(|r| r.len() != d) {
-        return Err(Error::TaskVector("map: the vectors have different sizes".into()));
+        return Err(Error::TaskVector(
+            "map: the vectors have different sizes".into(),
+        ));
     }
     let mean: Vec<f64> = (0..d)
         .map(|j| rows.iter().map(|r| r[j] as f64).sum::<f64>() / n as f64)
@@ -177,7 +185,9 @@ pub fn pca2(rows: &[Vec<f32>]) -> Result<(Vec<[f64; 2]>, [f64; 2])> {
         explained[comp] = if total > 0.0 { lambda / total } else { 0.0 };
         // the projection of row i on component e is sqrt(λ) · u_i
         let u = eig.eigenvectors.column(e);
-        let big = (0..n).max_by(|&a, &b| u[a].abs().total_cmp(&u[b].abs())).unwrap_or(0);
+        let big = (0..n)
+            .max_by(|&a, &b| u[a].abs().total_cmp(&u[b].abs()))
+            .unwrap_or(0);
         let sign = if u[big] < 0.0 { -1.0 } else { 1.0 };
         for i in 0..n {
             xy[i][comp] = sign * lambda.sqrt() * u[i];
@@ -229,11 +239,22 @@ mod tests {
         let t = parse_expression(&toks("a.json + b.json - c.json * 0.5")).unwrap();
         assert_eq!(
             t,
-            vec![(1.0, "a.json".into()), (1.0, "b.json".into()), (-0.5, "c.json".into())]
+            vec![
+                (1.0, "a.json".into()),
+                (1.0, "b.json".into()),
+                (-0.5, "c.json".into())
+            ]
         );
         let t = parse_expression(&toks("2 x a.json - b.json")).unwrap();
         assert_eq!(t, vec![(2.0, "a.json".into()), (-1.0, "b.json".into())]);
-        for bad in ["", "a.json +", "a.json b.json", "a.json * NaN", "a.json * z", "+ a.json"] {
+        for bad in [
+            "",
+            "a.json +",
+            "a.json b.json",
+            "a.json * NaN",
+            "a.json * z",
+            "+ a.json",
+        ] {
             assert!(parse_expression(&toks(bad)).is_err(), "{bad}");
         }
     }
@@ -256,7 +277,9 @@ mod tests {
             assert!((xy[i][1].abs() - z.abs()).abs() < 1e-6, "{i}: {:?}", xy[i]);
         }
         let var1 = 10.0 * 5.0; // Σ t²·5
-        let var2: f64 = (0..5).map(|i| (if i % 2 == 0 { 0.1f64 } else { -0.1 } - mean_z).powi(2)).sum();
+        let var2: f64 = (0..5)
+            .map(|i| (if i % 2 == 0 { 0.1f64 } else { -0.1 } - mean_z).powi(2))
+            .sum();
         assert!((ex[0] - var1 / (var1 + var2)).abs() < 1e-9);
         assert!(pca2(&rows[..1]).is_err());
     }

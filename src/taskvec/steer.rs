@@ -121,7 +121,12 @@ mod tests {
             scale: f32::NAN,
             ..Default::default()
         };
-        assert!(nan.resolve(0, 10).unwrap_err().to_string().contains("finite"));
+        assert!(
+            nan.resolve(0, 10)
+                .unwrap_err()
+                .to_string()
+                .contains("finite")
+        );
         assert!(Operator::parse("multiply").is_err());
         assert_eq!(Operator::parse("add").unwrap(), Operator::Add);
     }

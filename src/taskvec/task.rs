@@ -112,6 +112,20 @@ pub struct Task {
     pub examples: Vec<Example>,
 }
 
+/// The word naming a built-in task's relation (what the logit lens's middle "task" phase shows),
+/// e.g. `capital` for `country_capital`.
+pub fn task_word(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "country_capital" => "capital",
+        "country_currency" => "currency",
+        "animal_latin" => "species",
+        "animal_young" => "baby",
+        "food_color" => "color",
+        "food_flavor" => "flavor",
+        _ => return None,
+    })
+}
+
 /// The paper's six tasks: (name, instruction, TSV data compiled into the binary; columns
 /// `input output split image`, see [`super::dataset`]).
 pub const BUILTIN: [(&str, &str, &str); 6] = [
