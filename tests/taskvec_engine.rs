@@ -176,8 +176,8 @@ fn json_refusals_explain_themselves() {
         "not a taskvec vector file",
     );
     refuse(
-        edit(&|j| j["version"] = 2.into()),
-        "version 2 is not supported",
+        edit(&|j| j["version"] = 3.into()),
+        "version 3 is not supported",
     );
     refuse(
         edit(&|j| {
@@ -265,12 +265,44 @@ fn lens_gives_a_distribution_per_layer() {
 #[test]
 fn schema_matches_the_writer() {
     let m = tiny_vlm_safetensors(&Device::flex());
-    let f: serde_json::Value =
-        serde_json::from_str(&file_for(&m, &some_vector(&m)).to_json()).unwrap();
+    let v = some_vector(&m);
+    let mut file = file_for(&m, &v);
+    file.evaluation = Some(taskvec::taskvec::format::EvaluationRecord {
+        metric: "m".into(),
+        split: "s".into(),
+        seeds: vec![0, 1],
+        dataset_hash: taskvec::taskvec::format::dataset_hash(&file.task.examples),
+    });
+    // a combination carries its derivation
+    let combined = taskvec::taskvec::arith::combine(
+        &[(1.0, &file), (-0.5, &file)],
+        "a - b * 0.5",
+        false,
+        "2026-12-03T00:00:00Z".into(),
+    )
+    .unwrap();
+    let f: serde_json::Value = serde_json::from_str(&file.to_json()).unwrap();
+    assert!(f.get("intervention").is_some() && f["version"] == 2);
+    let fc: serde_json::Value = serde_json::from_str(&combined.to_json()).unwrap();
+    assert!(fc.get("derivation").is_some());
+    // version 1 files (no intervention) still load; an unknown version is refused
+    let mut v1 = f.clone();
+    v1["version"] = 1.into();
+    v1.as_object_mut().unwrap().remove("intervention");
+    v1.as_object_mut().unwrap().remove("evaluation");
+    let back = VectorFile::from_json(&v1.to_string()).unwrap();
+    assert_eq!(back.vectors, file.vectors);
+    assert!(back.intervention.is_none());
+    let mut v3 = f.clone();
+    v3["version"] = 3.into();
+    let e = VectorFile::from_json(&v3.to_string())
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("version 3 is not supported"), "{e}");
     let schema: serde_json::Value =
         serde_json::from_slice(&read(&std::path::PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/schema/taskvec-vector-v1.schema.json"
+            "/schema/taskvec-vector-v2.schema.json"
         ))))
         .unwrap();
     fn check(doc: &serde_json::Value, schema: &serde_json::Value, path: &str) {
@@ -299,4 +331,13 @@ fn schema_matches_the_writer() {
         }
     }
     check(&f, &schema, "$");
+    check(&fc, &schema, "$");
+    // every committed version-1 key is also in the v1 schema (files written before v2)
+    let v1_schema: serde_json::Value =
+        serde_json::from_slice(&read(&std::path::PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/schema/taskvec-vector-v1.schema.json"
+        ))))
+        .unwrap();
+    check(&v1, &v1_schema, "$v1");
 }

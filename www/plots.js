@@ -154,7 +154,7 @@ export function phases(data) {
   const pts = [];
   for (const l of data.layers) for (const [k, label] of series) if (l[k]) pts.push({ layer: l.layer, series: label, ...l[k] });
   const lines = Plot.plot({
-    height: 240, marginLeft: 50, x: layerAxis(), y: { label: `probability (mean of ${data.prompts} prompts)`, domain: [0, 1] },
+    height: 240, marginLeft: 50, x: layerAxis(), y: { label: `probability (mean of ${data.prompts} prompts)`, zero: true },
     color: { legend: true },
     marks: [
       Plot.areaY(pts, { x: "layer", y1: "lo", y2: "hi", fill: "series", fillOpacity: 0.15 }),

@@ -132,5 +132,8 @@ pub async fn extract_file(
     } else {
         PromptFormat::read_at(req.read_at)
     };
+    if let Some(i) = f.intervention.as_mut() {
+        i.read_at = f.prompt_format.read_at.unwrap_or(ReadAt::Query);
+    }
     Ok(f)
 }

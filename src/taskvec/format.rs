@@ -1,6 +1,8 @@
-//! The task-vector sharing format, version 1: one self-describing JSON file with every layer's
-//! vector as plain JSON numbers (readable from any language). Schema:
-//! `schema/taskvec-vector-v1.schema.json`. Import checks everything and explains refusals.
+//! The task-vector sharing format, version 2: one self-describing JSON file with every layer's
+//! vector as plain JSON numbers (readable from any language), how it is put into a run (the
+//! intervention) and how it was evaluated. Version 1 files (no intervention or evaluation
+//! record) still load. Schemas: `schema/taskvec-vector-v2.schema.json` (and `-v1`). Import
+//! checks everything and explains refusals.
 
 use serde::{Deserialize, Serialize};
 
@@ -11,8 +13,10 @@ use crate::loader::ModelInfo;
 
 /// The `format` field's value.
 pub const FORMAT: &str = "taskvec.vector";
-/// The version this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The version this build writes.
+pub const VERSION: u32 = 2;
+/// The versions this build reads.
+pub const READS: [u64; 2] = [1, 2];
 /// Largest file accepted on import.
 pub const MAX_BYTES: usize = 64 << 20;
 
@@ -44,6 +48,63 @@ pub enum SpecKind {
     Ensemble,
     /// A weighted sum of other vector files (`taskvec combine`; see [`Derivation`]).
     Combination,
+}
+
+/// Where and how the vector goes into a run (format v2).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterventionRecord {
+    /// The site: which activation row l changes.
+    pub site: String,
+    /// Where the vector was read in its extraction prompts (`demo` or `query`).
+    pub read_at: ReadAt,
+    /// Where it is put: the query's last prompt position (and, when steering, every generated
+    /// token).
+    pub position: String,
+    /// The operator meant for it.
+    pub operator: crate::model::Operator,
+    /// Its strength.
+    pub scale: f32,
+}
+
+impl InterventionRecord {
+    /// The paper's patch for vectors read at `read_at`.
+    pub fn paper(read_at: ReadAt) -> Self {
+        InterventionRecord {
+            site: "residual stream: raw output of decoder layer l (before the final norm); row l of vectors".into(),
+            read_at,
+            position: "the query's last prompt token".into(),
+            operator: crate::model::Operator::Replace,
+            scale: 1.0,
+        }
+    }
+}
+
+/// How the recorded accuracies were measured (format v2; beside [`SweepRecord`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationRecord {
+    /// How an answer is scored.
+    pub metric: String,
+    /// Which split did what.
+    pub split: String,
+    /// Seeds of the demonstration draws.
+    pub seeds: Vec<u64>,
+    /// SHA-256 (hex) of the task's examples as recorded (`input<TAB>output<LF>` each, in order).
+    pub dataset_hash: String,
+}
+
+/// SHA-256 (hex) of examples as `input<TAB>output<LF>` lines.
+pub fn dataset_hash(examples: &[ExampleRecord]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for e in examples {
+        h.update(e.input.as_bytes());
+        h.update(b"\t");
+        h.update(e.output.as_bytes());
+        h.update(b"\n");
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// How a combined vector was made: `Σ weight · vector` over the terms.
@@ -185,6 +246,12 @@ pub struct VectorFile {
     /// For a combination: the terms it was made from.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub derivation: Option<Derivation>,
+    /// How the vector is put into a run (v2; absent in v1 files: the paper's patch).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intervention: Option<InterventionRecord>,
+    /// How the sweep's accuracies were measured (v2, with a sweep).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evaluation: Option<EvaluationRecord>,
     /// Tool that made the file.
     pub created_by: String,
     /// RFC 3339 time of creation.
@@ -201,6 +268,14 @@ impl VectorFile {
         sweep: Option<&SweepReport>,
         created_at: String,
     ) -> Self {
+        let evaluation = sweep.map(|_| EvaluationRecord {
+            metric: "greedy answer vs label: whitespace stripped, one a prefix of the other".into(),
+            split:
+                "val: the extraction prompts and the layer choice; test: the reported accuracies"
+                    .into(),
+            seeds: vec![task.seed],
+            dataset_hash: dataset_hash(&task.examples),
+        });
         VectorFile {
             format: FORMAT.into(),
             version: VERSION,
@@ -223,6 +298,10 @@ impl VectorFile {
                 selected_layer: Some(s.selected_layer),
             }),
             derivation: None,
+            intervention: Some(InterventionRecord::paper(
+                PromptFormat::default().read_at.unwrap_or_default(),
+            )),
+            evaluation,
             created_by: concat!("taskvec ", env!("CARGO_PKG_VERSION")).into(),
             created_at,
         }
@@ -270,10 +349,10 @@ impl VectorFile {
             None => return refuse("not a taskvec vector file (no \"format\" field)".into()),
         }
         match raw.get("version").and_then(|v| v.as_u64()) {
-            Some(1) => {}
+            Some(v) if READS.contains(&v) => {}
             Some(v) => {
                 return refuse(format!(
-                    "version {v} is not supported by this taskvec (it reads version {VERSION}); update taskvec"
+                    "version {v} is not supported by this taskvec (it reads versions 1 and {VERSION}); update taskvec"
                 ));
             }
             None => return refuse("the file has no integer \"version\"".into()),

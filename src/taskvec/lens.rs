@@ -186,7 +186,7 @@ impl Engine<'_> {
                         None => counts.push((t.clone(), 1)),
                     }
                 }
-                counts.sort_by(|a, b| b.1.cmp(&a.1));
+                counts.sort_by_key(|c| std::cmp::Reverse(c.1));
                 AggregateLayer {
                     layer: l,
                     input: Band::of(col(0)),

@@ -56,6 +56,22 @@ test("steering, arithmetic and the map in the page equal the CLI", { timeout: 90
   assert.equal(await page.textContent("#steer-off"), ref.zero_shot.text);
   await page.locator("#query-panel").screenshot({ path: join(out, "steering-panel.png") });
 
+  // The three phases: the page's aggregated lens equals `taskvec lens --task`.
+  await page.selectOption("#phases-task", "country_capital");
+  await page.fill("#phases-n", "4");
+  await page.click("#phases-btn");
+  await page.waitForFunction(() => window.taskvecState.last.phases || document.querySelector("#apply-error").textContent, null, { timeout: 300000 });
+  assert.equal(await page.textContent("#apply-error"), "");
+  const ph = await page.evaluate(() => window.taskvecState.last.phases);
+  const phRef = cliJson("lens", ...tiny, "--task", "country_capital", "--prompts", "4", "--json");
+  assert.equal(ph.prompts, 4);
+  phRef.layers.forEach((l, i) => {
+    for (const k of ["input", "task", "answer"]) close(ph.layers[i][k].mean, l[k].mean, 1e-4, `phase ${k} layer ${i}`);
+    assert.deepEqual(ph.layers[i].top.map((t) => t[0]), l.top.map((t) => t[0]), `top tokens layer ${i}`);
+  });
+  assert.ok(await page.locator("#plot-phases svg").count() > 0, "the phases are drawn");
+  await page.locator("#plot-phases").screenshot({ path: join(out, "phases.png") });
+
   // Arithmetic: capital(text) − 0.5 × currency(text) = the CLI's combine.
   await page.selectOption("#comb-a", { index: 0 });
   await page.selectOption("#comb-op", "-1");
