@@ -7,8 +7,9 @@
 //! - **tiled** (m > [`SMALL_M`]): a 16 × 16 workgroup computes a 64 × 64 output tile, 4 × 4 per
 //!   thread; each step stages one 32-value block column of `x` (64 × 32) and of the
 //!   dequantized weights (32 × 64) in workgroup memory: 16 KiB in all.
-//! - **rows** (m ≤ [`SMALL_M`], decoding and sweep rows): 32 threads share one output column,
-//!   each taking every 32nd block, then a tree sum in workgroup memory (4 KiB).
+//! - **rows** (m ≤ [`SMALL_M`], decoding and sweep rows): 8 threads share one output column,
+//!   each taking every 8th block, then a tree sum in workgroup memory (4 KiB); 32 columns per
+//!   workgroup.
 //!
 //! Reached through burn's backend-extension route: `#[backend_extension]` generates the
 //! dispatch and the lazy (fusion) implementations; the CubeCL backend runs the kernels.
@@ -30,7 +31,10 @@ pub const SMALL_M: usize = 4;
 /// Output tile edge of the tiled kernel.
 const TILE: usize = 64;
 /// Output columns per workgroup of the rows kernel.
-const ROWS_PER_GROUP: usize = 8;
+const ROWS_PER_GROUP: usize = 32;
+/// Threads sharing one output column in the rows kernel (the tree sum starts at half of it).
+const LANES: usize = 8;
+const _: () = assert!(LANES == 8, "fused_rows' tree sum starts at 4");
 
 /// Block kinds as the kernels number them.
 pub const KIND_Q8_0: u32 = 0;
@@ -97,7 +101,7 @@ impl FusedQuant for CubeBackend {
                 fused_rows::launch_unchecked(
                     &client,
                     CubeCount::Static(groups, 1, 1),
-                    CubeDim::new_2d(32, ROWS_PER_GROUP as u32),
+                    CubeDim::new_2d(LANES as u32, ROWS_PER_GROUP as u32),
                     x.into_buffer_arg(),
                     words.into_buffer_arg(),
                     scale.into_buffer_arg(),
@@ -283,8 +287,8 @@ fn fused_tiled(
     }
 }
 
-/// The few-rows kernel: workgroup (32, 8); the 32 threads of one y share output column
-/// `group · 8 + y`, each summing every 32nd block for all m (≤ 4) rows of `x`.
+/// The few-rows kernel: workgroup (8, 32); the 8 threads of one y share output column
+/// `group · 32 + y`, each summing every 8th block for all m (≤ 4) rows of `x`.
 #[cube(launch_unchecked)]
 fn fused_rows(
     x: &[f32],
@@ -347,18 +351,19 @@ fn fused_rows(
                     }
                 }
             }
-            b += 32;
+            b += LANES;
         }
     }
-    // tree sum over the 32 lanes of each column
-    let mut red = Shared::<[f32]>::new_slice(32 * ROWS_PER_GROUP * SMALL_M);
-    let slot = (y * 32 + lane) * SMALL_M;
+    // tree sum over the lanes of each column
+    let mut red = Shared::<[f32]>::new_slice(LANES * ROWS_PER_GROUP * SMALL_M);
+    let slot = (y * LANES + lane) * SMALL_M;
     #[unroll]
     for r in 0..SMALL_M {
         red[slot + r] = acc[r];
     }
     sync_cube();
-    let mut s = 16usize;
+    // LANES / 2 (a literal: CubeCL keeps a runtime counter only for a literal start)
+    let mut s = 4usize;
     while s > 0 {
         if lane < s {
             #[unroll]
