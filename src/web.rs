@@ -478,6 +478,7 @@ impl WebModel {
         allow_transfer: bool,
         max_tokens: usize,
         steering: JsValue,
+        stream: Option<js_sys::Function>,
     ) -> Result<JsValue, JsError> {
         let f = VectorFile::from_json(&vector_json).map_err(js_err)?;
         f.check_model(&self.m.info, allow_transfer)
@@ -491,8 +492,13 @@ impl WebModel {
         if let Some(l) = layer {
             steer.layers.get_or_insert([l, l]);
         }
+        let mut on_text = |which: &str, text: &str| {
+            if let Some(cb) = &stream {
+                let _ = cb.call2(&JsValue::NULL, &JsValue::from(which), &JsValue::from(text));
+            }
+        };
         let r = Engine::new(&self.m)
-            .apply_report(&f, &input, &steer, max_tokens)
+            .apply_report_streaming(&f, &input, &steer, max_tokens, &mut on_text)
             .await
             .map_err(js_err)?;
         to_js(&r)

@@ -328,7 +328,12 @@ async function applyVector() {
     text($("apply-status"), "running…");
     const t0 = performance.now();
     const maxTokens = Math.max(1, Math.min(64, Number($("steer-tokens").value) || 8));
-    const r = await client.call("apply", { vector: entry.json, layer: layerV === "" ? null : Number(layerV), query, allowTransfer: $("allow-transfer").checked, maxTokens, steering });
+    // Steered runs stream both continuations into the side-by-side view as tokens arrive.
+    const paper = steering.op === "replace" && steering.scale === 1 && !steering.every_token && (!steering.layers || steering.layers[0] === steering.layers[1]);
+    $("steer-compare").hidden = paper;
+    if (!paper) { text($("steer-on"), ""); text($("steer-off"), ""); text($("steer-desc"), ""); }
+    const onStream = (p) => { if (!paper && p.stream) text($(p.stream === "patched" ? "steer-on" : "steer-off"), p.text); };
+    const r = await client.call("apply", { vector: entry.json, layer: layerV === "" ? null : Number(layerV), query, allowTransfer: $("allow-transfer").checked, maxTokens, steering }, onStream);
     showSteered(r);
     state.last.apply = r;
     if (queryImage && state.imageAnswer) { state.imageAnswer.measured = performance.now() - t0; showImageAnswer(); }

@@ -239,9 +239,10 @@ const ops = {
     need();
     return model.evaluate(req, (done, total) => report({ what: "test items", done, total }));
   },
-  async apply({ vector, layer, query, allowTransfer, maxTokens, steering }) {
+  async apply({ vector, layer, query, allowTransfer, maxTokens, steering }, report) {
     need();
-    return model.apply(vector, layer == null ? undefined : layer, query, !!allowTransfer, maxTokens || 8, steering || undefined);
+    return model.apply(vector, layer == null ? undefined : layer, query, !!allowTransfer, maxTokens || 8, steering || undefined,
+      (which, text) => report({ stream: which, text }));
   },
   async lensAggregate({ task, prompts, seed }, report) {
     need();

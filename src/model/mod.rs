@@ -424,6 +424,19 @@ impl Model {
         max_new: usize,
         stop: &[u32],
     ) -> Result<Vec<u32>> {
+        self.generate_streaming(x, iv, max_new, stop, &mut |_| {})
+            .await
+    }
+
+    /// [`Self::generate`], calling `on_token` with the ids so far after each new token.
+    pub async fn generate_streaming(
+        &self,
+        x: Tensor<2>,
+        iv: &Intervention,
+        max_new: usize,
+        stop: &[u32],
+        on_token: &mut dyn FnMut(&[u32]),
+    ) -> Result<Vec<u32>> {
         let mut iv = iv.clone();
         iv.all_logits = false;
         iv.capture.clear();
@@ -433,6 +446,7 @@ impl Model {
         while new.len() < max_new {
             let next = argmax_last(logits).await?;
             new.push(next);
+            on_token(&new);
             if stop.contains(&next) || new.len() == max_new {
                 break;
             }

@@ -394,6 +394,19 @@ impl<'a> Engine<'a> {
         max_new: usize,
         stop_at_eos: bool,
     ) -> Result<Answer> {
+        self.continuation_streaming(prompt, steer, max_new, stop_at_eos, &mut |_| {})
+            .await
+    }
+
+    /// [`Self::continuation`], calling `on_text` with the decoded text so far after each token.
+    pub async fn continuation_streaming(
+        &self,
+        prompt: &Prompt,
+        steer: Option<(&TaskVector, &Steering)>,
+        max_new: usize,
+        stop_at_eos: bool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Answer> {
         let (ids, x) = self.embed(prompt)?;
         let mut iv = Intervention::default();
         if let Some((v, s)) = steer {
@@ -416,7 +429,17 @@ impl<'a> Engine<'a> {
         } else {
             &[]
         };
-        let mut new = self.m.model.generate(x, &iv, max_new, stop).await?;
+        let tok = &self.m.tokenizer;
+        let mut stream = |ids: &[u32]| {
+            if let Ok(t) = tok.decode(ids) {
+                on_text(&t);
+            }
+        };
+        let mut new = self
+            .m
+            .model
+            .generate_streaming(x, &iv, max_new, stop, &mut stream)
+            .await?;
         if stop_at_eos && new.last().is_some_and(|t| self.m.tokenizer.eos.contains(t)) {
             new.pop();
         }
@@ -518,6 +541,20 @@ impl<'a> Engine<'a> {
         steer: &Steering,
         max_new: usize,
     ) -> Result<ApplyReport> {
+        self.apply_report_streaming(f, input, steer, max_new, &mut |_, _| {})
+            .await
+    }
+
+    /// [`Self::apply_report`], calling `on_text(which, text so far)` as the steered
+    /// (`"patched"`) and unsteered (`"zero_shot"`) continuations grow, token by token.
+    pub async fn apply_report_streaming(
+        &self,
+        f: &super::VectorFile,
+        input: &Input,
+        steer: &Steering,
+        max_new: usize,
+        on_text: &mut dyn FnMut(&str, &str),
+    ) -> Result<ApplyReport> {
         let v = f.vector();
         let layers = steer.resolve(f.recommended_layer, v.num_layers())?;
         let steering = Steering {
@@ -528,9 +565,13 @@ impl<'a> Engine<'a> {
         // The paper's patch answers and stops; steering shows both continuations at full length.
         let stop = steering.is_paper();
         let patched = self
-            .continuation(&q, Some((&v, &steering)), max_new, stop)
+            .continuation_streaming(&q, Some((&v, &steering)), max_new, stop, &mut |t| {
+                on_text("patched", t)
+            })
             .await?;
-        let zero_shot = self.continuation(&q, None, max_new, stop).await?;
+        let zero_shot = self
+            .continuation_streaming(&q, None, max_new, stop, &mut |t| on_text("zero_shot", t))
+            .await?;
         let demos: Vec<Example> = f
             .task
             .examples

@@ -41,7 +41,13 @@ test("steering, arithmetic and the map in the page equal the CLI", { timeout: 90
   assert.equal(await page.textContent("#steer-scale-out"), "0.75");
   await page.check("#steer-every");
   await page.fill("#steer-tokens", "6");
-  await page.evaluate(() => { window.taskvecState.last = {}; });
+  await page.evaluate(() => {
+    window.taskvecState.last = {};
+    // the steered continuation streams in: record every text the view shows
+    window.seenSteered = [];
+    new MutationObserver(() => window.seenSteered.push(document.querySelector("#steer-on").textContent))
+      .observe(document.querySelector("#steer-on"), { childList: true, characterData: true, subtree: true });
+  });
   await page.click("#apply-btn");
   await page.waitForFunction(() => window.taskvecState.last.apply || document.querySelector("#apply-error").textContent, null, { timeout: 300000 });
   assert.equal(await page.textContent("#apply-error"), "");
@@ -53,6 +59,8 @@ test("steering, arithmetic and the map in the page equal the CLI", { timeout: 90
   assert.equal(r.patched.ids.length, 6);
   assert.equal(await page.isVisible("#steer-compare"), true);
   assert.equal(await page.textContent("#steer-on"), ref.patched.text);
+  const seen = [...new Set(await page.evaluate(() => window.seenSteered.filter((t) => t)))];
+  assert.ok(seen.length >= 3, `streamed token by token: ${JSON.stringify(seen)}`);
   assert.equal(await page.textContent("#steer-off"), ref.zero_shot.text);
   await page.locator("#query-panel").screenshot({ path: join(out, "steering-panel.png") });
 
