@@ -4,7 +4,9 @@
 # in-context and patched answers + the sweep), on 1 and 2 threads; writes bench/VLM_IMAGE.md.
 #
 # Usage: bench/vlm_image.sh [IMAGE=data/images/foods/banana.png] [RUNS=2]
-# Environment: TASKVEC_BENCH_WEBGPU=1 adds the page's WebGPU (SwiftShader here: emulated, slow);
+# Environment: TASKVEC_BENCH_WEBGPU=1 adds the page's WebGPU (SwiftShader here: emulated, slow,
+#              ~50 min); without it the WebGPU row of the previous bench/VLM_IMAGE.md is kept,
+#              marked with the run it came from;
 #              PORT for `taskvec serve` (default 8093).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,8 +31,15 @@ trap 'kill $srv 2>/dev/null || true; rm -f "$out"' EXIT
 sleep 1
 configs="cpu:auto:1 cpu:auto:2"
 [ "${TASKVEC_BENCH_WEBGPU:-0}" = 1 ] && configs="$configs webgpu:auto"
+earlier=""
+if [ "${TASKVEC_BENCH_WEBGPU:-0}" != 1 ] && [ -f bench/VLM_IMAGE.md ]; then
+  when=$(sed -n 's/.*(started \([^,]*\), finished.*/\1/p' bench/VLM_IMAGE.md | head -1)
+  earlier=$(grep '^{"config":"webgpu:' bench/VLM_IMAGE.md | head -1 |
+    node -e 'const l=require("fs").readFileSync(0,"utf8").trim(); if (l) { const r=JSON.parse(l); r.earlier=r.earlier||process.argv[1]; console.log(JSON.stringify(r)); }' "$when")
+fi
 # shellcheck disable=SC2086
 PORT=$PORT node bench/browser_bench.mjs --model random-smolvlm --image "$IMG" --runs "$RUNS" --timeout 3600 $configs >> "$out"
+if [ -n "$earlier" ]; then echo "$earlier" >> "$out"; fi
 node - "$out" "$IMG" "$RUNS" "$started" > bench/VLM_IMAGE.md <<'JS'
 const fs = require("fs");
 const [file, img, runs, started] = process.argv.slice(2);
@@ -45,7 +54,7 @@ o.push("| where | backend | threads | vision encoder s | GFLOP/s | image prefill
 o.push("|---|---|---:|---:|---:|---:|---:|---:|---:|");
 for (const r of rows) {
   if (!r.ok) { o.push(`| ${r.config} | failed: ${r.error} | | | | | | | |`); continue; }
-  const p = r.report, where = r.config.startsWith("native") ? "native CLI" : "headless Chromium page";
+  const p = r.report, where = (r.config.startsWith("native") ? "native CLI" : "headless Chromium page") + (r.earlier ? ` (kept from the run started ${r.earlier}; not re-run)` : "");
   const be = r.config.startsWith("native") ? "burn flex (x86, AVX2/AVX-512 via gemm)" : r.config.startsWith("webgpu") ? "WebGPU (SwiftShader: emulated on the CPU)" : "wasm CPU (simd128)";
   o.push(`| ${where} | ${be} | ${r.threads ?? "–"} | ${f(p.vision_ms)} | ${p.vision_gflops.toFixed(1)} | ${f(p.image_prefill_ms)} | ${f(p.first_token_ms)} | ${f(p.apply_ms)} | ${f(p.estimated_apply_ms)} |`);
 }

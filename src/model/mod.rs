@@ -7,8 +7,10 @@ pub mod cache;
 pub mod config;
 #[cfg(feature = "wgpu")]
 pub mod fused;
+pub mod host_ops;
 pub mod layers;
 pub mod packed;
+pub mod par;
 pub mod qmatmul;
 pub mod text;
 pub mod vision;

@@ -7,6 +7,7 @@
 //! (the matrix-product crate burn's flex backend uses). Natively, and in the browser's threaded
 //! build, both run on rayon's pool.
 
+use super::par::{par_chunks, par_map};
 use crate::error::{Error, Result};
 use crate::weights::quant::{self, GgmlType};
 
@@ -540,32 +541,6 @@ fn transpose(a: Vec<f32>, rows: usize, cols: usize) -> Vec<f32> {
         }
     }
     out
-}
-
-/// Runs `f(index, chunk)` over `chunk`-sized pieces of `data`, in parallel where threads exist.
-fn par_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
-    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    {
-        use rayon::prelude::*;
-        data.par_chunks_mut(chunk)
-            .enumerate()
-            .for_each(|(i, c)| f(i, c));
-    }
-    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
-    data.chunks_mut(chunk)
-        .enumerate()
-        .for_each(|(i, c)| f(i, c));
-}
-
-/// `(0..n).map(f)`, in parallel where threads exist.
-fn par_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
-    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
-    {
-        use rayon::prelude::*;
-        (0..n).into_par_iter().map(f).collect()
-    }
-    #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
-    (0..n).map(f).collect()
 }
 
 #[cfg(test)]

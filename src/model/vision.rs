@@ -1,7 +1,7 @@
 //! The SigLIP vision encoder and the Idefics3 connector (pixel shuffle + linear projection):
 //! pixels [3, S, S] → image features [tokens_per_image, text hidden].
 
-use burn::tensor::{Device, Tensor, TensorData, activation::gelu_approximate};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::VisionConfig;
 use super::layers::{LayerNorm, Linear, attention, bytes, upload};
@@ -158,7 +158,7 @@ impl VisionModel {
             );
             x = x + layer.out.forward(a);
             let y = layer.ln2.forward(x.clone());
-            x = x + layer.fc2.forward(gelu_approximate(layer.fc1.forward(y)));
+            x = x + layer.fc2.forward(layer.fc1.forward_gelu(y));
             states.push(x.clone());
         }
         states.push(self.post_ln.forward(x));
