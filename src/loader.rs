@@ -149,10 +149,43 @@ pub fn load(files: ModelFiles, device: &Device) -> Result<LoadedModel> {
     load_with(files, device, WeightMode::Auto)
 }
 
+/// How a model is loaded: its matrices' storage and where quantized blocks live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The matrices' storage.
+    pub mode: WeightMode,
+    /// Keep quantized blocks in device tensors (the WebGPU path) even on the CPU backend, where
+    /// they would stay host blocks for taskvec's kernels: how tests run the WebGPU path natively.
+    pub device_blocks: bool,
+}
+
+impl LoadOptions {
+    /// `inner` seen through these options.
+    fn view<'a>(&self, inner: &'a dyn TensorSource) -> ModeSource<'a> {
+        ModeSource {
+            inner,
+            mode: self.mode,
+            device_blocks: self.device_blocks,
+        }
+    }
+}
+
 /// Loads a model from its files onto `device`, storing its matrices as `mode` says.
 pub fn load_with(files: ModelFiles, device: &Device, mode: WeightMode) -> Result<LoadedModel> {
+    load_opts(
+        files,
+        device,
+        LoadOptions {
+            mode,
+            device_blocks: false,
+        },
+    )
+}
+
+/// Loads a model from its files onto `device` as `opts` say.
+pub fn load_opts(files: ModelFiles, device: &Device, opts: LoadOptions) -> Result<LoadedModel> {
     match files {
-        ModelFiles::Gguf { model, mmproj } => load_gguf(model, mmproj, device, mode),
+        ModelFiles::Gguf { model, mmproj } => load_gguf(model, mmproj, device, opts),
         ModelFiles::HuggingFace {
             config,
             preprocessor,
@@ -164,7 +197,7 @@ pub fn load_with(files: ModelFiles, device: &Device, mode: WeightMode) -> Result
             let fp = fingerprint(&weights.iter().map(Vec::as_slice).collect::<Vec<_>>());
             let src = SafetensorsSource::new(weights)?;
             let file_bytes = src.file_bytes();
-            let model = Model::load(cfg.clone(), &ModeSource { inner: &src, mode }, device)?;
+            let model = Model::load(cfg.clone(), &opts.view(&src), device)?;
             let longest_edge = preprocessor
                 .as_deref()
                 .and_then(crate::model::config::image_processor_json)
@@ -199,7 +232,7 @@ fn load_gguf(
     model: Vec<u8>,
     mmproj: Option<Vec<u8>>,
     device: &Device,
-    mode: WeightMode,
+    opts: LoadOptions,
 ) -> Result<LoadedModel> {
     if model.is_empty() {
         return Err(Error::load(
@@ -259,7 +292,7 @@ fn load_gguf(
         image_token_id,
     };
     let src = Sources(sources);
-    let model = Model::load(cfg.clone(), &ModeSource { inner: &src, mode }, device)?;
+    let model = Model::load(cfg.clone(), &opts.view(&src), device)?;
     Ok(LoadedModel {
         info: ModelInfo {
             name,
@@ -340,14 +373,13 @@ impl LoadedModel {
 /// bytes a value). The page checks it against the adapter's `maxStorageBufferBindingSize`
 /// before loading, since a larger buffer is a WebGPU validation error, not a clean failure.
 pub fn largest_device_buffer(files: &[&[u8]], mode: WeightMode) -> Result<(String, usize)> {
-    use crate::model::packed::PackedMatrix;
     let mut best = (String::new(), 0usize);
     for f in files {
         let h = crate::weights::gguf::GgufHeader::parse(f)?;
         for name in &h.order {
             let t = &h.tensors[name];
             let bytes = match mode {
-                WeightMode::Auto if PackedMatrix::supports(t.ty) => t.size,
+                WeightMode::Auto if crate::weights::blocks::layout(t.ty).is_some() => t.size,
                 WeightMode::Quantize(_) if crate::weights::quantizes_on_load(&t.torch_shape()) => {
                     t.numel() / 32 * 34
                 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::*;
-use taskvec::loader::LoadedModel;
+use taskvec::loader::{LoadOptions, LoadedModel};
 use taskvec::model::{Intervention, KvCache, read_f32};
 use taskvec::taskvec::{Engine, Spec, Task, evaluate};
 use taskvec::weights::{WeightMode, quant::GgmlType};
@@ -183,10 +183,13 @@ fn tiny_vlm_quantized_on_load_matches_f32() {
         assert_eq!(rounded.info.storage, "f32");
         let rounded_states = last_states(&rounded, &prompts);
         let host = tiny_vlm_safetensors_with(&dev, q(ty));
-        let device = {
-            let _g = taskvec::model::packed::force_on_cpu();
-            tiny_vlm_safetensors_with(&dev, q(ty))
-        };
+        let device = tiny_vlm_safetensors_opts(
+            &dev,
+            LoadOptions {
+                mode: q(ty),
+                device_blocks: true,
+            },
+        );
         for (kind, m) in [("host blocks", &host), ("device blocks", &device)] {
             // Hidden size 48 does not split into 32-value blocks: only the MLP's down projection
             // (96 inputs) of the text model is quantized, plus the vision tower and connector.
@@ -228,10 +231,10 @@ fn real_model_device_blocks_match_the_dequantized_reference() {
     let ref_text = greedy(&reference);
     let file_bytes = reference.info.file_bytes as f64;
     drop(reference);
-    let m = {
-        let _g = taskvec::model::packed::force_on_cpu();
-        smollm2_with(WeightMode::Auto)
-    };
+    let m = smollm2_opts(LoadOptions {
+        mode: WeightMode::Auto,
+        device_blocks: true,
+    });
     assert_eq!(m.info.storage, "q4_1+q8_0");
     let resident = m.model.resident_bytes() as f64;
     let c = worst_cosine(&last_states(&m, &prompts), &ref_states, d);

@@ -133,6 +133,30 @@ impl FusedQuant for CubeBackend {
     }
 }
 
+/// The kernels' number for a block type (`None` for types without a block layout).
+pub fn kind(ty: crate::weights::quant::GgmlType) -> Option<u32> {
+    use crate::weights::quant::GgmlType;
+    match ty {
+        GgmlType::Q8_0 => Some(KIND_Q8_0),
+        GgmlType::Q4_0 => Some(KIND_Q4_0),
+        GgmlType::Q4_1 => Some(KIND_Q4_1),
+        _ => None,
+    }
+}
+
+/// Byte `q` (0..4) of the little-endian word `w`, sign-extended: a Q8_0 level.
+#[cube]
+fn signed_byte(w: i32, q: usize) -> f32 {
+    f32::cast_from((w << (24 - 8 * q as i32)) >> 24)
+}
+
+/// Byte `q` (0..4) of the word `w` in its low 8 bits (higher bits are masked by the caller):
+/// a 4-bit block's byte, holding value `4·word + q` (low nibble) and `16 + 4·word + q` (high).
+#[cube]
+fn byte_of(w: i32, q: usize) -> i32 {
+    w >> (8 * q as i32)
+}
+
 /// Value `q` (0..16) of a 4-bit block with scale `d` and minimum `mn`.
 #[cube]
 fn nibble(q: i32, d: f32, mn: f32, #[comptime] kind: u32) -> f32 {
@@ -166,9 +190,7 @@ fn stage_weights(
         if comptime!(kind == KIND_Q8_0) {
             #[unroll]
             for q in 0..4usize {
-                // sign-extend byte q of the word
-                let v = (w << (24 - 8 * q as i32)) >> 24;
-                ws[(4 * word + q) * TILE + c] = f32::cast_from(v) * d;
+                ws[(4 * word + q) * TILE + c] = signed_byte(w, q) * d;
             }
         } else {
             let mut mn = 0.0f32;
@@ -177,8 +199,7 @@ fn stage_weights(
             }
             #[unroll]
             for q in 0..4usize {
-                // byte 4·word + q holds value 4·word + q (low nibble) and 16 + 4·word + q (high)
-                let byte = w >> (8 * q as i32);
+                let byte = byte_of(w, q);
                 ws[(4 * word + q) * TILE + c] = nibble(byte & 15, d, mn, kind);
                 ws[(16 + 4 * word + q) * TILE + c] = nibble((byte >> 4) & 15, d, mn, kind);
             }
@@ -329,7 +350,7 @@ fn fused_rows(
                 #[unroll]
                 for q in 0..4usize {
                     if comptime!(kind == KIND_Q8_0) {
-                        let v = f32::cast_from((w << (24 - 8 * q as i32)) >> 24) * d;
+                        let v = signed_byte(w, q) * d;
                         let at = b * 32 + 4 * word + q;
                         #[unroll]
                         for r in 0..SMALL_M {
@@ -338,7 +359,7 @@ fn fused_rows(
                             }
                         }
                     } else {
-                        let byte = w >> (8 * q as i32);
+                        let byte = byte_of(w, q);
                         let lo = nibble(byte & 15, d, mn, kind);
                         let hi = nibble((byte >> 4) & 15, d, mn, kind);
                         let at = b * 32 + 4 * word + q;

@@ -5,33 +5,12 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData, activation::gelu_approximate};
 
+use super::device::{bytes, keeps_blocks, upload};
 use super::host_ops;
-use super::packed::{self, PackedMatrix};
+use super::packed::PackedMatrix;
 use super::qmatmul::QuantMatrix;
 use crate::error::Result;
-use crate::weights::{HostTensor, Part, TensorSource};
-
-/// Bytes a tensor occupies on its device (elements × the size of its storage type).
-pub fn bytes<const D: usize>(t: &Tensor<D>) -> usize {
-    t.shape().num_elements() * t.dtype().size()
-}
-
-/// Puts a host tensor on the device with rank `D`.
-pub fn upload<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
-    Tensor::from_data(TensorData::new(t.data, t.shape), device)
-}
-
-/// Whether matrices on this device may stay in quantized blocks: the CPU backend, whose memory
-/// is the host's, where taskvec's own kernels run (see [`super::qmatmul`]).
-pub fn keeps_blocks(device: &Device) -> bool {
-    #[cfg(any(feature = "flex", target_arch = "wasm32"))]
-    return *device == Device::flex();
-    #[cfg(not(any(feature = "flex", target_arch = "wasm32")))]
-    return {
-        let _ = device;
-        false
-    };
-}
+use crate::weights::{HostTensor, Part, TensorSource, blocks};
 
 /// A weight matrix used as `x · W`: f32 on the device, quantized blocks in host memory (CPU
 /// backend) multiplied by taskvec's kernels, or quantized blocks in device tensors (WebGPU)
@@ -78,12 +57,12 @@ impl Matrix {
         if raw.shape != [o, i] {
             return Ok(None);
         }
-        if keeps_blocks(device) && !packed::forced_on_cpu() {
-            if QuantMatrix::supports(raw.ty) {
+        if keeps_blocks(device) && !src.device_blocks() {
+            if blocks::layout(raw.ty).is_some() {
                 let q = QuantMatrix::new(raw.ty, o, i, raw.data)?;
                 return Ok(Some(Matrix::Quant(Arc::new(q))));
             }
-        } else if PackedMatrix::supports(raw.ty) {
+        } else if blocks::layout(raw.ty).is_some() {
             let p = PackedMatrix::new(raw.ty, o, i, &raw.data, device)?;
             return Ok(Some(Matrix::Packed(Arc::new(p))));
         }

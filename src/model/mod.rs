@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod device;
 #[cfg(feature = "wgpu")]
 pub mod fused;
 pub mod host_ops;

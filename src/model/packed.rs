@@ -9,19 +9,15 @@
 use std::cell::Cell;
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
-use half::f16;
 
-use super::layers::bytes;
+use super::device::bytes;
 use crate::error::{Error, Result};
+use crate::weights::blocks::{self, BLOCK, Layout};
 use crate::weights::quant::GgmlType;
-
-/// Values per block.
-const BLOCK: usize = 32;
 /// Largest number of weights dequantized at once by a product (16 MB of f32).
 const CHUNK_ELEMS: usize = 1 << 22;
 
 thread_local! {
-    static ON_CPU: Cell<bool> = const { Cell::new(false) };
     static FUSED: Cell<bool> = const { Cell::new(true) };
 }
 
@@ -36,31 +32,11 @@ pub fn fused_enabled() -> bool {
     FUSED.with(|c| c.get())
 }
 
-/// Makes matrices loaded on this thread use device blocks even on the CPU backend, while the
-/// returned guard lives. Tests use it to check this path natively.
-pub fn force_on_cpu() -> ForceGuard {
-    ON_CPU.with(|c| c.set(true));
-    ForceGuard(())
-}
-
-/// Guard returned by [`force_on_cpu`]; dropping it restores the default placement.
-pub struct ForceGuard(());
-
-impl Drop for ForceGuard {
-    fn drop(&mut self) {
-        ON_CPU.with(|c| c.set(false));
-    }
-}
-
-/// Whether [`force_on_cpu`] is active on this thread.
-pub fn forced_on_cpu() -> bool {
-    ON_CPU.with(|c| c.get())
-}
-
 /// A `[rows, cols]` quantized matrix (PyTorch `[out, in]`) stored in device tensors.
 #[derive(Debug, Clone)]
 pub struct PackedMatrix {
     ty: GgmlType,
+    layout: Layout,
     rows: usize,
     cols: usize,
     /// `[rows, blocks × words per block]`: the block's quant bytes, little-endian in 32-bit words.
@@ -72,11 +48,6 @@ pub struct PackedMatrix {
 }
 
 impl PackedMatrix {
-    /// Whether `ty` can be packed.
-    pub fn supports(ty: GgmlType) -> bool {
-        matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1)
-    }
-
     /// Packs GGUF block bytes of a `[rows, cols]` matrix onto `device`.
     pub fn new(
         ty: GgmlType,
@@ -85,34 +56,31 @@ impl PackedMatrix {
         data: &[u8],
         device: &Device,
     ) -> Result<Self> {
-        if !Self::supports(ty) {
+        let Some(layout) = blocks::layout(ty) else {
             return Err(Error::load(format!(
                 "{} blocks cannot stay quantized on this device",
                 ty.name()
             )));
-        }
+        };
         let nb = cols / BLOCK;
-        if !cols.is_multiple_of(BLOCK) || data.len() != rows * nb * ty.block_bytes() {
+        if !cols.is_multiple_of(BLOCK) || data.len() != rows * nb * layout.bytes {
             return Err(Error::load(format!(
                 "{} matrix [{rows}, {cols}] has {} bytes of blocks",
                 ty.name(),
                 data.len()
             )));
         }
-        let head = if ty == GgmlType::Q4_1 { 4 } else { 2 };
-        let quant_bytes = ty.block_bytes() - head;
-        let wpb = quant_bytes / 4;
+        let wpb = (layout.bytes - layout.levels) / 4;
         let mut words = Vec::with_capacity(rows * nb * wpb);
         let mut scale = Vec::with_capacity(rows * nb);
-        let mut min = Vec::with_capacity(if head == 4 { rows * nb } else { 0 });
-        let half_at = |b: &[u8], i: usize| f16::from_bits(u16::from_le_bytes([b[i], b[i + 1]]));
-        for blk in data.chunks_exact(ty.block_bytes()) {
-            scale.push(half_at(blk, 0).to_f32());
-            if head == 4 {
-                min.push(half_at(blk, 2).to_f32());
+        let mut min = Vec::with_capacity(if layout.has_min { rows * nb } else { 0 });
+        for blk in data.chunks_exact(layout.bytes) {
+            scale.push(layout.scale(blk));
+            if layout.has_min {
+                min.push(layout.min(blk));
             }
             words.extend(
-                blk[head..]
+                blk[layout.levels..]
                     .chunks_exact(4)
                     .map(|w| i32::from_le_bytes([w[0], w[1], w[2], w[3]])),
             );
@@ -120,11 +88,12 @@ impl PackedMatrix {
         let f = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [rows, nb]), device);
         Ok(PackedMatrix {
             ty,
+            layout,
             rows,
             cols,
             words: Tensor::from_data(TensorData::new(words, [rows, nb * wpb]), device),
             scale: f(scale),
-            min: (head == 4).then(|| f(min)),
+            min: layout.has_min.then(|| f(min)),
         })
     }
 
@@ -170,7 +139,7 @@ impl PackedMatrix {
     /// [`Self::matmul_t_reference`].
     pub fn matmul_t(&self, x: Tensor<2>) -> Tensor<2> {
         #[cfg(feature = "wgpu")]
-        if fused_enabled() && !super::layers::keeps_blocks(&x.device()) {
+        if fused_enabled() && !super::device::keeps_blocks(&x.device()) {
             return self.matmul_t_fused(x);
         }
         self.matmul_t_reference(x)
@@ -179,12 +148,8 @@ impl PackedMatrix {
     /// The fused WebGPU kernel ([`super::fused`]): one dispatch, no f32 copy of the matrix.
     #[cfg(feature = "wgpu")]
     pub fn matmul_t_fused(&self, x: Tensor<2>) -> Tensor<2> {
-        use super::fused::{FusedQuant, KIND_Q4_0, KIND_Q4_1, KIND_Q8_0};
-        let kind = match self.ty {
-            GgmlType::Q8_0 => KIND_Q8_0,
-            GgmlType::Q4_0 => KIND_Q4_0,
-            _ => KIND_Q4_1,
-        };
+        use super::fused::FusedQuant;
+        let kind = super::fused::kind(self.ty).expect("packed types have a block layout");
         let min = self.min.clone().unwrap_or_else(|| self.scale.clone());
         Tensor::from_dispatch(
             <burn::backend::Dispatch as FusedQuant>::fused_quant_matmul_t(
@@ -227,12 +192,7 @@ impl PackedMatrix {
         let nb = self.cols / BLOCK;
         let device = words.device();
         // Bit offsets of the values inside a word, in the order they are laid out below.
-        let shifts: Vec<i32> = match self.ty {
-            // four signed bytes per word, in order
-            GgmlType::Q8_0 => vec![0, 8, 16, 24],
-            // low nibbles (values 0..16 of the block) then high nibbles (16..32)
-            _ => vec![0, 8, 16, 24, 4, 12, 20, 28],
-        };
+        let shifts = self.layout.word_shifts().to_vec();
         let k = shifts.len();
         let shifts = Tensor::<1, Int>::from_data(TensorData::new(shifts, [k]), &device)
             .reshape([1, 1, k])
@@ -241,8 +201,8 @@ impl PackedMatrix {
             .reshape([n, w, 1])
             .expand([n, w, k])
             .bitwise_right_shift(shifts);
-        let q = match self.ty {
-            GgmlType::Q8_0 => {
+        let q = match self.layout.bits {
+            8 => {
                 let u = parts.bitwise_and_scalar(0xFF);
                 // two's complement: bytes ≥ 128 are negative
                 let sign = u.clone().bitwise_right_shift_scalar(7).mul_scalar(256);
@@ -257,10 +217,11 @@ impl PackedMatrix {
         };
         let q = q.float();
         let d = scale.reshape([n, nb, 1]);
-        let v = match (self.ty, min) {
-            (GgmlType::Q4_0, _) => (q - 8.0) * d,
-            (_, Some(m)) => q * d + m.reshape([n, nb, 1]),
-            _ => q * d,
+        // (q − bias) · d + m, as `Layout::dequantize`.
+        let v = match min {
+            Some(m) => q * d + m.reshape([n, nb, 1]),
+            None if self.layout.bias != 0.0 => (q - self.layout.bias) * d,
+            None => q * d,
         };
         v.reshape([n, self.cols])
     }

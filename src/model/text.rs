@@ -8,7 +8,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation::silu};
 
 use super::cache::KvCache;
 use super::config::TextConfig;
-use super::layers::{Linear, Matrix, attention, bytes, load_vec, rms_norm, upload};
+use super::device::{bytes, upload};
+use super::layers::{Linear, Matrix, attention, load_vec, rms_norm};
 use crate::error::{Error, Result};
 use crate::weights::{Part, TensorSource};
 

@@ -4,7 +4,8 @@
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::VisionConfig;
-use super::layers::{LayerNorm, Linear, attention, bytes, upload};
+use super::device::{bytes, upload};
+use super::layers::{LayerNorm, Linear, attention};
 use crate::error::{Error, Result};
 use crate::weights::{Part, TensorSource};
 

@@ -1,6 +1,7 @@
 //! Weight sources: safetensors and GGUF files held in memory, both answering requests for
 //! tensors by their Hugging Face name (relative to the text or vision model), as f32 on the host.
 
+pub mod blocks;
 pub mod gguf;
 pub mod quant;
 pub mod requantize;
@@ -117,6 +118,13 @@ pub trait TensorSource {
     /// The tensor in its stored (quantized) form, when the source keeps one.
     fn get_raw(&self, _part: Part, _name: &str) -> Result<Option<RawTensor>> {
         Ok(None)
+    }
+
+    /// Whether quantized blocks go into device tensors (the WebGPU path) even on the CPU backend,
+    /// where they would otherwise stay host blocks for taskvec's kernels: how tests run the
+    /// WebGPU path natively ([`crate::loader::LoadOptions::device_blocks`]).
+    fn device_blocks(&self) -> bool {
+        false
     }
 
     /// The tensor, or an error naming it when absent.
@@ -370,6 +378,8 @@ pub struct ModeSource<'a> {
     pub inner: &'a dyn TensorSource,
     /// The storage wanted.
     pub mode: WeightMode,
+    /// See [`TensorSource::device_blocks`].
+    pub device_blocks: bool,
 }
 
 impl ModeSource<'_> {
@@ -393,6 +403,10 @@ impl ModeSource<'_> {
 }
 
 impl TensorSource for ModeSource<'_> {
+    fn device_blocks(&self) -> bool {
+        self.device_blocks
+    }
+
     fn get(&self, part: Part, name: &str) -> Result<Option<HostTensor>> {
         if let WeightMode::Rounded(ty) = self.mode
             && let Some(raw) = self.quantized(part, name, ty)?

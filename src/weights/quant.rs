@@ -1,7 +1,10 @@
 //! GGML storage types and their dequantization to f32 (reference-exact: the same arithmetic as
-//! llama.cpp's `dequantize_row_*`).
+//! llama.cpp's `dequantize_row_*`). The 32-value block formats the kernels compute with are
+//! defined in [`super::blocks`]; this file adds the read-only ones (Q5_x, K-quants).
 
-use half::{bf16, f16};
+use half::bf16;
+
+use super::blocks;
 
 /// A GGML tensor storage type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -127,7 +130,7 @@ impl GgmlType {
 }
 
 fn h(b: &[u8]) -> f32 {
-    f16::from_le_bytes([b[0], b[1]]).to_f32()
+    blocks::f16_to_f32(u16::from_le_bytes([b[0], b[1]]))
 }
 
 /// Dequantizes `data` (whole blocks of type `ty`) into f32 values appended to `out`.
@@ -140,21 +143,11 @@ pub fn dequantize_into(ty: GgmlType, data: &[u8], out: &mut Vec<f32>) {
             GgmlType::F32 => out.push(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             GgmlType::F16 => out.push(h(b)),
             GgmlType::BF16 => out.push(bf16::from_le_bytes([b[0], b[1]]).to_f32()),
-            GgmlType::Q8_0 => {
-                let d = h(b);
-                out.extend(b[2..34].iter().map(|&q| q as i8 as f32 * d));
-            }
-            GgmlType::Q4_0 => {
-                let d = h(b);
-                let qs = &b[2..18];
-                out.extend(qs.iter().map(|&q| ((q & 0xF) as i32 - 8) as f32 * d));
-                out.extend(qs.iter().map(|&q| ((q >> 4) as i32 - 8) as f32 * d));
-            }
-            GgmlType::Q4_1 => {
-                let (d, m) = (h(b), h(&b[2..]));
-                let qs = &b[4..20];
-                out.extend(qs.iter().map(|&q| (q & 0xF) as f32 * d + m));
-                out.extend(qs.iter().map(|&q| (q >> 4) as f32 * d + m));
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => {
+                let l = blocks::layout(ty).expect("a block format");
+                let mut v = [0f32; blocks::BLOCK];
+                l.dequantize(b, &mut v);
+                out.extend(v);
             }
             GgmlType::Q5_0 | GgmlType::Q5_1 => {
                 let (d, m, rest) = if ty == GgmlType::Q5_0 {
@@ -192,44 +185,15 @@ pub fn quantize(ty: GgmlType, values: &[f32]) -> crate::error::Result<Vec<u8>> {
             values.len()
         )));
     }
-    let f16b = |v: f32| f16::from_f32(v).to_le_bytes();
-    let mut out = Vec::with_capacity(values.len() / 32 * ty.block_bytes());
+    let Some(l) = blocks::layout(ty) else {
+        return Err(crate::error::Error::weights(format!(
+            "quantizing to {} is not supported (use q8_0, q4_0 or q4_1)",
+            ty.name()
+        )));
+    };
+    let mut out = Vec::with_capacity(values.len() / 32 * l.bytes);
     for x in values.chunks_exact(32) {
-        match ty {
-            GgmlType::Q8_0 => {
-                let amax = x.iter().fold(0f32, |a, v| a.max(v.abs()));
-                let d = amax / 127.0;
-                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                out.extend(f16b(d));
-                out.extend(x.iter().map(|v| (v * id).round() as i8 as u8));
-            }
-            GgmlType::Q4_0 => {
-                let max = x
-                    .iter()
-                    .fold(0f32, |a, &v| if v.abs() > a.abs() { v } else { a });
-                let d = max / -8.0;
-                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                let q = |v: f32| ((v * id + 8.5) as i8).min(15) as u8;
-                out.extend(f16b(d));
-                out.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
-            }
-            GgmlType::Q4_1 => {
-                let min = x.iter().fold(f32::INFINITY, |a, &v| a.min(v));
-                let max = x.iter().fold(f32::NEG_INFINITY, |a, &v| a.max(v));
-                let d = (max - min) / 15.0;
-                let id = if d != 0.0 { 1.0 / d } else { 0.0 };
-                let q = |v: f32| (((v - min) * id + 0.5) as i8).min(15) as u8;
-                out.extend(f16b(d));
-                out.extend(f16b(min));
-                out.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
-            }
-            _ => {
-                return Err(crate::error::Error::weights(format!(
-                    "quantizing to {} is not supported (use q8_0, q4_0 or q4_1)",
-                    ty.name()
-                )));
-            }
-        }
+        l.quantize(x, &mut out);
     }
     Ok(out)
 }

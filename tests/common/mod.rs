@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use safetensors::SafeTensors;
-use taskvec::loader::{LoadedModel, ModelFiles, load, load_with};
+use taskvec::loader::{LoadOptions, LoadedModel, ModelFiles, load, load_opts};
 use taskvec::weights::WeightMode;
 
 /// `tests/fixtures/<rel>`.
@@ -69,14 +69,22 @@ pub fn smollm2() -> LoadedModel {
 
 /// Loads the real SmolLM2 on the CPU backend with its matrices stored as `mode` says.
 pub fn smollm2_with(mode: WeightMode) -> LoadedModel {
+    smollm2_opts(LoadOptions {
+        mode,
+        device_blocks: false,
+    })
+}
+
+/// Loads the real SmolLM2 on the CPU backend as `opts` say.
+pub fn smollm2_opts(opts: LoadOptions) -> LoadedModel {
     let bytes = read(&smollm2_path());
-    load_with(
+    load_opts(
         ModelFiles::Gguf {
             model: bytes,
             mmproj: None,
         },
         &burn::tensor::Device::flex(),
-        mode,
+        opts,
     )
     .unwrap()
 }
@@ -88,6 +96,15 @@ pub fn tiny_vlm_safetensors(device: &burn::tensor::Device) -> LoadedModel {
 
 /// The tiny random SmolVLM from safetensors, its matrices stored as `mode` says.
 pub fn tiny_vlm_safetensors_with(device: &burn::tensor::Device, mode: WeightMode) -> LoadedModel {
+    let opts = LoadOptions {
+        mode,
+        device_blocks: false,
+    };
+    tiny_vlm_safetensors_opts(device, opts)
+}
+
+/// The tiny random SmolVLM from safetensors, loaded as `opts` say.
+pub fn tiny_vlm_safetensors_opts(device: &burn::tensor::Device, opts: LoadOptions) -> LoadedModel {
     let d = |f: &str| fixture(&format!("tiny_vlm/{f}"));
     let files = ModelFiles::HuggingFace {
         config: String::from_utf8(read(&d("config.json"))).unwrap(),
@@ -95,7 +112,7 @@ pub fn tiny_vlm_safetensors_with(device: &burn::tensor::Device, mode: WeightMode
         tokenizer: read(&d("tokenizer.json")),
         weights: vec![read(&d("model.safetensors"))],
     };
-    load_with(files, device, mode).unwrap()
+    load_opts(files, device, opts).unwrap()
 }
 
 /// The same tiny model from its GGUF pair (text + mmproj).

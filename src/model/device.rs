@@ -1,0 +1,28 @@
+//! Tensors and devices: moving host values onto a device, their size there, and whether a
+//! device keeps quantized blocks in host memory (the CPU backend).
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use crate::weights::HostTensor;
+
+/// Bytes a tensor occupies on its device (elements × the size of its storage type).
+pub fn bytes<const D: usize>(t: &Tensor<D>) -> usize {
+    t.shape().num_elements() * t.dtype().size()
+}
+
+/// Puts a host tensor on the device with rank `D`.
+pub fn upload<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
+    Tensor::from_data(TensorData::new(t.data, t.shape), device)
+}
+
+/// Whether matrices on this device may stay in quantized blocks: the CPU backend, whose memory
+/// is the host's, where taskvec's own kernels run (see [`super::qmatmul`]).
+pub fn keeps_blocks(device: &Device) -> bool {
+    #[cfg(any(feature = "flex", target_arch = "wasm32"))]
+    return *device == Device::flex();
+    #[cfg(not(any(feature = "flex", target_arch = "wasm32")))]
+    return {
+        let _ = device;
+        false
+    };
+}

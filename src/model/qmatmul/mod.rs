@@ -1,0 +1,390 @@
+//! Matrix products against weights that stay in GGUF's 32-value blocks (Q8_0, Q4_0, Q4_1):
+//! the CPU side of "the weights stay quantized where they live". A block is dequantized only
+//! inside the kernel, next to the values it multiplies.
+//!
+//! Two kernels: few rows (decoding, m ≤ [`SMALL_M`]) take dot products straight from the blocks;
+//! more rows (prefill, sweeps) dequantize a panel of weight rows at a time and hand it to `gemm`
+//! (the matrix-product crate burn's flex backend uses). Natively, and in the browser's threaded
+//! build, both run on rayon's pool.
+//!
+//! The block layouts come from [`crate::weights::blocks`]. The direct kernel exists three times,
+//! one file each, chosen in [`DirectTask::run`]: [`avx2`] (x86-64 with AVX2 + FMA, detected at run
+//! time), [`simd128`] (WebAssembly SIMD), and [`portable`] (everything else, and the reference
+//! the others are tested against).
+
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+mod portable;
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod simd128;
+
+use super::par::{par_chunks, par_map};
+use crate::error::{Error, Result};
+use crate::weights::blocks::{self, Layout};
+use crate::weights::quant::{self, GgmlType};
+
+/// Values per block for every type these kernels take.
+pub use crate::weights::blocks::BLOCK;
+/// Up to this many rows use the direct (dot product) kernel.
+pub const SMALL_M: usize = 4;
+/// Weight rows dequantized together for one `gemm` call.
+const PANEL: usize = 64;
+
+/// A weight matrix `[rows, cols]` (PyTorch `[out, in]`) kept as GGUF blocks along each row.
+#[derive(Debug, Clone)]
+pub struct QuantMatrix {
+    ty: GgmlType,
+    layout: Layout,
+    rows: usize,
+    cols: usize,
+    data: Vec<u8>,
+}
+
+impl QuantMatrix {
+    /// Wraps raw blocks, checking the type and that the byte count matches the shape.
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, data: Vec<u8>) -> Result<Self> {
+        let Some(layout) = blocks::layout(ty) else {
+            return Err(Error::weights(format!(
+                "no quantized kernel for {}: load it dequantized",
+                ty.name()
+            )));
+        };
+        if !cols.is_multiple_of(BLOCK) || data.len() != rows * (cols / BLOCK) * layout.bytes {
+            return Err(Error::weights(format!(
+                "{} tensor [{rows}, {cols}] does not match its {} bytes",
+                ty.name(),
+                data.len()
+            )));
+        }
+        Ok(QuantMatrix {
+            ty,
+            layout,
+            rows,
+            cols,
+            data,
+        })
+    }
+
+    /// Quantizes a row-major f32 matrix `[rows, cols]` (`cols` a multiple of 32).
+    pub fn quantize(ty: GgmlType, rows: usize, cols: usize, values: &[f32]) -> Result<Self> {
+        if values.len() != rows * cols {
+            return Err(Error::weights("quantize: value count does not match shape"));
+        }
+        let data = quant::quantize(ty, values)?;
+        Self::new(ty, rows, cols, data)
+    }
+
+    /// Block type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// `[rows, cols]`.
+    pub fn dims(&self) -> [usize; 2] {
+        [self.rows, self.cols]
+    }
+
+    /// Bytes the blocks occupy in memory.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The raw blocks, row after row.
+    pub fn blocks(&self) -> &[u8] {
+        &self.data
+    }
+
+    fn row_bytes(&self) -> usize {
+        self.cols / BLOCK * self.layout.bytes
+    }
+
+    /// Rows `r0..r0 + rows`, dequantized, row-major `[rows, cols]`.
+    pub fn dequant_rows(&self, r0: usize, rows: usize) -> Vec<f32> {
+        let rb = self.row_bytes();
+        let data = &self.data[r0 * rb..(r0 + rows) * rb];
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            let mut out = vec![0f32; rows * self.cols];
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            unsafe { avx2::dequantize(&self.layout, data, &mut out) };
+            return out;
+        }
+        quant::dequantize(self.ty, data)
+    }
+
+    /// Rows `ids`, dequantized, row-major `[ids.len(), cols]` (an embedding lookup).
+    pub fn gather(&self, ids: &[usize]) -> Vec<f32> {
+        let mut out = Vec::with_capacity(ids.len() * self.cols);
+        for &id in ids {
+            out.extend(self.dequant_rows(id, 1));
+        }
+        out
+    }
+
+    /// `x · Wᵀ` for `x` row-major `[m, cols]`: returns row-major `[m, rows]`.
+    pub fn matmul_t(&self, x: &[f32], m: usize) -> Vec<f32> {
+        debug_assert_eq!(x.len(), m * self.cols);
+        if m <= SMALL_M {
+            self.matmul_direct(x, m)
+        } else {
+            self.matmul_panels(x, m)
+        }
+    }
+
+    /// Few rows: per weight row, decode each block once and dot it with every row of `x`.
+    fn matmul_direct(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let n = self.rows;
+        // Per-block sums of x, for Q4_1's offset term.
+        let xsum: Vec<f32> = x.chunks_exact(BLOCK).map(|c| c.iter().sum()).collect();
+        // Output transposed ([n, m]) so that each task owns a contiguous slice.
+        let mut out_t = vec![0f32; n * m];
+        let rows_per_task = 16;
+        par_chunks(&mut out_t, rows_per_task * m, |task, chunk| {
+            let task = DirectTask {
+                q: self,
+                x,
+                xsum: &xsum,
+                m,
+                r0: task * rows_per_task,
+            };
+            task.run(chunk)
+        });
+        transpose(out_t, n, m)
+    }
+
+    /// Many rows: dequantize `PANEL` weight rows at a time and multiply with `gemm`.
+    fn matmul_panels(&self, x: &[f32], m: usize) -> Vec<f32> {
+        let (n, k) = (self.rows, self.cols);
+        let panels = n.div_ceil(PANEL);
+        let parts: Vec<Vec<f32>> = par_map(panels, |p| {
+            let r0 = p * PANEL;
+            let w = (n - r0).min(PANEL);
+            let panel = self.dequant_rows(r0, w);
+            let mut dst = vec![0f32; m * w];
+            // SAFETY: every pointer/stride pair stays inside its buffer: dst is [m, w] row-major,
+            // x is [m, k] row-major, and the panel ([w, k] row-major) is read as [k, w].
+            unsafe {
+                gemm::gemm(
+                    m,
+                    w,
+                    k,
+                    dst.as_mut_ptr(),
+                    1,
+                    w as isize,
+                    false,
+                    x.as_ptr(),
+                    1,
+                    k as isize,
+                    panel.as_ptr(),
+                    k as isize,
+                    1,
+                    0.0f32,
+                    1.0f32,
+                    false,
+                    false,
+                    false,
+                    gemm::Parallelism::None,
+                );
+            }
+            dst
+        });
+        let mut out = vec![0f32; m * n];
+        for (p, part) in parts.iter().enumerate() {
+            let (r0, w) = (p * PANEL, part.len() / m);
+            for i in 0..m {
+                out[i * n + r0..i * n + r0 + w].copy_from_slice(&part[i * w..(i + 1) * w]);
+            }
+        }
+        out
+    }
+}
+
+/// One task of the direct kernel: weight rows `r0..` against every row of `x`.
+struct DirectTask<'a> {
+    q: &'a QuantMatrix,
+    x: &'a [f32],
+    xsum: &'a [f32],
+    m: usize,
+    r0: usize,
+}
+
+impl DirectTask<'_> {
+    /// Fills `out` ([rows, m]) with `dot(weight row, x row, x's block sums)`.
+    #[inline(always)]
+    fn each_dot(&self, out: &mut [f32], dot: impl Fn(&[u8], &[f32], &[f32]) -> f32) {
+        let (q, m) = (self.q, self.m);
+        let (k, rb) = (q.cols, q.row_bytes());
+        let nb = k / BLOCK;
+        for (i, o) in out.chunks_exact_mut(m).enumerate() {
+            let row = &q.data[(self.r0 + i) * rb..(self.r0 + i + 1) * rb];
+            for (j, o) in o.iter_mut().enumerate() {
+                *o = dot(
+                    row,
+                    &self.x[j * k..(j + 1) * k],
+                    &self.xsum[j * nb..(j + 1) * nb],
+                );
+            }
+        }
+    }
+
+    /// Fills `out` with the fastest kernel this CPU has: AVX2 + FMA intrinsics (detected at run
+    /// time; LLVM does not vectorize the portable loop well), WebAssembly SIMD when the build
+    /// enables it, else the portable kernel.
+    fn run(&self, out: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            return unsafe { self.run_avx2(out) };
+        }
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        return self.each_dot(out, |row, x, xsum| {
+            simd128::row_dot(&self.q.layout, row, x, xsum)
+        });
+        #[allow(unreachable_code)]
+        self.run_portable(out)
+    }
+
+    /// The AVX2 kernel, compiled with the features so that its inlined parts use them.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    fn run_avx2(&self, out: &mut [f32]) {
+        let l = &self.q.layout;
+        self.each_dot(out, |row, x, xsum| avx2::row_dot(l, row, x, xsum))
+    }
+
+    /// The portable kernel (and the reference for the others).
+    fn run_portable(&self, out: &mut [f32]) {
+        let l = &self.q.layout;
+        if l.bits == 8 {
+            self.each_dot(out, |row, x, xsum| portable::row_dot::<8>(l, row, x, xsum))
+        } else {
+            self.each_dot(out, |row, x, xsum| portable::row_dot::<4>(l, row, x, xsum))
+        }
+    }
+}
+
+/// Whether this x86-64 CPU has AVX2 and FMA (std caches the detection).
+#[cfg(target_arch = "x86_64")]
+fn has_avx2_fma() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+fn transpose(a: Vec<f32>, rows: usize, cols: usize) -> Vec<f32> {
+    if cols == 1 || rows == 1 {
+        return a;
+    }
+    let mut out = vec![0f32; a.len()];
+    for i in 0..rows {
+        for j in 0..cols {
+            out[j * rows + i] = a[i * cols + j];
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 20001) as f32 / 10000.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn reference(w: &[f32], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
+        let mut out = vec![0f32; m * n];
+        for i in 0..m {
+            for r in 0..n {
+                out[i * n + r] = (0..k)
+                    .map(|c| x[i * k + c] as f64 * w[r * k + c] as f64)
+                    .sum::<f64>() as f32;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn both_kernels_equal_a_product_with_the_dequantized_matrix() {
+        let (n, k) = (200, 96);
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+            let q = QuantMatrix::quantize(ty, n, k, &values(n * k, 1)).unwrap();
+            let dense = quant::dequantize(ty, q.blocks());
+            assert_eq!(q.dequant_rows(7, 1), dense[7 * k..8 * k]);
+            for m in [1, 3, SMALL_M + 1, 70] {
+                let x = values(m * k, m as u32 + 9);
+                let got = q.matmul_t(&x, m);
+                let want = reference(&dense, n, k, &x, m);
+                let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
+                assert!(err <= 1e-5 * scale, "{ty:?} m={m}: {err} vs {scale}");
+            }
+            assert_eq!(q.gather(&[7, 0])[..k], dense[7 * k..8 * k]);
+            // The portable kernel (wasm, CPUs without AVX2) agrees with the dispatched one.
+            let x = values(2 * k, 5);
+            let xsum: Vec<f32> = x.chunks_exact(BLOCK).map(|c| c.iter().sum()).collect();
+            let task = DirectTask {
+                q: &q,
+                x: &x,
+                xsum: &xsum,
+                m: 2,
+                r0: 0,
+            };
+            let mut portable = vec![0f32; n * 2];
+            task.run_portable(&mut portable);
+            let fast = transpose(q.matmul_t(&x, 2), 2, n);
+            for (a, b) in portable.iter().zip(&fast) {
+                assert!(
+                    (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                    "{ty:?}: {a} vs {b}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn refuses_mismatched_blocks() {
+        assert!(QuantMatrix::new(GgmlType::Q8_0, 2, 32, vec![0; 67]).is_err());
+        assert!(QuantMatrix::new(GgmlType::Q8_0, 2, 48, vec![0; 68]).is_err());
+        assert!(QuantMatrix::new(GgmlType::Q4K, 1, 256, vec![0; 144]).is_err());
+    }
+}
+
+#[cfg(test)]
+mod speed {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn direct_kernel_speed() {
+        let (n, k) = (1536, 576);
+        let v: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+            let q = QuantMatrix::quantize(ty, n, k, &v).unwrap();
+            let x: Vec<f32> = v[..k].to_vec();
+            let t = std::time::Instant::now();
+            let reps = 2000;
+            let mut s = 0.0;
+            for _ in 0..reps {
+                s += q.matmul_t(&x, 1)[3];
+            }
+            let dt = t.elapsed().as_secs_f64() / reps as f64;
+            println!(
+                "{ty:?} m=1: {:.1} us, {:.2} GMAC/s ({s})",
+                dt * 1e6,
+                (n * k) as f64 / dt / 1e9
+            );
+        }
+    }
+}

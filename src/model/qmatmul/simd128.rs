@@ -1,0 +1,79 @@
+//! The direct kernel with WebAssembly SIMD (the browser's CPU fallback).
+
+use core::arch::wasm32::*;
+
+use crate::weights::blocks::{BLOCK, Layout};
+
+/// Four f32x4 vectors from 16 unsigned bytes.
+#[inline(always)]
+fn widen_u8(v: v128) -> [v128; 4] {
+    let (lo, hi) = (u16x8_extend_low_u8x16(v), u16x8_extend_high_u8x16(v));
+    [
+        f32x4_convert_u32x4(u32x4_extend_low_u16x8(lo)),
+        f32x4_convert_u32x4(u32x4_extend_high_u16x8(lo)),
+        f32x4_convert_u32x4(u32x4_extend_low_u16x8(hi)),
+        f32x4_convert_u32x4(u32x4_extend_high_u16x8(hi)),
+    ]
+}
+
+/// Four f32x4 vectors from 16 signed bytes.
+#[inline(always)]
+fn widen_i8(v: v128) -> [v128; 4] {
+    let (lo, hi) = (i16x8_extend_low_i8x16(v), i16x8_extend_high_i8x16(v));
+    [
+        f32x4_convert_i32x4(i32x4_extend_low_i16x8(lo)),
+        f32x4_convert_i32x4(i32x4_extend_high_i16x8(lo)),
+        f32x4_convert_i32x4(i32x4_extend_low_i16x8(hi)),
+        f32x4_convert_i32x4(i32x4_extend_high_i16x8(hi)),
+    ]
+}
+
+/// One weight row dotted with `x` (see [`super::portable::row_dot`]).
+#[inline(always)]
+pub fn row_dot(l: &Layout, row: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
+    let bb = l.bytes;
+    let nb = row.len() / bb;
+    assert!(
+        x.len() >= nb * BLOCK && xsum.len() >= nb,
+        "row_dot: x too short"
+    );
+    let with_offset = l.has_min || l.bias != 0.0;
+    let mut acc = f32x4_splat(0.0);
+    let mut offset = 0f32;
+    for b in 0..nb {
+        let blk = &row[b * bb..(b + 1) * bb];
+        // SAFETY: wasm loads may be unaligned; every load stays inside `blk` (its level bytes,
+        // 32 for 8 bits, 16 for 4 bits, end at `bb`) or inside x's 32 values of block b
+        // (asserted above).
+        let w: [v128; 8] = unsafe {
+            let p = blk.as_ptr().add(l.levels) as *const v128;
+            if l.bits == 8 {
+                let [a, b2, c, e] = widen_i8(v128_load(p));
+                let [f, g, h, i] = widen_i8(v128_load(p.add(1)));
+                [a, b2, c, e, f, g, h, i]
+            } else {
+                let q = v128_load(p);
+                let [a, b2, c, e] = widen_u8(v128_and(q, u8x16_splat(0x0F)));
+                let [f, g, h, i] = widen_u8(u8x16_shr(q, 4));
+                [a, b2, c, e, f, g, h, i]
+            }
+        };
+        let xp = unsafe { x.as_ptr().add(b * BLOCK) } as *const v128;
+        let mut p = [f32x4_splat(0.0); 2];
+        for (k, wk) in w.iter().enumerate() {
+            // SAFETY: k < 8, so the load covers x[b*32 + 4k .. b*32 + 4k + 4].
+            let xv = unsafe { v128_load(xp.add(k)) };
+            p[k & 1] = f32x4_add(p[k & 1], f32x4_mul(*wk, xv));
+        }
+        acc = f32x4_add(
+            acc,
+            f32x4_mul(f32x4_splat(l.scale(blk)), f32x4_add(p[0], p[1])),
+        );
+        if with_offset {
+            offset += l.offset(blk) * xsum[b];
+        }
+    }
+    (f32x4_extract_lane::<0>(acc) + f32x4_extract_lane::<2>(acc))
+        + (f32x4_extract_lane::<1>(acc) + f32x4_extract_lane::<3>(acc))
+        + offset
+}
