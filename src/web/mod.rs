@@ -1,0 +1,450 @@
+//! The WebAssembly API (wasm-bindgen): a thin shell over the library for the page's worker.
+//! Data crosses as plain JS objects (serde-wasm-bindgen); errors become JS exceptions with the
+//! library's message. No logic of its own beyond argument conversion. One file per part of the
+//! API: [`gpu`] (WebGPU device and limits), [`inputs`] (the page's requests), [`vectors`]
+//! (vector files), [`tasks`] (menus); the model itself ([`WebModel`]) is here.
+
+mod gpu;
+mod inputs;
+mod tasks;
+mod vectors;
+
+#[cfg(feature = "wgpu")]
+use gpu::check_webgpu_room;
+use gpu::device;
+use inputs::{QueryIn, TableIn, TaskIn};
+
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+
+use crate::error::Error;
+use crate::loader::{LoadedModel, ModelFiles, load_with};
+use crate::taskvec::dataset::PairedTask;
+use crate::taskvec::extract::{ExtractRequest, extract_file};
+use crate::taskvec::protocol::evaluate_at;
+use crate::taskvec::{Engine, Extraction, Input, Prompt, Row, TableRequest, VectorFile, run_table};
+
+fn js_err(e: Error) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+fn to_js<T: Serialize>(v: &T) -> Result<JsValue, JsError> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| JsError::new(&e.to_string()))
+}
+
+fn from_js<T: for<'de> Deserialize<'de>>(v: JsValue) -> Result<T, JsError> {
+    serde_wasm_bindgen::from_value(v).map_err(|e| JsError::new(&format!("bad request: {e}")))
+}
+
+/// Installs the panic hook (panics abort the instance; the library returns errors instead).
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// The threaded build's pool: `await initThreadPool(n)` once, before any model call.
+#[cfg(feature = "threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
+/// This build's CPU threads: the rayon pool's size in the threaded build, else 1.
+#[wasm_bindgen(js_name = cpuThreads)]
+pub fn cpu_threads() -> usize {
+    #[cfg(feature = "threads")]
+    return rayon::current_num_threads();
+    #[cfg(not(feature = "threads"))]
+    1
+}
+
+fn progress_fn(cb: &Option<js_sys::Function>) -> impl FnMut(usize, usize) + '_ {
+    move |d, n| {
+        if let Some(f) = cb {
+            let _ = f.call2(
+                &JsValue::NULL,
+                &JsValue::from(d as u32),
+                &JsValue::from(n as u32),
+            );
+        }
+    }
+}
+
+/// A loaded model in the page's worker.
+#[wasm_bindgen]
+pub struct WebModel {
+    m: LoadedModel,
+    backend: String,
+}
+
+/// Milliseconds from `performance.now()` (worker or window), else `Date.now()`.
+fn perf_now() -> f64 {
+    use wasm_bindgen::JsCast;
+    let g = js_sys::global();
+    js_sys::Reflect::get(&g, &JsValue::from_str("performance"))
+        .ok()
+        .and_then(|p| {
+            let f: js_sys::Function = js_sys::Reflect::get(&p, &JsValue::from_str("now"))
+                .ok()?
+                .dyn_into()
+                .ok()?;
+            f.call0(&p).ok()?.as_f64()
+        })
+        .unwrap_or_else(js_sys::Date::now)
+}
+
+fn weight_mode(w: Option<String>) -> Result<crate::weights::WeightMode, JsError> {
+    crate::weights::WeightMode::parse(w.as_deref().unwrap_or("auto")).map_err(js_err)
+}
+
+#[wasm_bindgen]
+impl WebModel {
+    /// Loads a GGUF (plus optional mmproj GGUF) on `backend` ("webgpu" or "cpu"); `weights`
+    /// is the storage mode (`auto`, `f32`, `q8_0`, `q4_0`, `q4_1`; default `auto`).
+    #[wasm_bindgen(js_name = loadGguf)]
+    pub fn load_gguf(
+        backend: String,
+        model: Vec<u8>,
+        mmproj: Option<Vec<u8>>,
+        weights: Option<String>,
+    ) -> Result<WebModel, JsError> {
+        let mode = weight_mode(weights)?;
+        #[cfg(feature = "wgpu")]
+        if backend == "webgpu" {
+            let mut files: Vec<&[u8]> = vec![&model];
+            files.extend(mmproj.as_deref());
+            check_webgpu_room(&files, mode)?;
+        }
+        let m = load_with(ModelFiles::Gguf { model, mmproj }, &device(&backend)?, mode)
+            .map_err(js_err)?;
+        Ok(WebModel { m, backend })
+    }
+
+    /// Loads a Hugging Face checkpoint's files on `backend`.
+    #[wasm_bindgen(js_name = loadHf)]
+    pub fn load_hf(
+        backend: String,
+        config: String,
+        preprocessor: Option<String>,
+        tokenizer: Vec<u8>,
+        weights: Vec<u8>,
+        storage: Option<String>,
+    ) -> Result<WebModel, JsError> {
+        let mode = weight_mode(storage)?;
+        let files = ModelFiles::HuggingFace {
+            config,
+            preprocessor,
+            tokenizer,
+            weights: vec![weights],
+        };
+        let m = load_with(files, &device(&backend)?, mode).map_err(js_err)?;
+        Ok(WebModel { m, backend })
+    }
+
+    /// Model card: name, format, quantization, sizes, layers, hidden, vision, backend, threads.
+    pub fn info(&self) -> Result<JsValue, JsError> {
+        #[derive(Serialize)]
+        struct Card<'a> {
+            #[serde(flatten)]
+            info: &'a crate::loader::ModelInfo,
+            backend: &'a str,
+            cpu_threads: usize,
+            resident_weight_bytes: usize,
+        }
+        to_js(&Card {
+            info: &self.m.info,
+            backend: &self.backend,
+            cpu_threads: if self.backend == "cpu" {
+                cpu_threads()
+            } else {
+                1
+            },
+            resident_weight_bytes: self.m.model.resident_bytes(),
+        })
+    }
+
+    /// Extracts a task vector; returns the vector file's JSON text (the same file as
+    /// `taskvec extract` for the same request, see [`crate::taskvec::extract`]).
+    pub async fn extract(
+        &self,
+        req: JsValue,
+        progress: Option<js_sys::Function>,
+    ) -> Result<String, JsError> {
+        let req: TaskIn = from_js(req)?;
+        let mut task = req.task()?;
+        task.instruction = task.instruction.filter(|s| !s.trim().is_empty());
+        let r = ExtractRequest {
+            task,
+            spec: req.spec,
+            prompts: req.prompts,
+            seed: req.seed,
+            read_at: req.read_at,
+            sweep: false,
+            created_at: req.created_at,
+        };
+        let f = extract_file(&Engine::new(&self.m), &r, progress_fn(&progress))
+            .await
+            .map_err(js_err)?;
+        Ok(f.to_json())
+    }
+
+    /// Applies a vector to a query: patched answer at `layer` (default: recommended), the
+    /// zero-shot and in-context answers, and the fast per-layer sweep.
+    pub async fn apply(
+        &self,
+        vector_json: String,
+        layer: Option<usize>,
+        query: JsValue,
+        allow_transfer: bool,
+        max_tokens: usize,
+        steering: JsValue,
+        stream: Option<js_sys::Function>,
+    ) -> Result<JsValue, JsError> {
+        let f = VectorFile::from_json(&vector_json).map_err(js_err)?;
+        f.check_model(&self.m.info, allow_transfer)
+            .map_err(js_err)?;
+        let input = from_js::<QueryIn>(query)?.input()?;
+        let mut steer: crate::taskvec::Steering = if steering.is_undefined() || steering.is_null() {
+            Default::default()
+        } else {
+            from_js(steering)?
+        };
+        if let Some(l) = layer {
+            steer.layers.get_or_insert([l, l]);
+        }
+        let mut on_text = |which: &str, text: &str| {
+            if let Some(cb) = &stream {
+                let _ = cb.call2(&JsValue::NULL, &JsValue::from(which), &JsValue::from(text));
+            }
+        };
+        let r = Engine::new(&self.m)
+            .apply_report_streaming(&f, &input, &steer, max_tokens, &mut on_text)
+            .await
+            .map_err(js_err)?;
+        to_js(&r)
+    }
+
+    /// The paper's protocol over the request's examples: accuracies per layer.
+    pub async fn evaluate(
+        &self,
+        req: JsValue,
+        progress: Option<js_sys::Function>,
+    ) -> Result<JsValue, JsError> {
+        let req: TaskIn = from_js(req)?;
+        let task = req.task()?;
+        let x = Extraction {
+            prompts: req.prompts,
+            read_at: req.read_at,
+        };
+        let (r, _) = evaluate_at(
+            &Engine::new(&self.m),
+            &task,
+            req.spec,
+            x,
+            req.seed,
+            progress_fn(&progress),
+        )
+        .await
+        .map_err(js_err)?;
+        to_js(&r)
+    }
+
+    /// The three-phase logit lens over `prompts` five-shot prompts of built-in task `task`
+    /// (`taskvec lens --task`): per layer the mean and band of p(input), p(task word),
+    /// p(answer), and the top-1 tokens; `progress(done, total)`.
+    #[wasm_bindgen(js_name = lensAggregate)]
+    pub async fn lens_aggregate(
+        &self,
+        task: String,
+        prompts: usize,
+        seed: u64,
+        progress: Option<js_sys::Function>,
+    ) -> Result<JsValue, JsError> {
+        let t = crate::taskvec::Task::builtin(&task).map_err(js_err)?;
+        let word = crate::taskvec::task::task_word(&task);
+        let r = Engine::new(&self.m)
+            .lens_aggregate(&t, word, prompts, seed, progress_fn(&progress))
+            .await
+            .map_err(js_err)?;
+        to_js(&r)
+    }
+
+    /// The paper's table on this model (the same code as `taskvec table`). `req`: `{rows:
+    /// [ids], tasks: [names], seeds: [..], prompts, read_at}`; `images`: an object from each
+    /// built-in image path (`flags/fr.png` …) to its bytes; `progress(done, total, what)`.
+    pub async fn table(
+        &self,
+        req: JsValue,
+        images: JsValue,
+        progress: Option<js_sys::Function>,
+    ) -> Result<JsValue, JsError> {
+        let req: TableIn = from_js(req)?;
+        let images: std::collections::HashMap<String, serde_bytes::ByteBuf> =
+            if images.is_undefined() || images.is_null() {
+                Default::default()
+            } else {
+                from_js(images)?
+            };
+        let rows = req
+            .rows
+            .iter()
+            .map(|r| r.parse::<Row>())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(js_err)?;
+        let rows = if rows.is_empty() {
+            Row::defaults(self.m.model.vision.is_some(), false)
+        } else {
+            rows
+        };
+        let with_images = rows.iter().any(|r| r.needs_images());
+        let tasks = req
+            .tasks
+            .iter()
+            .map(|n| {
+                PairedTask::builtin_with(
+                    n,
+                    |p| {
+                        images.get(p).map(|b| b.to_vec()).ok_or_else(|| {
+                            Error::TaskVector(format!("the page did not provide image '{p}'"))
+                        })
+                    },
+                    with_images,
+                )
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(js_err)?;
+        let t = TableRequest {
+            rows,
+            tasks,
+            seeds: if req.seeds.is_empty() {
+                vec![0, 1, 2]
+            } else {
+                req.seeds
+            },
+            extraction: Extraction {
+                prompts: req.prompts,
+                read_at: req.read_at,
+            },
+        };
+        let e = Engine::new(&self.m);
+        let table = run_table(&e, None, &t, &mut |d, n, what| {
+            if let Some(f) = &progress {
+                let _ = f.call3(
+                    &JsValue::NULL,
+                    &JsValue::from(d as u32),
+                    &JsValue::from(n as u32),
+                    &JsValue::from_str(what),
+                );
+            }
+        })
+        .await
+        .map_err(js_err)?;
+        #[derive(Serialize)]
+        struct Out<'a> {
+            #[serde(flatten)]
+            table: &'a crate::taskvec::Table,
+            markdown: String,
+            csv: String,
+            images_encoded: usize,
+        }
+        to_js(&Out {
+            markdown: table.markdown(),
+            csv: table.csv(),
+            table: &table,
+            images_encoded: self.m.features.encoded(),
+        })
+    }
+
+    /// How many images the vision encoder has run on since loading (features are cached by
+    /// the image's hash, so a repeated image is never re-encoded).
+    #[wasm_bindgen(js_name = imagesEncoded)]
+    pub fn images_encoded(&self) -> usize {
+        self.m.features.encoded()
+    }
+
+    /// Benchmark figures (the same measurements as `taskvec bench`), timed with the page's
+    /// `performance.now()`.
+    pub async fn bench(
+        &self,
+        prefill: usize,
+        decode: usize,
+        runs: usize,
+        naive_sweep: bool,
+    ) -> Result<JsValue, JsError> {
+        let name = format!("{} ({})", self.backend, self.m.info.storage);
+        let r = crate::bench::bench(
+            &self.m,
+            &name,
+            prefill,
+            decode,
+            runs,
+            naive_sweep,
+            &perf_now,
+        )
+        .await
+        .map_err(js_err)?;
+        to_js(&r)
+    }
+
+    /// The image path's figures (preprocess, vision encoder, image prefill, first token, the
+    /// page's apply) on an encoded image file: see [`crate::bench::image_bench`].
+    #[wasm_bindgen(js_name = imageBench)]
+    pub async fn image_bench(
+        &self,
+        image: Vec<u8>,
+        runs: usize,
+        max_tokens: usize,
+    ) -> Result<JsValue, JsError> {
+        let name = format!("{} ({})", self.backend, self.m.info.storage);
+        let r = crate::bench::image_bench(&self.m, &name, &image, runs, max_tokens, &perf_now)
+            .await
+            .map_err(js_err)?;
+        to_js(&r)
+    }
+
+    /// The estimated time of an image apply on this device, `{gflop, gflops, ms}`, or null
+    /// for a text-only model: see [`crate::bench::estimate_apply`].
+    #[wasm_bindgen(js_name = estimateApply)]
+    pub async fn estimate_apply(&self) -> Result<JsValue, JsError> {
+        let r = crate::bench::estimate_apply(&self.m, &perf_now)
+            .await
+            .map_err(js_err)?;
+        to_js(&r)
+    }
+
+    /// What the device's basic operations cost (readback, one elementwise op, a matmul,
+    /// dequantizing Q4_1 blocks): see [`crate::bench::probe`].
+    pub async fn probe(&self, runs: usize) -> Result<JsValue, JsError> {
+        let r = crate::bench::probe(self.m.model.text.device(), runs.max(1), &perf_now)
+            .await
+            .map_err(js_err)?;
+        to_js(&r)
+    }
+
+    /// Logit lens of a prompt (a query or free text) with tracked words.
+    pub async fn lens(
+        &self,
+        prompt: String,
+        image: Option<Vec<u8>>,
+        track: Vec<String>,
+        top: usize,
+    ) -> Result<JsValue, JsError> {
+        let p = Prompt {
+            text: prompt,
+            images: image.into_iter().collect(),
+        };
+        to_js(
+            &Engine::new(&self.m)
+                .lens(&p, &track, top)
+                .await
+                .map_err(js_err)?,
+        )
+    }
+
+    /// The zero-shot query text for a text input (`Q:{x}\nA:`), or with `<image>`.
+    #[wasm_bindgen(js_name = queryText)]
+    pub fn query_text(text: Option<String>) -> String {
+        Prompt::zero_shot(&Input::Text(
+            text.unwrap_or_else(|| crate::tokenize::IMAGE_PLACEHOLDER.into()),
+        ))
+        .text
+    }
+}
