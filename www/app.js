@@ -302,10 +302,16 @@ function steeringChoice(entry, layerV) {
   return { op: $("steer-op").value, scale: Number($("steer-scale").value), layers, every_token: $("steer-every").checked };
 }
 
+/** Whether a steering request is the paper's patch (replace at scale 1 into one layer, prompt
+ * only) — the JS twin of Rust's `Steering::is_paper`. */
+function isPaperPatch(s) {
+  return s.op === "replace" && s.scale === 1 && !s.every_token && (!s.layers || s.layers[0] === s.layers[1]);
+}
+
 /** Steered and unsteered continuations side by side (shown for anything but the paper's patch). */
 function showSteered(r) {
   const s = r.steering;
-  const paper = s.op === "replace" && s.scale === 1 && !s.every_token && s.layers[0] === s.layers[1];
+  const paper = isPaperPatch(s);
   $("steer-compare").hidden = paper;
   if (paper) return;
   const span = s.layers[0] === s.layers[1] ? `layer ${s.layers[0]}` : `layers ${s.layers[0]}–${s.layers[1]}`;
@@ -329,7 +335,7 @@ async function applyVector() {
     const t0 = performance.now();
     const maxTokens = Math.max(1, Math.min(64, Number($("steer-tokens").value) || 8));
     // Steered runs stream both continuations into the side-by-side view as tokens arrive.
-    const paper = steering.op === "replace" && steering.scale === 1 && !steering.every_token && (!steering.layers || steering.layers[0] === steering.layers[1]);
+    const paper = isPaperPatch(steering);
     $("steer-compare").hidden = paper;
     if (!paper) { text($("steer-on"), ""); text($("steer-off"), ""); text($("steer-desc"), ""); }
     const onStream = (p) => { if (!paper && p.stream) text($(p.stream === "patched" ? "steer-on" : "steer-off"), p.text); };

@@ -4,14 +4,17 @@
 pub mod arith;
 pub mod dataset;
 pub mod engine;
+pub mod evaluate;
 pub mod export;
 pub mod extract;
 pub mod format;
 pub mod lens;
 pub mod protocol;
+pub mod rows;
 pub mod steer;
 pub mod table;
 pub mod task;
+pub mod vector;
 
 pub use dataset::{Item, Modality, PairedTask};
 pub use engine::{Answer, ApplyReport, Engine, LayerPrediction, ReadAt, TaskVector};
