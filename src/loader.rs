@@ -203,27 +203,19 @@ pub fn load_opts(files: ModelFiles, device: &Device, opts: LoadOptions) -> Resul
                 .and_then(crate::model::config::image_processor_json)
                 .and_then(|p| p.get("size")?.get("longest_edge")?.as_u64())
                 .map(|v| v as u32);
-            Ok(LoadedModel {
-                info: ModelInfo {
-                    name: if cfg.vision.is_some() {
-                        "idefics3".into()
-                    } else {
-                        "llama".into()
-                    },
-                    format: "safetensors".into(),
-                    quant: src.storage_types(),
-                    storage: model.storage(),
-                    file_bytes,
-                    fingerprint: fp,
-                    layers: cfg.text.num_layers,
-                    hidden: cfg.text.hidden_size,
-                    vision: cfg.vision.is_some(),
-                },
-                model,
-                tokenizer: tok,
-                longest_edge,
-                features: FeatureCache::default(),
-            })
+            let name = if cfg.vision.is_some() {
+                "idefics3"
+            } else {
+                "llama"
+            };
+            let files = Files {
+                name: name.into(),
+                format: "safetensors",
+                quant: src.storage_types(),
+                file_bytes,
+                fingerprint: fp,
+            };
+            Ok(LoadedModel::new(model, &cfg, tok, longest_edge, files))
         }
     }
 }
@@ -293,23 +285,58 @@ fn load_gguf(
     };
     let src = Sources(sources);
     let model = Model::load(cfg.clone(), &opts.view(&src), device)?;
-    Ok(LoadedModel {
-        info: ModelInfo {
-            name,
-            format: "gguf".into(),
-            quant,
-            storage: model.storage(),
-            file_bytes,
-            fingerprint: fp,
-            layers: cfg.text.num_layers,
-            hidden: cfg.text.hidden_size,
-            vision: cfg.vision.is_some(),
-        },
+    let files = Files {
+        name,
+        format: "gguf",
+        quant,
+        file_bytes,
+        fingerprint: fp,
+    };
+    Ok(LoadedModel::new(
         model,
+        &cfg,
         tokenizer,
         longest_edge,
-        features: FeatureCache::default(),
-    })
+        files,
+    ))
+}
+
+/// What a loader read off the files, for [`ModelInfo`].
+struct Files {
+    name: String,
+    format: &'static str,
+    quant: String,
+    file_bytes: usize,
+    fingerprint: String,
+}
+
+impl LoadedModel {
+    /// The loaded model with its info, tokenizer and an empty feature cache.
+    fn new(
+        model: Model,
+        cfg: &ModelConfig,
+        tokenizer: TextTokenizer,
+        longest_edge: Option<u32>,
+        f: Files,
+    ) -> Self {
+        LoadedModel {
+            info: ModelInfo {
+                name: f.name,
+                format: f.format.into(),
+                quant: f.quant,
+                storage: model.storage(),
+                file_bytes: f.file_bytes,
+                fingerprint: f.fingerprint,
+                layers: cfg.text.num_layers,
+                hidden: cfg.text.hidden_size,
+                vision: cfg.vision.is_some(),
+            },
+            model,
+            tokenizer,
+            longest_edge,
+            features: FeatureCache::default(),
+        }
+    }
 }
 
 impl LoadedModel {

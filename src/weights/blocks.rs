@@ -109,6 +109,12 @@ impl Layout {
         self.min(blk) - self.bias * self.scale(blk)
     }
 
+    /// Whether [`Self::offset`] can be non-zero (Q4_0, Q4_1): kernels skip it otherwise.
+    #[inline(always)]
+    pub fn has_offset(&self) -> bool {
+        self.has_min || self.bias != 0.0
+    }
+
     /// The block's 32 levels as stored (unbiased), in value order.
     #[inline(always)]
     pub fn levels(&self, blk: &[u8]) -> [f32; BLOCK] {

@@ -55,13 +55,8 @@ pub fn dequantize(l: &Layout, data: &[u8], out: &mut [f32]) {
 /// One weight row dotted with `x` (see [`super::portable::row_dot`]).
 #[target_feature(enable = "avx2,fma")]
 pub fn row_dot(l: &Layout, row: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
-    let bb = l.bytes;
-    let nb = row.len() / bb;
-    assert!(
-        x.len() >= nb * BLOCK && xsum.len() >= nb,
-        "row_dot: x too short"
-    );
-    let with_offset = l.has_min || l.bias != 0.0;
+    let (bb, nb) = (l.bytes, super::row_blocks(l, row, x, xsum));
+    let with_offset = l.has_offset();
     let mut acc = _mm256_setzero_ps();
     let mut offset = 0f32;
     for b in 0..nb {

@@ -263,6 +263,18 @@ impl DirectTask<'_> {
     }
 }
 
+/// Blocks in a weight row of layout `l`, checking that `x` and its block sums `xsum` cover them
+/// (the SIMD kernels' loads rely on it).
+#[inline(always)]
+fn row_blocks(l: &Layout, row: &[u8], x: &[f32], xsum: &[f32]) -> usize {
+    let nb = row.len() / l.bytes;
+    assert!(
+        x.len() >= nb * BLOCK && xsum.len() >= nb,
+        "row_dot: x too short"
+    );
+    nb
+}
+
 /// Whether this x86-64 CPU has AVX2 and FMA (std caches the detection).
 #[cfg(target_arch = "x86_64")]
 fn has_avx2_fma() -> bool {

@@ -9,7 +9,7 @@ use crate::weights::blocks::{BLOCK, Layout};
 #[inline(always)]
 pub fn row_dot<const BITS: u32>(l: &Layout, row: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
     debug_assert_eq!(l.bits, BITS);
-    let with_offset = l.has_min || l.bias != 0.0;
+    let with_offset = l.has_offset();
     let mut acc = [0f32; 8];
     let mut offset = 0f32;
     for ((blk, xb), xs) in row

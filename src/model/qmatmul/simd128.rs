@@ -31,13 +31,8 @@ fn widen_i8(v: v128) -> [v128; 4] {
 /// One weight row dotted with `x` (see [`super::portable::row_dot`]).
 #[inline(always)]
 pub fn row_dot(l: &Layout, row: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
-    let bb = l.bytes;
-    let nb = row.len() / bb;
-    assert!(
-        x.len() >= nb * BLOCK && xsum.len() >= nb,
-        "row_dot: x too short"
-    );
-    let with_offset = l.has_min || l.bias != 0.0;
+    let (bb, nb) = (l.bytes, super::row_blocks(l, row, x, xsum));
+    let with_offset = l.has_offset();
     let mut acc = f32x4_splat(0.0);
     let mut offset = 0f32;
     for b in 0..nb {
