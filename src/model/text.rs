@@ -296,19 +296,9 @@ impl TextModel {
                 )));
             }
         }
-        let (cos, sin) = self.rope_tables(start, len);
-        let total = start + len;
-        let mask = (len > 1).then(|| {
-            let mut m = vec![0f32; len * total];
-            for i in 0..len {
-                for j in start + i + 1..total {
-                    m[i * total + j] = f32::NEG_INFINITY;
-                }
-            }
-            Tensor::<2>::from_data(TensorData::new(m, [len, total]), &self.device)
-        });
+        let chunk = self.chunk(start, len, true);
         for l in layers {
-            x = self.block(l, x, &cos, &sin, mask.clone(), cache, mode);
+            x = self.block(l, x, &chunk, cache, mode);
             for r in replace.iter().filter(|r| r.layer == l) {
                 x = r.apply(x);
             }
@@ -322,14 +312,26 @@ impl TextModel {
         Ok(x)
     }
 
+    /// The positions `start..start + len` a pass runs: their RoPE tables and, if `causal` and
+    /// there are several, the causal mask against the cache's `start` earlier positions.
+    fn chunk(&self, start: usize, len: usize, causal: bool) -> Chunk {
+        let (cos, sin) = self.rope_tables(start, len);
+        let total = start + len;
+        let mask = (causal && len > 1).then(|| {
+            let mut m = vec![0f32; len * total];
+            for i in 0..len {
+                for j in start + i + 1..total {
+                    m[i * total + j] = f32::NEG_INFINITY;
+                }
+            }
+            Tensor::<2>::from_data(TensorData::new(m, [len, total]), &self.device)
+        });
+        Chunk { cos, sin, mask }
+    }
+
     /// Q, K, V of rows `x` at layer `l`, RoPE applied: [heads, rows, d] and [kv, rows, d] ×2.
-    fn qkv(
-        &self,
-        l: usize,
-        x: &Tensor<2>,
-        cos: &Tensor<3>,
-        sin: &Tensor<3>,
-    ) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+    fn qkv(&self, l: usize, x: &Tensor<2>, chunk: &Chunk) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
+        let (cos, sin) = (&chunk.cos, &chunk.sin);
         let c = &self.config;
         let b = &self.blocks[l];
         let [len, _] = x.dims();
@@ -349,21 +351,24 @@ impl TextModel {
         x + b.down.forward(m)
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Decoder layer `l` on rows `x` at the chunk's positions, extending `cache` by them.
     fn block(
         &self,
         l: usize,
         x: Tensor<2>,
-        cos: &Tensor<3>,
-        sin: &Tensor<3>,
-        mask: Option<Tensor<2>>,
+        chunk: &Chunk,
         cache: &mut KvCache,
         mode: CacheMode,
     ) -> Tensor<2> {
-        let (q, k, v) = self.qkv(l, &x, cos, sin);
+        let (q, k, v) = self.qkv(l, &x, chunk);
         let (k, v) = cache.extend(l, k, v, mode == CacheMode::Store);
         let group = self.config.num_heads / self.config.num_kv_heads;
-        let a = attention(q, repeat_kv(k, group), repeat_kv(v, group), mask);
+        let a = attention(
+            q,
+            repeat_kv(k, group),
+            repeat_kv(v, group),
+            chunk.mask.clone(),
+        );
         self.finish(l, x, a)
     }
 
@@ -396,11 +401,13 @@ impl TextModel {
                 r.layer, r.position
             )));
         }
-        let (cos, sin) = self.rope_tables(start, 1);
+        // Every branch is the same next position: one RoPE row, no mask (each attends to the
+        // prefix and to itself only).
+        let chunk = self.chunk(start, 1, false);
         let group = c.num_heads / c.num_kv_heads;
         let scale = 1.0 / (c.head_dim as f64).sqrt();
         for l in 0..c.num_layers {
-            let (q, k, v) = self.qkv(l, &x, &cos, &sin);
+            let (q, k, v) = self.qkv(l, &x, &chunk);
             let (k, v) = (repeat_kv(k, group), repeat_kv(v, group));
             // Each branch's score against itself, [heads, rows, 1].
             let own = (q.clone() * k).sum_dim(2) * scale;
@@ -431,6 +438,13 @@ impl TextModel {
         self.lm_head
             .apply(rms_norm(h, &self.norm, self.config.rms_norm_eps))
     }
+}
+
+/// The positions one pass runs: RoPE tables `[1, len, head_dim]` and the causal mask.
+struct Chunk {
+    cos: Tensor<3>,
+    sin: Tensor<3>,
+    mask: Option<Tensor<2>>,
 }
 
 /// Rows `pos` of `x` as a new [pos.len(), hidden] tensor.
