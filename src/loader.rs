@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::model::{Model, ModelConfig, TextConfig, VisionConfig};
 use crate::tokenize::TextTokenizer;
+pub use crate::weights::LoadOptions;
 use crate::weights::{
     GgufSource, ModeSource, SafetensorsSource, Sources, TensorSource, WeightMode, gguf::is_gguf,
 };
@@ -149,37 +150,13 @@ pub fn load(files: ModelFiles, device: &Device) -> Result<LoadedModel> {
     load_with(files, device, WeightMode::Auto)
 }
 
-/// How a model is loaded: its matrices' storage and where quantized blocks live.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct LoadOptions {
-    /// The matrices' storage.
-    pub mode: WeightMode,
-    /// Keep quantized blocks in device tensors (the WebGPU path) even on the CPU backend, where
-    /// they would stay host blocks for taskvec's kernels: how tests run the WebGPU path natively.
-    pub device_blocks: bool,
-}
-
-impl LoadOptions {
-    /// `inner` seen through these options.
-    fn view<'a>(&self, inner: &'a dyn TensorSource) -> ModeSource<'a> {
-        ModeSource {
-            inner,
-            mode: self.mode,
-            device_blocks: self.device_blocks,
-        }
-    }
-}
-
 /// Loads a model from its files onto `device`, storing its matrices as `mode` says.
 pub fn load_with(files: ModelFiles, device: &Device, mode: WeightMode) -> Result<LoadedModel> {
-    load_opts(
-        files,
-        device,
-        LoadOptions {
-            mode,
-            device_blocks: false,
-        },
-    )
+    let opts = LoadOptions {
+        mode,
+        ..LoadOptions::default()
+    };
+    load_opts(files, device, opts)
 }
 
 /// Loads a model from its files onto `device` as `opts` say.
@@ -197,7 +174,7 @@ pub fn load_opts(files: ModelFiles, device: &Device, opts: LoadOptions) -> Resul
             let fp = fingerprint(&weights.iter().map(Vec::as_slice).collect::<Vec<_>>());
             let src = SafetensorsSource::new(weights)?;
             let file_bytes = src.file_bytes();
-            let model = Model::load(cfg.clone(), &opts.view(&src), device)?;
+            let model = Model::load(cfg.clone(), &ModeSource { inner: &src, opts }, device)?;
             let longest_edge = preprocessor
                 .as_deref()
                 .and_then(crate::model::config::image_processor_json)
@@ -284,7 +261,7 @@ fn load_gguf(
         image_token_id,
     };
     let src = Sources(sources);
-    let model = Model::load(cfg.clone(), &opts.view(&src), device)?;
+    let model = Model::load(cfg.clone(), &ModeSource { inner: &src, opts }, device)?;
     let files = Files {
         name,
         format: "gguf",

@@ -1,5 +1,5 @@
 //! Tensors and devices: moving host values onto a device, their size there, and whether a
-//! device keeps quantized blocks in host memory (the CPU backend).
+//! device is the host (the CPU backend, where quantized blocks stay in host memory).
 
 use burn::tensor::{Device, Tensor, TensorData};
 
@@ -15,9 +15,9 @@ pub fn upload<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(t.data, t.shape), device)
 }
 
-/// Whether matrices on this device may stay in quantized blocks: the CPU backend, whose memory
-/// is the host's, where taskvec's own kernels run (see [`super::qmatmul`]).
-pub fn keeps_blocks(device: &Device) -> bool {
+/// Whether this device is the CPU backend, whose tensors are host memory: where taskvec's own
+/// CPU kernels run ([`super::qmatmul`], [`super::host_ops`]).
+pub fn on_host(device: &Device) -> bool {
     #[cfg(any(feature = "flex", target_arch = "wasm32"))]
     return *device == Device::flex();
     #[cfg(not(any(feature = "flex", target_arch = "wasm32")))]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData, activation::gelu_approximate};
 
-use super::device::{bytes, keeps_blocks, upload};
+use super::device::{bytes, on_host, upload};
 use super::host_ops;
 use super::packed::PackedMatrix;
 use super::qmatmul::QuantMatrix;
@@ -57,7 +57,7 @@ impl Matrix {
         if raw.shape != [o, i] {
             return Ok(None);
         }
-        if keeps_blocks(device) && !src.device_blocks() {
+        if on_host(device) && !src.device_blocks() {
             if blocks::layout(raw.ty).is_some() {
                 let q = QuantMatrix::new(raw.ty, o, i, raw.data)?;
                 return Ok(Some(Matrix::Quant(Arc::new(q))));
@@ -194,7 +194,7 @@ impl Linear {
 
     /// `gelu_tanh(self.forward(x))`, the bias and the activation in one pass on the CPU backend.
     pub fn forward_gelu(&self, x: Tensor<2>) -> Tensor<2> {
-        if keeps_blocks(&x.device()) {
+        if on_host(&x.device()) {
             return host_ops::bias_gelu_tanh(self.weight.apply(x), self.bias.as_ref());
         }
         gelu_approximate(self.forward(x))
@@ -256,7 +256,7 @@ impl LayerNorm {
 
     /// Normalizes each row of `x` (one pass per row on the CPU backend).
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
-        if keeps_blocks(&x.device()) {
+        if on_host(&x.device()) {
             return host_ops::layer_norm(x, &self.weight, &self.bias, self.eps);
         }
         let mean = x.clone().mean_dim(1);

@@ -35,7 +35,6 @@ pub fn fused_enabled() -> bool {
 /// A `[rows, cols]` quantized matrix (PyTorch `[out, in]`) stored in device tensors.
 #[derive(Debug, Clone)]
 pub struct PackedMatrix {
-    ty: GgmlType,
     layout: Layout,
     rows: usize,
     cols: usize,
@@ -70,7 +69,7 @@ impl PackedMatrix {
                 data.len()
             )));
         }
-        let wpb = (layout.bytes - layout.levels) / 4;
+        let wpb = (layout.bytes - layout.levels_at) / 4;
         let mut words = Vec::with_capacity(rows * nb * wpb);
         let mut scale = Vec::with_capacity(rows * nb);
         let mut min = Vec::with_capacity(if layout.has_min { rows * nb } else { 0 });
@@ -80,14 +79,13 @@ impl PackedMatrix {
                 min.push(layout.min(blk));
             }
             words.extend(
-                blk[layout.levels..]
+                blk[layout.levels_at..]
                     .chunks_exact(4)
                     .map(|w| i32::from_le_bytes([w[0], w[1], w[2], w[3]])),
             );
         }
         let f = |v: Vec<f32>| Tensor::<2>::from_data(TensorData::new(v, [rows, nb]), device);
         Ok(PackedMatrix {
-            ty,
             layout,
             rows,
             cols,
@@ -99,7 +97,7 @@ impl PackedMatrix {
 
     /// Storage type.
     pub fn ty(&self) -> GgmlType {
-        self.ty
+        self.layout.ty
     }
 
     /// `[rows, cols]`.
@@ -139,7 +137,7 @@ impl PackedMatrix {
     /// [`Self::matmul_t_reference`].
     pub fn matmul_t(&self, x: Tensor<2>) -> Tensor<2> {
         #[cfg(feature = "wgpu")]
-        if fused_enabled() && !super::device::keeps_blocks(&x.device()) {
+        if fused_enabled() && !super::device::on_host(&x.device()) {
             return self.matmul_t_fused(x);
         }
         self.matmul_t_reference(x)
@@ -149,7 +147,7 @@ impl PackedMatrix {
     #[cfg(feature = "wgpu")]
     pub fn matmul_t_fused(&self, x: Tensor<2>) -> Tensor<2> {
         use super::fused::FusedQuant;
-        let kind = super::fused::kind(self.ty).expect("packed types have a block layout");
+        let kind = super::fused::kind(self.layout.ty).expect("packed types have a block layout");
         let min = self.min.clone().unwrap_or_else(|| self.scale.clone());
         Tensor::from_dispatch(
             <burn::backend::Dispatch as FusedQuant>::fused_quant_matmul_t(

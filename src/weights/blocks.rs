@@ -22,7 +22,7 @@ pub struct Layout {
     /// Bytes per block.
     pub bytes: usize,
     /// Byte offset of the levels (after the scale, and the minimum if any).
-    pub levels: usize,
+    pub levels_at: usize,
     /// Bits per level: 8 (two's complement) or 4 (unsigned nibbles).
     pub bits: u32,
     /// Whether bytes 2..4 hold an f16 minimum.
@@ -35,7 +35,7 @@ pub struct Layout {
 pub const Q8_0: Layout = Layout {
     ty: GgmlType::Q8_0,
     bytes: 34,
-    levels: 2,
+    levels_at: 2,
     bits: 8,
     has_min: false,
     bias: 0.0,
@@ -44,7 +44,7 @@ pub const Q8_0: Layout = Layout {
 pub const Q4_0: Layout = Layout {
     ty: GgmlType::Q4_0,
     bytes: 18,
-    levels: 2,
+    levels_at: 2,
     bits: 4,
     has_min: false,
     bias: 8.0,
@@ -53,7 +53,7 @@ pub const Q4_0: Layout = Layout {
 pub const Q4_1: Layout = Layout {
     ty: GgmlType::Q4_1,
     bytes: 20,
-    levels: 4,
+    levels_at: 4,
     bits: 4,
     has_min: true,
     bias: 0.0,
@@ -65,8 +65,8 @@ const _: () = {
     let mut i = 0;
     while i < all.len() {
         let l = all[i];
-        assert!(l.bytes == l.levels + BLOCK * l.bits as usize / 8);
-        assert!(l.levels == if l.has_min { 4 } else { 2 });
+        assert!(l.bytes == l.levels_at + BLOCK * l.bits as usize / 8);
+        assert!(l.levels_at == if l.has_min { 4 } else { 2 });
         i += 1;
     }
 };
@@ -118,7 +118,7 @@ impl Layout {
     /// The block's 32 levels as stored (unbiased), in value order.
     #[inline(always)]
     pub fn levels(&self, blk: &[u8]) -> [f32; BLOCK] {
-        let qs = &blk[self.levels..self.bytes];
+        let qs = &blk[self.levels_at..self.bytes];
         let mut q = [0f32; BLOCK];
         if self.bits == 8 {
             for (o, &b) in q.iter_mut().zip(qs) {

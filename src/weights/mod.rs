@@ -99,6 +99,16 @@ impl WeightMode {
     }
 }
 
+/// How a model is loaded: its matrices' storage and where quantized blocks live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoadOptions {
+    /// The matrices' storage.
+    pub mode: WeightMode,
+    /// Keep quantized blocks in device tensors (the WebGPU path) even on the CPU backend, where
+    /// they would stay host blocks for taskvec's kernels: how tests run the WebGPU path natively.
+    pub device_blocks: bool,
+}
+
 /// The part of a checkpoint a tensor name refers to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Part {
@@ -122,7 +132,7 @@ pub trait TensorSource {
 
     /// Whether quantized blocks go into device tensors (the WebGPU path) even on the CPU backend,
     /// where they would otherwise stay host blocks for taskvec's kernels: how tests run the
-    /// WebGPU path natively ([`crate::loader::LoadOptions::device_blocks`]).
+    /// WebGPU path natively ([`LoadOptions::device_blocks`]).
     fn device_blocks(&self) -> bool {
         false
     }
@@ -370,16 +380,14 @@ pub fn quantizes_on_load(shape: &[usize]) -> bool {
     shape.len() == 2 && shape[1].is_multiple_of(32)
 }
 
-/// A source seen through a [`WeightMode`]: `F32` hides the stored blocks, `Quantize` makes
-/// blocks of the chosen type from the f32 values of every matrix whose rows split into 32-value
-/// blocks.
+/// A source seen through [`LoadOptions`]: [`WeightMode::F32`] hides the stored blocks,
+/// `Quantize` makes blocks of the chosen type from the f32 values of every matrix whose rows
+/// split into 32-value blocks, and `device_blocks` is passed on.
 pub struct ModeSource<'a> {
     /// The underlying source.
     pub inner: &'a dyn TensorSource,
-    /// The storage wanted.
-    pub mode: WeightMode,
-    /// See [`TensorSource::device_blocks`].
-    pub device_blocks: bool,
+    /// The storage and placement wanted.
+    pub opts: LoadOptions,
 }
 
 impl ModeSource<'_> {
@@ -404,11 +412,11 @@ impl ModeSource<'_> {
 
 impl TensorSource for ModeSource<'_> {
     fn device_blocks(&self) -> bool {
-        self.device_blocks
+        self.opts.device_blocks
     }
 
     fn get(&self, part: Part, name: &str) -> Result<Option<HostTensor>> {
-        if let WeightMode::Rounded(ty) = self.mode
+        if let WeightMode::Rounded(ty) = self.opts.mode
             && let Some(raw) = self.quantized(part, name, ty)?
         {
             return Ok(Some(HostTensor {
@@ -420,7 +428,7 @@ impl TensorSource for ModeSource<'_> {
     }
 
     fn get_raw(&self, part: Part, name: &str) -> Result<Option<RawTensor>> {
-        match self.mode {
+        match self.opts.mode {
             WeightMode::Auto => self.inner.get_raw(part, name),
             WeightMode::F32 | WeightMode::Rounded(_) => Ok(None),
             WeightMode::Quantize(ty) => self.quantized(part, name, ty),

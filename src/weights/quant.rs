@@ -138,13 +138,14 @@ pub fn dequantize_into(ty: GgmlType, data: &[u8], out: &mut Vec<f32>) {
     let bb = ty.block_bytes();
     debug_assert_eq!(data.len() % bb, 0);
     out.reserve(data.len() / bb * ty.block_elems());
+    let layout = blocks::layout(ty);
     for b in data.chunks_exact(bb) {
         match ty {
             GgmlType::F32 => out.push(f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
             GgmlType::F16 => out.push(h(b)),
             GgmlType::BF16 => out.push(bf16::from_le_bytes([b[0], b[1]]).to_f32()),
             GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => {
-                let l = blocks::layout(ty).expect("a block format");
+                let l = layout.as_ref().expect("a block format");
                 let mut v = [0f32; blocks::BLOCK];
                 l.dequantize(b, &mut v);
                 out.extend(v);

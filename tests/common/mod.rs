@@ -71,7 +71,7 @@ pub fn smollm2() -> LoadedModel {
 pub fn smollm2_with(mode: WeightMode) -> LoadedModel {
     smollm2_opts(LoadOptions {
         mode,
-        device_blocks: false,
+        ..LoadOptions::default()
     })
 }
 
@@ -98,7 +98,7 @@ pub fn tiny_vlm_safetensors(device: &burn::tensor::Device) -> LoadedModel {
 pub fn tiny_vlm_safetensors_with(device: &burn::tensor::Device, mode: WeightMode) -> LoadedModel {
     let opts = LoadOptions {
         mode,
-        device_blocks: false,
+        ..LoadOptions::default()
     };
     tiny_vlm_safetensors_opts(device, opts)
 }

@@ -12,7 +12,7 @@ fn levels(l: &Layout, blk: &[u8]) -> [__m256; 4] {
     // SAFETY: loads stay inside `blk`'s level bytes (32 for 8 bits, 16 for 4 bits, ending at
     // `l.bytes`); only called from AVX2-enabled functions.
     unsafe {
-        let p = blk.as_ptr().add(l.levels);
+        let p = blk.as_ptr().add(l.levels_at);
         if l.bits == 8 {
             let q = |c: usize| {
                 let v = _mm_loadl_epi64(p.add(8 * c) as *const __m128i);

@@ -33,7 +33,6 @@ const PANEL: usize = 64;
 /// A weight matrix `[rows, cols]` (PyTorch `[out, in]`) kept as GGUF blocks along each row.
 #[derive(Debug, Clone)]
 pub struct QuantMatrix {
-    ty: GgmlType,
     layout: Layout,
     rows: usize,
     cols: usize,
@@ -57,7 +56,6 @@ impl QuantMatrix {
             )));
         }
         Ok(QuantMatrix {
-            ty,
             layout,
             rows,
             cols,
@@ -76,7 +74,7 @@ impl QuantMatrix {
 
     /// Block type.
     pub fn ty(&self) -> GgmlType {
-        self.ty
+        self.layout.ty
     }
 
     /// `[rows, cols]`.
@@ -109,7 +107,7 @@ impl QuantMatrix {
             unsafe { avx2::dequantize(&self.layout, data, &mut out) };
             return out;
         }
-        quant::dequantize(self.ty, data)
+        quant::dequantize(self.layout.ty, data)
     }
 
     /// Rows `ids`, dequantized, row-major `[ids.len(), cols]` (an embedding lookup).

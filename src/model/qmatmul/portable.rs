@@ -22,14 +22,14 @@ pub fn row_dot<const BITS: u32>(l: &Layout, row: &[u8], x: &[f32], xsum: &[f32])
         // Four independent 8-lane partial sums: no chain of dependent multiply-adds.
         let mut p = [[0f32; 8]; 4];
         if BITS == 8 {
-            let qs: &[u8; 32] = blk[l.levels..l.bytes].try_into().expect("32 bytes");
+            let qs: &[u8; 32] = blk[l.levels_at..l.bytes].try_into().expect("32 bytes");
             for (c, pc) in p.iter_mut().enumerate() {
                 for j in 0..8 {
                     pc[j] = qs[c * 8 + j] as i8 as f32 * xb[c * 8 + j];
                 }
             }
         } else {
-            let qs: &[u8; 16] = blk[l.levels..l.bytes].try_into().expect("16 bytes");
+            let qs: &[u8; 16] = blk[l.levels_at..l.bytes].try_into().expect("16 bytes");
             for c in 0..2 {
                 for j in 0..8 {
                     let b = qs[c * 8 + j];

@@ -41,7 +41,7 @@ pub fn row_dot(l: &Layout, row: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
         // 32 for 8 bits, 16 for 4 bits, end at `bb`) or inside x's 32 values of block b
         // (asserted above).
         let w: [v128; 8] = unsafe {
-            let p = blk.as_ptr().add(l.levels) as *const v128;
+            let p = blk.as_ptr().add(l.levels_at) as *const v128;
             if l.bits == 8 {
                 let [a, b2, c, e] = widen_i8(v128_load(p));
                 let [f, g, h, i] = widen_i8(v128_load(p.add(1)));
