@@ -1,7 +1,8 @@
 //! Fused row kernels for the CPU backend. burn writes a LayerNorm as seven tensor ops and the
 //! tanh GELU as eight, each a serial pass over memory with its own allocation; on the CPU the
 //! tensors are host memory, so these kernels do each in one pass over rows, in parallel
-//! ([`super::par`]). The arithmetic follows transformers' (`nn.LayerNorm`, `gelu_pytorch_tanh`).
+//! ([`super::par`]). The arithmetic follows transformers' (`nn.LayerNorm`, `gelu_pytorch_tanh`,
+//! the attention's softmax).
 
 use burn::tensor::{Tensor, TensorData};
 
@@ -66,5 +67,139 @@ pub fn bias_gelu_tanh(x: Tensor<2>, bias: Option<&Tensor<1>>) -> Tensor<2> {
             }
         }),
         None => map_rows(x, |row| row.iter_mut().for_each(|v| *v = gelu(*v))),
+    }
+}
+
+/// `softmax(x + mask)` over the last dimension of `x` ([H, S, T]), the additive `mask` ([S, T],
+/// if any) broadcast over H. One pass for the maximum, one for the exponentials and their sum,
+/// one to scale, per row; the exponential is [`exp`], which vectorizes.
+pub fn masked_softmax(x: Tensor<3>, mask: Option<&Tensor<2>>) -> Tensor<3> {
+    let [h, s, t] = x.dims();
+    let mask = mask.map(|m| {
+        m.to_data()
+            .convert::<f32>()
+            .try_into_vec::<f32>()
+            .expect("f32 data after convert")
+    });
+    let device = x.device();
+    let mut v = x
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data after convert");
+    if t > 0 {
+        par_chunks(&mut v, t * ROWS_PER_TASK, |task, chunk| {
+            for (i, row) in chunk.chunks_mut(t).enumerate() {
+                if let Some(m) = &mask {
+                    let r = (task * ROWS_PER_TASK + i) % s;
+                    row.iter_mut()
+                        .zip(&m[r * t..(r + 1) * t])
+                        .for_each(|(v, m)| *v += m);
+                }
+                softmax_row(row);
+            }
+        });
+    }
+    Tensor::from_data(TensorData::new(v, [h, s, t]), &device)
+}
+
+/// Softmax of one row in place (a row of only `-inf` gives NaN, as in PyTorch).
+fn softmax_row(row: &mut [f32]) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut sum = 0f32;
+    // Eight partial sums let the loop vectorize; the order differs from a serial sum by ~1 ulp.
+    let mut part = [0f32; 8];
+    let mut chunks = row.chunks_exact_mut(8);
+    for c in &mut chunks {
+        for (v, p) in c.iter_mut().zip(part.iter_mut()) {
+            *v = exp(*v - max);
+            *p += *v;
+        }
+    }
+    for v in chunks.into_remainder() {
+        *v = exp(*v - max);
+        sum += *v;
+    }
+    sum += part.iter().sum::<f32>();
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// `eˣ` for f32, branch-free so that loops over it vectorize (the WebAssembly build has no
+/// vector `exp`, and its scalar one is a libm call per element). Cody–Waite reduction
+/// `x = n·ln 2 + r`, |r| ≤ ln 2 / 2, then Cephes' degree-6 polynomial for `eʳ`: relative error
+/// ≤ 2 ulp over the range; below −87.3 (including `-inf`) it is 0, above 88.7 it is `inf`.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding and subtracting 1.5·2²³ rounds to the nearest integer (ties to even).
+    const ROUND: f32 = 12_582_912.0;
+    let xc = x.clamp(-87.336_55, 88.722_83);
+    let n = (xc * LOG2E + ROUND) - ROUND;
+    let r = (xc - n * LN2_HI) - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let er = (p * r * r + r) + 1.0;
+    // 2ⁿ built from its exponent bits; n ∈ [−126, 128]: 128 (x near 88.7) goes through 2⁶⁴·2⁶⁴.
+    let half = (n as i32) >> 1;
+    let s1 = f32::from_bits(((half + 127) as u32) << 23);
+    let s2 = f32::from_bits((((n as i32 - half) + 127) as u32) << 23);
+    let y = er * s1 * s2;
+    if x < -87.336_55 {
+        0.0
+    } else if x > 88.722_83 {
+        f32::INFINITY
+    } else if x.is_nan() {
+        x
+    } else {
+        y
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_within_two_ulp_of_std() {
+        let mut worst = 0f64;
+        let mut x = -87.3f32;
+        while x < 88.7 {
+            let (a, b) = (exp(x) as f64, (x as f64).exp());
+            worst = worst.max(((a - b) / b).abs());
+            x += 0.000_731;
+        }
+        assert!(worst < 2.5e-7, "worst relative error {worst:e}");
+        assert_eq!(exp(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp(-100.0), 0.0);
+        assert_eq!(exp(100.0), f32::INFINITY);
+        assert!(exp(f32::NAN).is_nan());
+        assert_eq!(exp(0.0), 1.0);
+    }
+
+    #[test]
+    fn softmax_row_matches_f64() {
+        let mut row: Vec<f32> = (0..1031)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.21)
+            .collect();
+        row[5] = f32::NEG_INFINITY;
+        let m = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
+        let e: Vec<f64> = row.iter().map(|&v| (v as f64 - m).exp()).collect();
+        let z: f64 = e.iter().sum();
+        softmax_row(&mut row);
+        for (a, b) in row.iter().zip(&e) {
+            assert!(
+                (*a as f64 - b / z).abs() <= 1e-6 * (b / z) + 1e-12,
+                "{a} vs {}",
+                b / z
+            );
+        }
+        assert_eq!(row[5], 0.0);
     }
 }
