@@ -2,8 +2,10 @@
 # Builds the browser app: two wasm packages of the same crate (wasm-bindgen, --target web),
 #   pkg/          WebGPU + single-threaded CPU (features wgpu, fusion)
 #   pkg/threads/  CPU only, threaded: shared memory (+atomics, std rebuilt with -Z build-std) and
-#                 a rayon pool in Web Workers (wasm-bindgen-rayon); the page loads it when it is
-#                 cross-origin isolated and runs on the CPU,
+#                 a rayon pool in Web Workers (wasm-bindgen-rayon), and relaxed SIMD (its fused
+#                 multiply-add in taskvec's dense product, src/model/dense.rs); the page loads it
+#                 when it is cross-origin isolated, the browser validates relaxed SIMD and it runs
+#                 on the CPU,
 # their precompressed copies (.wasm.gz, .wasm.br) that `taskvec serve` sends, the plot libraries
 # vendored from npm into www/vendor/, and the tiny test model into models/tiny/.
 # TASKVEC_WEB_THREADS=0 skips the threaded build.
@@ -33,15 +35,16 @@ if [ "${TASKVEC_WEB_THREADS:-1}" != 0 ]; then
   for a in --shared-memory --import-memory --max-memory=4294967296 --export=__wasm_init_tls \
     --export=__tls_size --export=__tls_align --export=__tls_base; do link="$link -C link-arg=$a"; done
   RUSTC_BOOTSTRAP=1 \
-  RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128$link" \
+  RUSTFLAGS="-C target-feature=+atomics,+bulk-memory,+mutable-globals,+simd128,+relaxed-simd$link" \
     cargo build -Z build-std=panic_abort,std --lib --target wasm32-unknown-unknown --profile wasm-release \
       --no-default-features --features flex,threads --target-dir "$tdir/wasm-threads"
   bindgen "$tdir/wasm-threads/wasm32-unknown-unknown/wasm-release/taskvec.wasm" pkg/threads
 fi
 
-[ -d node_modules/@observablehq/plot ] || npm ci --ignore-scripts --no-audit --no-fund
+[ -d node_modules/@observablehq/plot ] && [ -d node_modules/wasm-feature-detect ] || npm ci --ignore-scripts --no-audit --no-fund
 mkdir -p www/vendor models/tiny
 cp node_modules/d3/dist/d3.min.js node_modules/@observablehq/plot/dist/plot.umd.min.js www/vendor/
+cp node_modules/wasm-feature-detect/dist/esm/index.js www/vendor/wasm-feature-detect.js
 cp tests/fixtures/tiny_vlm/tiny_lm.gguf tests/fixtures/tiny_vlm/tiny_mmproj.gguf models/tiny/
 # Precompressed copies that `taskvec serve` sends with Content-Encoding (gzip -9, Brotli 11).
 for p in pkg/taskvec_bg.wasm pkg/threads/taskvec_bg.wasm; do

@@ -16,11 +16,13 @@ window.taskvecProbe = (opts) => client.call("probe", opts || {});
 // For bench/browser_bench.mjs --image: the image path's figures ({image: Uint8Array, runs}).
 window.taskvecImageBench = (opts) => client.call("imageBench", opts);
 // Test hooks: lose the WebGPU device; pretend its buffers are smaller (bytes, or null to undo);
-// check (sizes "check") or time ("bench") the fused quantized kernel against the tensor-op path.
+// check (sizes "check") or time ("bench") the fused quantized kernel against the tensor-op path;
+// check the CPU build's dense product.
 window.taskvecDebug = {
   loseGpu: () => client.call("debugLoseGpu"),
   limitGpuBuffer: (bytes) => client.call("debugLimitGpuBuffer", { bytes }),
   fusedCheck: (sizes, runs) => client.call("fusedCheck", { sizes, runs }),
+  denseCheck: (runs) => client.call("denseCheck", { runs }),
 };
 // For bench/browser_table.mjs: the paper's table in the worker (the same op the panel runs).
 window.taskvecTable = (req) => client.call("table", { req });

@@ -20,12 +20,22 @@ async function loadBuild(threaded, fresh = false) {
   return m;
 }
 
-/** The CPU build: threaded when the page is cross-origin isolated and more than one thread is asked. */
+/** Whether this browser validates WebAssembly relaxed SIMD (the threaded build's fused multiply-add). */
+async function hasRelaxedSimd() {
+  try {
+    return await (await import("./vendor/wasm-feature-detect.js")).relaxedSimd();
+  } catch (e) {
+    return false;
+  }
+}
+
+/** The CPU build: threaded when the page is cross-origin isolated, the browser has relaxed SIMD and more than one thread is asked. */
 async function bootCpu(threads, notes, fresh = false) {
   const cores = Math.max(1, Math.min(MAX_THREADS, (self.navigator && self.navigator.hardwareConcurrency) || 1));
   const want = threads == null ? cores : Math.max(1, Math.min(64, threads | 0));
   let why = null;
-  if (want > 1 && self.crossOriginIsolated) {
+  const relaxed = want > 1 && self.crossOriginIsolated && await hasRelaxedSimd();
+  if (relaxed) {
     try {
       const m = await loadBuild(true);
       await m.initThreadPool(want);
@@ -34,8 +44,10 @@ async function bootCpu(threads, notes, fresh = false) {
     } catch (e) {
       why = "the threaded build failed to start (" + String(e.message || e) + ")";
     }
-  } else if (want > 1) {
+  } else if (want > 1 && !self.crossOriginIsolated) {
     why = "the page is not cross-origin isolated (its server sends no COOP/COEP headers), so shared memory is off";
+  } else if (want > 1) {
+    why = "this browser has no WebAssembly relaxed SIMD, which the threaded build uses";
   }
   if (why) notes.push("CPU on one thread: " + why + ".");
   if (fresh || !tv || !tv.hasWebGpu()) tv = await loadBuild(false, fresh); // not the threaded one
@@ -204,6 +216,8 @@ const ops = {
   async exportVector({ json, format, layers, scale }) { return tv.exportVector(json, format, layers || undefined, scale == null ? undefined : scale); },
   async importSafetensors({ bytes }) { return tv.importSafetensors(new Uint8Array(bytes)); },
   // The fused WebGPU kernel against the tensor-op path (null on the CPU backend).
+  // This build's dense f32 product (relaxed-SIMD panels in the threaded build) against f64.
+  async denseCheck({ runs }) { return tv.denseCheck(runs || 0); },
   async fusedCheck({ sizes, runs }) { return backend === "webgpu" ? tv.fusedCheck(sizes || "check", runs || 3) : null; },
   async debugLoseGpu() { return backend === "webgpu" ? tv.debugLoseWebGpu() : false; },
   async debugLimitGpuBuffer({ bytes }) { if (backend === "webgpu") tv.debugLimitWebGpuBuffer(bytes); return true; },

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use burn::tensor::{Device, Int, Tensor, TensorData, activation::gelu_approximate};
 
+use super::dense::{self, PanelMatrix};
 use super::device::{bytes, on_host, upload};
 use super::host_ops;
 use super::packed::PackedMatrix;
@@ -12,14 +13,17 @@ use super::qmatmul::QuantMatrix;
 use crate::error::Result;
 use crate::weights::{HostTensor, Part, TensorSource, blocks};
 
-/// A weight matrix used as `x · W`: f32 on the device, quantized blocks in host memory (CPU
-/// backend) multiplied by taskvec's kernels, or quantized blocks in device tensors (WebGPU)
-/// dequantized chunk by chunk for each product.
+/// A weight matrix used as `x · W`: f32 on the device, f32 column panels in host memory (the
+/// threaded browser build, [`dense`]), quantized blocks in host memory (CPU backend) multiplied
+/// by taskvec's kernels, or quantized blocks in device tensors (WebGPU) dequantized chunk by
+/// chunk for each product.
 #[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // a handful per layer; boxing the tensor buys nothing
 pub enum Matrix {
     /// f32 `[in, out]` on the device.
     Dense(Tensor<2>),
+    /// f32 column panels in host memory.
+    Panels(Arc<PanelMatrix>),
     /// Quantized `[out, in]` blocks in host memory.
     Quant(Arc<QuantMatrix>),
     /// Quantized `[out, in]` blocks in device tensors.
@@ -82,7 +86,7 @@ impl Matrix {
     /// lookup; quantized matrices only, `None` for a dense one, which is stored transposed).
     pub fn rows(&self, ids: &[u32], device: &Device) -> Option<Tensor<2>> {
         match self {
-            Matrix::Dense(_) => None,
+            Matrix::Dense(_) | Matrix::Panels(_) => None,
             Matrix::Quant(q) => {
                 let idx: Vec<usize> = ids.iter().map(|&i| i as usize).collect();
                 let d = q.dims()[1];
@@ -105,6 +109,10 @@ impl Matrix {
         device: &Device,
     ) -> Result<Self> {
         let w = w.expect_shape(name, &[in_out[1], in_out[0]])?;
+        if dense::preferred() && on_host(device) {
+            let p = PanelMatrix::from_out_in(&w.data, in_out[1], in_out[0]);
+            return Ok(Matrix::Panels(Arc::new(p)));
+        }
         Ok(Matrix::Dense(upload(w.transposed(), device)))
     }
 
@@ -112,6 +120,7 @@ impl Matrix {
     pub fn resident_bytes(&self) -> usize {
         match self {
             Matrix::Dense(w) => bytes(w),
+            Matrix::Panels(p) => p.bytes(),
             Matrix::Quant(q) => q.bytes(),
             Matrix::Packed(p) => p.bytes(),
         }
@@ -120,7 +129,7 @@ impl Matrix {
     /// Storage type name (`f32`, `q8_0`, `q4_0`, `q4_1`).
     pub fn storage(&self) -> &'static str {
         match self {
-            Matrix::Dense(_) => "f32",
+            Matrix::Dense(_) | Matrix::Panels(_) => "f32",
             Matrix::Quant(q) => q.ty().name(),
             Matrix::Packed(p) => p.ty().name(),
         }
@@ -130,20 +139,23 @@ impl Matrix {
     pub fn apply(&self, x: Tensor<2>) -> Tensor<2> {
         match self {
             Matrix::Dense(w) => x.matmul(w.clone()),
-            Matrix::Quant(q) => {
-                let device = x.device();
-                let [m, _] = x.dims();
-                let xs = x
-                    .into_data()
-                    .convert::<f32>()
-                    .try_into_vec::<f32>()
-                    .expect("f32 data after convert");
-                let y = q.matmul_t(&xs, m);
-                Tensor::from_data(TensorData::new(y, [m, q.dims()[0]]), &device)
-            }
+            Matrix::Panels(p) => on_rows(x, p.dims()[1], |xs, m| p.matmul(xs, m)),
+            Matrix::Quant(q) => on_rows(x, q.dims()[0], |xs, m| q.matmul_t(xs, m)),
             Matrix::Packed(p) => p.matmul_t(x),
         }
     }
+}
+
+/// `f(rows, m)` on the host values of `x` ([m, in]), giving `[m, out]` on `x`'s device.
+fn on_rows(x: Tensor<2>, out: usize, f: impl FnOnce(&[f32], usize) -> Vec<f32>) -> Tensor<2> {
+    let device = x.device();
+    let [m, _] = x.dims();
+    let xs = x
+        .into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data after convert");
+    Tensor::from_data(TensorData::new(f(&xs, m), [m, out]), &device)
 }
 
 /// A linear layer `y = x W + b`.
@@ -268,7 +280,8 @@ impl LayerNorm {
 }
 
 /// Scaled dot-product attention for one sequence: q [H, S, d], k/v [H, T, d], optional additive
-/// mask [S, T]. Returns [S, H·d].
+/// mask [S, T]. Returns [S, H·d]. (Its products stay flex's: per head on [`dense`]'s kernel the
+/// vision encoder was 11 % slower in the threaded build.)
 pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<2> {
     let [h, s, d] = q.dims();
     // Scaling q before the product touches S·d values instead of S·T (exact for d = 64: 1/8).

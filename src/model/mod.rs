@@ -5,6 +5,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod dense;
 pub mod device;
 #[cfg(feature = "wgpu")]
 pub mod fused;

@@ -56,6 +56,34 @@ pub fn cpu_threads() -> usize {
     1
 }
 
+/// This build's dense f32 product against the same product in f64 on
+/// [`crate::model::dense::CHECK_SHAPES`]: `{ panels, cases: [{ m, n, k, error }], gflops }`,
+/// `panels` saying whether the build uses taskvec's panel kernel (relaxed SIMD) for its dense
+/// weights; with `runs` > 0, `gflops` is the panel product's rate on the vision encoder's MLP
+/// shape (1024 × 768 → 3072), best of `runs`.
+#[wasm_bindgen(js_name = denseCheck)]
+pub fn dense_check(runs: usize) -> Result<JsValue, JsError> {
+    use crate::model::dense;
+    let gflops = (runs > 0).then(|| {
+        let (m, n, k) = (1024, 3072, 768);
+        let p = dense::PanelMatrix::from_out_in(&vec![0.5; n * k], n, k);
+        let x = vec![0.25; m * k];
+        let best = (0..runs)
+            .map(|_| {
+                let t = perf_now();
+                std::hint::black_box(p.matmul(&x, m));
+                perf_now() - t
+            })
+            .fold(f64::INFINITY, f64::min);
+        2.0 * (m * n * k) as f64 / best / 1e6
+    });
+    let cases: Vec<serde_json::Value> = dense::CHECK_SHAPES
+        .iter()
+        .map(|&(m, n, k)| serde_json::json!({ "m": m, "n": n, "k": k, "error": dense::check_error(m, n, k) }))
+        .collect();
+    to_js(&serde_json::json!({ "panels": dense::preferred(), "cases": cases, "gflops": gflops }))
+}
+
 fn progress_fn(cb: &Option<js_sys::Function>) -> impl FnMut(usize, usize) + '_ {
     move |d, n| {
         if let Some(f) = cb {

@@ -115,6 +115,11 @@ test("CPU fallback gives the same numbers", { timeout: 900000 }, async () => {
   assert.ok(await page.evaluate(() => self.crossOriginIsolated));
   assert.equal(await page.evaluate(() => window.taskvecState.threads), cores);
   assert.match(await page.textContent("#backend"), new RegExp(`CPU \\(WebAssembly, ${cores} threads?\\)`));
+  // The threaded build multiplies dense weights with its relaxed-SIMD panel kernel (fused
+  // multiply-add); it equals the f64 product to f32 rounding on every branch's shape.
+  const dense = await page.evaluate(() => window.taskvecDebug.denseCheck(0));
+  assert.equal(dense.panels, true);
+  dense.cases.forEach((c) => assert.ok(c.error < 1e-5, `dense ${c.m}×${c.n}×${c.k}: ${c.error}`));
   const last = await extractAndApply(page);
   // The model card's "image → answer": the estimate from load, then the measured apply.
   assert.match(await page.textContent("#model-card"), /image → answer\d+\.\d s measured \(last image\) · ≈ \d+\.\d s estimated/);
@@ -129,6 +134,7 @@ test("CPU fallback gives the same numbers", { timeout: 900000 }, async () => {
   await clearLibrary(one.page);
   assert.equal(await one.page.evaluate(() => window.taskvecState.threads), 1);
   assert.match(await one.page.textContent("#backend"), /CPU \(WebAssembly, 1 thread\)/);
+  assert.equal((await one.page.evaluate(() => window.taskvecDebug.denseCheck(0))).panels, false);
   const single = await extractAndApply(one.page);
   assert.deepEqual(single.apply.patched.ids, last.apply.patched.ids);
   assert.deepEqual(single.apply.zero_shot.ids, last.apply.zero_shot.ids);

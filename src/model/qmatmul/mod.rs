@@ -4,8 +4,9 @@
 //!
 //! Two kernels: few rows (decoding, m ≤ [`SMALL_M`]) take dot products straight from the blocks;
 //! more rows (prefill, sweeps) dequantize a panel of weight rows at a time and hand it to `gemm`
-//! (the matrix-product crate burn's flex backend uses). Natively, and in the browser's threaded
-//! build, both run on rayon's pool.
+//! (the matrix-product crate burn's flex backend uses), or to [`super::dense`]'s kernel in the
+//! build that prefers it. Natively, and in the browser's threaded build, both run on rayon's
+//! pool.
 //!
 //! The block layouts come from [`crate::weights::blocks`]. The direct kernel exists three times,
 //! one file each, chosen in [`DirectTask::run`]: [`avx2`] (x86-64 with AVX2 + FMA, detected at run
@@ -18,6 +19,7 @@ mod portable;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
 
+use super::dense::{self, PanelMatrix};
 use super::par::{par_chunks, par_map};
 use crate::error::{Error, Result};
 use crate::weights::blocks::{self, Layout};
@@ -158,6 +160,9 @@ impl QuantMatrix {
             let r0 = p * PANEL;
             let w = (n - r0).min(PANEL);
             let panel = self.dequant_rows(r0, w);
+            if dense::preferred() {
+                return PanelMatrix::from_out_in(&panel, w, k).matmul(x, m);
+            }
             let mut dst = vec![0f32; m * w];
             // SAFETY: every pointer/stride pair stays inside its buffer: dst is [m, w] row-major,
             // x is [m, k] row-major, and the panel ([w, k] row-major) is read as [k, w].

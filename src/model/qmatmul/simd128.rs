@@ -4,6 +4,16 @@ use core::arch::wasm32::*;
 
 use crate::weights::blocks::{BLOCK, Layout};
 
+/// `a · b + c`: one fused multiply-add where the build has relaxed SIMD (the threaded build),
+/// else a multiply and an add.
+#[inline(always)]
+fn madd(a: v128, b: v128, c: v128) -> v128 {
+    #[cfg(target_feature = "relaxed-simd")]
+    return f32x4_relaxed_madd(a, b, c);
+    #[cfg(not(target_feature = "relaxed-simd"))]
+    f32x4_add(c, f32x4_mul(a, b))
+}
+
 /// Four f32x4 vectors from 16 unsigned bytes.
 #[inline(always)]
 fn widen_u8(v: v128) -> [v128; 4] {
@@ -58,12 +68,9 @@ pub fn row_dot(l: &Layout, row: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
         for (k, wk) in w.iter().enumerate() {
             // SAFETY: k < 8, so the load covers x[b*32 + 4k .. b*32 + 4k + 4].
             let xv = unsafe { v128_load(xp.add(k)) };
-            p[k & 1] = f32x4_add(p[k & 1], f32x4_mul(*wk, xv));
+            p[k & 1] = madd(*wk, xv, p[k & 1]);
         }
-        acc = f32x4_add(
-            acc,
-            f32x4_mul(f32x4_splat(l.scale(blk)), f32x4_add(p[0], p[1])),
-        );
+        acc = madd(f32x4_splat(l.scale(blk)), f32x4_add(p[0], p[1]), acc);
         if with_offset {
             offset += l.offset(blk) * xsum[b];
         }
