@@ -255,8 +255,8 @@ const ops = {
   },
   async apply({ vector, layer, query, allowTransfer, maxTokens, steering }, report) {
     need();
-    return model.apply(vector, layer == null ? undefined : layer, query, !!allowTransfer, maxTokens || 8, steering || undefined,
-      (which, text) => report({ stream: which, text }));
+    const req = { query, layer: layer == null ? undefined : layer, allow_transfer: !!allowTransfer, max_tokens: maxTokens || 8, steering: steering || undefined };
+    return model.apply(vector, req, (which, text) => report({ stream: which, text }));
   },
   async lensAggregate({ task, prompts, seed }, report) {
     need();

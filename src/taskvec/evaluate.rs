@@ -5,7 +5,7 @@
 use super::dataset::{Modality, PairedTask};
 use super::engine::{Engine, ReadAt, TaskVector};
 use super::protocol::{
-    Experiment, Extraction, Memo, Needs, SeedRun, Source, Spec, mean, run_seed, select_layer,
+    Experiment, Extraction, Memo, Needs, SeedRun, Source, Spec, Trial, mean, run_seed, select_layer,
 };
 use super::task::{Example, Input, Task};
 use crate::error::{Error, Result};
@@ -88,17 +88,16 @@ pub async fn evaluate_paired(
         target: modality,
     };
     let mut memo = Memo::default();
-    let (run, v) = run_seed(
-        engine,
-        engine,
+    let trial = Trial {
         task,
-        &exp,
+        exp: &exp,
         x,
         seed,
-        Needs::ALL,
-        &mut memo,
-        &mut |d, n, _| progress(d, n),
-    )
+        needs: Needs::ALL,
+    };
+    let (run, v) = run_seed(engine, engine, trial, &mut memo, &mut |d, n, _| {
+        progress(d, n)
+    })
     .await?;
     Ok((
         SweepReport::new(&task.name, spec, &run, x.read_at),

@@ -303,20 +303,37 @@ pub fn calls(val: usize, test: usize, x: Extraction, needs: Needs) -> usize {
     ext + if needs.patch { val } else { 0 } + test * per_test
 }
 
-/// Runs one experiment on one task with one seed. `source` extracts the vector, `target` is
-/// patched and scored (the same engine except for LLM → VLM transfer).
-#[allow(clippy::too_many_arguments)]
+/// One experiment on one task with one seed: what [`run_seed`] runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Trial<'a> {
+    /// The task's items.
+    pub task: &'a PairedTask,
+    /// Specification and query modalities.
+    pub exp: &'a Experiment,
+    /// Extraction prompts and where the vector is read.
+    pub x: Extraction,
+    /// Seed of the splits' draws and the demonstrations.
+    pub seed: u64,
+    /// The measurements to take.
+    pub needs: Needs,
+}
+
+/// Runs one [`Trial`]. `source` extracts the vector, `target` is patched and scored (the same
+/// engine except for LLM → VLM transfer).
 pub async fn run_seed(
     source: &Engine<'_>,
     target: &Engine<'_>,
-    task: &PairedTask,
-    exp: &Experiment,
-    x: Extraction,
-    seed: u64,
-    needs: Needs,
+    trial: Trial<'_>,
     memo: &mut Memo,
     progress: Progress<'_>,
 ) -> Result<(SeedRun, Option<TaskVector>)> {
+    let Trial {
+        task,
+        exp,
+        x,
+        seed,
+        needs,
+    } = trial;
     let (val, test) = usable_items(task, exp)?;
     let total = calls(val.len(), test.len(), x, needs);
     let mut done = 0;

@@ -12,7 +12,8 @@ use rand::{Rng, SeedableRng};
 use super::dataset::PairedTask;
 use super::engine::{Engine, ReadAt};
 use super::protocol::{
-    Experiment, Extraction, Memo, Needs, SeedRun, calls, run_seed, select_layer, usable_items,
+    Experiment, Extraction, Memo, Needs, SeedRun, Trial, calls, run_seed, select_layer,
+    usable_items,
 };
 use crate::error::{Error, Result};
 
@@ -231,17 +232,16 @@ pub async fn run_table(
             for &seed in &req.seeds {
                 let base = done;
                 let what = format!("{} / seed {seed}", task.name);
-                let (run, _) = run_seed(
-                    src,
-                    target,
+                let trial = Trial {
                     task,
                     exp,
                     x,
                     seed,
-                    *needs,
-                    &mut memo,
-                    &mut |d, _, step| progress(base + d, total, &format!("{what}: {step}")),
-                )
+                    needs: *needs,
+                };
+                let (run, _) = run_seed(src, target, trial, &mut memo, &mut |d, _, step| {
+                    progress(base + d, total, &format!("{what}: {step}"))
+                })
                 .await?;
                 let (v, te) = usable_items(task, exp)?;
                 done = base + calls(v.len(), te.len(), x, *needs);

@@ -58,6 +58,25 @@ impl QueryIn {
     }
 }
 
+/// A request to apply a vector: the query, the patch layer (default: the vector's
+/// recommended one), whether a vector of another model may be applied, the answer length and
+/// the steering (default: plain patching).
+#[derive(Deserialize)]
+pub(super) struct ApplyIn {
+    pub(super) query: QueryIn,
+    pub(super) layer: Option<usize>,
+    #[serde(default)]
+    pub(super) allow_transfer: bool,
+    #[serde(default = "default_max_tokens")]
+    pub(super) max_tokens: usize,
+    #[serde(default)]
+    pub(super) steering: Option<crate::taskvec::Steering>,
+}
+
+fn default_max_tokens() -> usize {
+    8
+}
+
 /// An extraction or evaluation request.
 #[derive(Deserialize)]
 pub(super) struct TaskIn {

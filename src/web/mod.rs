@@ -12,7 +12,7 @@ mod vectors;
 #[cfg(feature = "wgpu")]
 use gpu::check_webgpu_room;
 use gpu::device;
-use inputs::{QueryIn, TableIn, TaskIn};
+use inputs::{ApplyIn, TableIn, TaskIn};
 
 use serde::{Deserialize, Serialize};
 use wasm_bindgen::prelude::*;
@@ -214,28 +214,23 @@ impl WebModel {
         Ok(f.to_json())
     }
 
-    /// Applies a vector to a query: patched answer at `layer` (default: recommended), the
-    /// zero-shot and in-context answers, and the fast per-layer sweep.
+    /// Applies a vector to a query (`req`: `{ query, layer?, allow_transfer?, max_tokens?,
+    /// steering? }`): patched answer at the layer (default: recommended), the zero-shot and
+    /// in-context answers, and the fast per-layer sweep; `stream(which, text)` gets the answers
+    /// as they grow.
     pub async fn apply(
         &self,
         vector_json: String,
-        layer: Option<usize>,
-        query: JsValue,
-        allow_transfer: bool,
-        max_tokens: usize,
-        steering: JsValue,
+        req: JsValue,
         stream: Option<js_sys::Function>,
     ) -> Result<JsValue, JsError> {
         let f = VectorFile::from_json(&vector_json).map_err(js_err)?;
-        f.check_model(&self.m.info, allow_transfer)
+        let req: ApplyIn = from_js(req)?;
+        f.check_model(&self.m.info, req.allow_transfer)
             .map_err(js_err)?;
-        let input = from_js::<QueryIn>(query)?.input()?;
-        let mut steer: crate::taskvec::Steering = if steering.is_undefined() || steering.is_null() {
-            Default::default()
-        } else {
-            from_js(steering)?
-        };
-        if let Some(l) = layer {
+        let input = req.query.input()?;
+        let mut steer = req.steering.unwrap_or_default();
+        if let Some(l) = req.layer {
             steer.layers.get_or_insert([l, l]);
         }
         let mut on_text = |which: &str, text: &str| {
@@ -244,7 +239,7 @@ impl WebModel {
             }
         };
         let r = Engine::new(&self.m)
-            .apply_report_streaming(&f, &input, &steer, max_tokens, &mut on_text)
+            .apply_report_streaming(&f, &input, &steer, req.max_tokens, &mut on_text)
             .await
             .map_err(js_err)?;
         to_js(&r)
