@@ -70,12 +70,12 @@ impl PanelMatrix {
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
         let (k, n) = (self.k, self.n);
         assert_eq!(x.len(), m * k, "{m} rows of {k} values");
-        let np = n.div_ceil(NR);
-        let ldy = np * NR;
-        let mut y = vec![0f32; m * ldy];
         if m == 0 || n == 0 {
             return vec![0f32; m * n];
         }
+        let ldy = n.div_ceil(NR) * NR;
+        let np = ldy / NR;
+        let mut y = vec![0f32; m * ldy];
         par_chunks(&mut y, ldy * ROWS_PER_TASK, |task, yc| {
             let r0 = task * ROWS_PER_TASK;
             let rows = yc.len() / ldy;

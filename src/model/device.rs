@@ -15,6 +15,15 @@ pub fn upload<const D: usize>(t: HostTensor, device: &Device) -> Tensor<D> {
     Tensor::from_data(TensorData::new(t.data, t.shape), device)
 }
 
+/// A tensor's values in host memory, row-major f32 (a copy unless the tensor is the CPU
+/// backend's and not shared).
+pub fn download<const D: usize>(t: Tensor<D>) -> Vec<f32> {
+    t.into_data()
+        .convert::<f32>()
+        .try_into_vec::<f32>()
+        .expect("f32 data after convert")
+}
+
 /// Whether this device is the CPU backend, whose tensors are host memory: where taskvec's own
 /// CPU kernels run ([`super::qmatmul`], [`super::host_ops`]).
 pub fn on_host(device: &Device) -> bool {

@@ -6,6 +6,7 @@
 
 use burn::tensor::{Tensor, TensorData};
 
+use super::device::download;
 use super::par::par_chunks;
 
 /// Rows handed to one task.
@@ -13,23 +14,11 @@ const ROWS_PER_TASK: usize = 16;
 /// √(2/π), the tanh GELU's inner scale.
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 
-/// The values of a 1-D tensor on the host.
-fn host_vec(t: &Tensor<1>) -> Vec<f32> {
-    t.to_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 data after convert")
-}
-
 /// Applies `f` to every row of `x` in place (on the host) and returns the result on `x`'s device.
 fn map_rows(x: Tensor<2>, f: impl Fn(&mut [f32]) + Sync + Send) -> Tensor<2> {
     let device = x.device();
     let [rows, cols] = x.dims();
-    let mut v = x
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 data after convert");
+    let mut v = download(x);
     if cols > 0 {
         par_chunks(&mut v, cols * ROWS_PER_TASK, |_, chunk| {
             chunk.chunks_mut(cols).for_each(&f)
@@ -41,7 +30,7 @@ fn map_rows(x: Tensor<2>, f: impl Fn(&mut [f32]) + Sync + Send) -> Tensor<2> {
 /// LayerNorm over the last dimension: `(x − mean) / sqrt(var + eps) · w + b` per row, the
 /// moments accumulated in f64.
 pub fn layer_norm(x: Tensor<2>, w: &Tensor<1>, b: &Tensor<1>, eps: f64) -> Tensor<2> {
-    let (w, b) = (host_vec(w), host_vec(b));
+    let (w, b) = (download(w.clone()), download(b.clone()));
     map_rows(x, |row| {
         let n = row.len() as f64;
         let mean = row.iter().map(|&v| v as f64).sum::<f64>() / n;
@@ -60,7 +49,7 @@ pub fn bias_gelu_tanh(x: Tensor<2>, bias: Option<&Tensor<1>>) -> Tensor<2> {
         let inner = (x + x * x * x * 0.044_715) * SQRT_2_OVER_PI;
         x * (inner.tanh() + 1.0) * 0.5
     };
-    match bias.map(host_vec) {
+    match bias.cloned().map(download) {
         Some(b) => map_rows(x, |row| {
             for (v, b) in row.iter_mut().zip(&b) {
                 *v = gelu(*v + b);
@@ -75,18 +64,9 @@ pub fn bias_gelu_tanh(x: Tensor<2>, bias: Option<&Tensor<1>>) -> Tensor<2> {
 /// one to scale, per row; the exponential is [`exp`], which vectorizes.
 pub fn masked_softmax(x: Tensor<3>, mask: Option<&Tensor<2>>) -> Tensor<3> {
     let [h, s, t] = x.dims();
-    let mask = mask.map(|m| {
-        m.to_data()
-            .convert::<f32>()
-            .try_into_vec::<f32>()
-            .expect("f32 data after convert")
-    });
+    let mask = mask.cloned().map(download);
     let device = x.device();
-    let mut v = x
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 data after convert");
+    let mut v = download(x);
     if t > 0 {
         par_chunks(&mut v, t * ROWS_PER_TASK, |task, chunk| {
             for (i, row) in chunk.chunks_mut(t).enumerate() {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use burn::tensor::{Device, Int, Tensor, TensorData, activation::gelu_approximate};
 
 use super::dense::{self, PanelMatrix};
-use super::device::{bytes, on_host, upload};
+use super::device::{bytes, download, on_host, upload};
 use super::host_ops;
 use super::packed::PackedMatrix;
 use super::qmatmul::QuantMatrix;
@@ -150,11 +150,7 @@ impl Matrix {
 fn on_rows(x: Tensor<2>, out: usize, f: impl FnOnce(&[f32], usize) -> Vec<f32>) -> Tensor<2> {
     let device = x.device();
     let [m, _] = x.dims();
-    let xs = x
-        .into_data()
-        .convert::<f32>()
-        .try_into_vec::<f32>()
-        .expect("f32 data after convert");
+    let xs = download(x);
     Tensor::from_data(TensorData::new(f(&xs, m), [m, out]), &device)
 }
 
