@@ -6,7 +6,8 @@
 //
 // The page's models: `smollm2` (default), `tiny` (the tiny random VLM, for SwiftShader's WebGPU)
 // or `random-smolvlm` (the real-size random VLM that models/make-random-smolvlm.sh builds).
-// A configuration is backend:storage[:threads] (threads: the CPU pool, default all cores).
+// A configuration is backend:storage[:threads[:single]] (threads: the CPU pool, default all cores;
+// `single`: the single-threaded build instead of the threaded one, e.g. cpu:auto:1:single).
 // --image: the image path's figures (src/bench.rs `image_bench`: vision encoder, first token,
 // the page's apply) on that image file, instead of the text benchmark.
 // --fused: on WebGPU, the fused quantized kernel against the tensor-op path (src/bench.rs
@@ -40,7 +41,7 @@ const configs = args.filter((a) => a.includes(":"));
 const port = process.env.PORT || "8080";
 
 for (const config of configs.length ? configs : ["cpu:auto"]) {
-  const [backend, storage, threads] = config.split(":");
+  const [backend, storage, threads, build] = config.split(":");
   const ctx = await chromium.launchPersistentContext(mkdtempSync(join(tmpdir(), "tv-bench-")), {
     executablePath: "/usr/bin/chromium", headless: true,
     args: ["--enable-unsafe-webgpu", "--no-sandbox", "--headless=new", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
@@ -52,6 +53,7 @@ for (const config of configs.length ? configs : ["cpu:auto"]) {
     const query = new URLSearchParams({ model, weights: storage });
     if (backend === "cpu") query.set("backend", "cpu");
     if (threads) query.set("threads", threads);
+    if (build === "single") query.set("build", "single");
     await page.goto(`http://127.0.0.1:${port}/www/index.html?${query}`);
     await page.waitForFunction(() => document.body.dataset.ready, null, { timeout });
     const err = await page.textContent("#model-error");
@@ -66,7 +68,7 @@ for (const config of configs.length ? configs : ["cpu:auto"]) {
       ? await page.evaluate((runs) => window.taskvecProbe({ runs }), runs)
       : await page.evaluate(({ prefill, decode, runs, naive }) => window.taskvecBench({ prefill, decode, runs, naive }),
         { prefill, decode, runs, naive });
-    line = { config, ok: true, backend: info.backend, threads: info.cpu_threads, storage: info.storage, resident_weight_bytes: info.resident_weight_bytes, report };
+    line = { config, ok: true, backend: info.backend, build: await page.evaluate(() => window.taskvecState.build), threads: info.cpu_threads, storage: info.storage, resident_weight_bytes: info.resident_weight_bytes, report };
   } catch (e) {
     line = { config, ok: false, error: String(e.message || e).split("\n")[0] };
   }

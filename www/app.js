@@ -125,8 +125,10 @@ const threadsLabel = (n) => `${n} thread${n === 1 ? "" : "s"}`;
 function showBackend(b) {
   state.backend = b.backend;
   state.threads = b.threads;
+  state.build = b.build || null;
   text($("backend"), b.backend === "webgpu" ? "WebGPU" : `CPU (WebAssembly, ${threadsLabel(b.threads)})`);
-  $("backend").title = b.threadNote ? "One thread: " + b.threadNote : "";
+  const build = b.build === "threads" ? "threaded build (relaxed SIMD)" : b.build === "single" ? "single-threaded build" : "";
+  $("backend").title = [build, b.threadNote ? "one thread: " + b.threadNote : ""].filter(Boolean).join("; ");
   document.body.dataset.threads = String(b.threads);
   if (b.notice) { $("notice").hidden = false; text($("notice"), b.notice); }
 }
@@ -570,7 +572,8 @@ async function main() {
 
   const preferGpu = params.get("backend") !== "cpu";
   const threads = params.get("threads") ? Number(params.get("threads")) : undefined;
-  const boot = await client.call("init", { preferGpu, threads });
+  const build = params.get("build") === "single" ? "single" : undefined;
+  const boot = await client.call("init", { preferGpu, threads, build });
   showBackend(boot);
   if (boot.gpu) $("backend").title = `${boot.gpu.adapter || "adapter"}: ${(boot.gpu.max_storage_buffer_binding_size / 1048576).toFixed(0)} MiB per storage buffer, ${(boot.gpu.max_buffer_size / 1048576).toFixed(0)} MiB per buffer`;
   // The worker moves to the CPU by itself when the GPU is lost or cannot hold the model.

@@ -29,32 +29,37 @@ async function hasRelaxedSimd() {
   }
 }
 
-/** The CPU build: threaded when the page is cross-origin isolated, the browser has relaxed SIMD and more than one thread is asked. */
-async function bootCpu(threads, notes, fresh = false) {
+/**
+ * The CPU build: the threaded one (a pool of `threads`, default one per core) when the page is
+ * cross-origin isolated and the browser has relaxed SIMD, also for one thread, since its kernels
+ * are faster per thread; else the single-threaded build. `build: "single"` forces the latter.
+ */
+async function bootCpu(threads, notes, fresh = false, build = null) {
   const cores = Math.max(1, Math.min(MAX_THREADS, (self.navigator && self.navigator.hardwareConcurrency) || 1));
   const want = threads == null ? cores : Math.max(1, Math.min(64, threads | 0));
   let why = null;
-  const relaxed = want > 1 && self.crossOriginIsolated && await hasRelaxedSimd();
-  if (relaxed) {
+  if (build === "single") {
+    why = "the single-threaded build was asked for (?build=single)";
+  } else if (!self.crossOriginIsolated) {
+    why = "the page is not cross-origin isolated (its server sends no COOP/COEP headers), so shared memory is off";
+  } else if (!await hasRelaxedSimd()) {
+    why = "this browser has no WebAssembly relaxed SIMD, which the threaded build uses";
+  } else {
     try {
       const m = await loadBuild(true);
       await m.initThreadPool(want);
       tv = m;
-      return { threads: m.cpuThreads(), why: null };
+      return { threads: m.cpuThreads(), build: "threads", why: want === 1 ? "one thread was asked for (?threads=1)" : null };
     } catch (e) {
       why = "the threaded build failed to start (" + String(e.message || e) + ")";
     }
-  } else if (want > 1 && !self.crossOriginIsolated) {
-    why = "the page is not cross-origin isolated (its server sends no COOP/COEP headers), so shared memory is off";
-  } else if (want > 1) {
-    why = "this browser has no WebAssembly relaxed SIMD, which the threaded build uses";
   }
-  if (why) notes.push("CPU on one thread: " + why + ".");
+  if (want > 1 && build !== "single") notes.push("CPU on one thread: " + why + ".");
   if (fresh || !tv || !tv.hasWebGpu()) tv = await loadBuild(false, fresh); // not the threaded one
-  return { threads: 1, why: why || (want === 1 ? "one thread was asked for (?threads=1)" : null) };
+  return { threads: 1, build: "single", why };
 }
 
-async function boot(preferGpu, threads) {
+async function boot(preferGpu, threads, build) {
   const notes = [];
   if (preferGpu && self.navigator && self.navigator.gpu) {
     try {
@@ -69,8 +74,8 @@ async function boot(preferGpu, threads) {
     notes.push("This browser has no WebGPU: running on the CPU (WebAssembly) instead.");
   }
   backend = "cpu";
-  const cpu = await bootCpu(threads, notes);
-  return { backend, threads: cpu.threads, threadNote: cpu.why, notice: notes.join(" ") || (preferGpu ? null : "CPU backend chosen: running on WebAssembly.") };
+  const cpu = await bootCpu(threads, notes, false, build);
+  return { backend, threads: cpu.threads, build: cpu.build, threadNote: cpu.why, notice: notes.join(" ") || (preferGpu ? null : "CPU backend chosen: running on WebAssembly.") };
 }
 
 /** Downloads a URL with progress, using the Cache API when it can (quota errors are reported, not fatal). */
@@ -162,7 +167,7 @@ async function fallBackToCpu(e, report) {
   const what = TOO_BIG.test(why) ? why : `The WebGPU device stopped working (${why})`;
   const notice = `${what}: switched to the CPU (WebAssembly, ${cpu.threads} thread${cpu.threads === 1 ? "" : "s"})` +
     (files ? " and reloaded the model there." : ".") + (notes.length ? " " + notes.join(" ") : "");
-  self.postMessage({ event: "backend", backend, threads: cpu.threads, threadNote: cpu.why, notice, info: model ? model.info() : null });
+  self.postMessage({ event: "backend", backend, threads: cpu.threads, build: cpu.build, threadNote: cpu.why, notice, info: model ? model.info() : null });
 }
 
 function loadBytes(kind, a) {
@@ -171,7 +176,7 @@ function loadBytes(kind, a) {
 }
 
 const ops = {
-  async init({ preferGpu, threads }) { ready = boot(preferGpu, threads); return ready; },
+  async init({ preferGpu, threads, build }) { ready = boot(preferGpu, threads, build); return ready; },
   async builtinTasks() { return tv.builtinTasks(); },
   async load({ source, model: m, mmproj, urls, storage }, report) {
     let files = { model: m, mmproj };

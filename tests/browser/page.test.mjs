@@ -129,18 +129,22 @@ test("CPU fallback gives the same numbers", { timeout: 900000 }, async () => {
   assert.deepEqual(problems, []);
   await page.close();
 
-  // One thread (the single-threaded build): the same answers, the same sweep.
-  const one = await open("model=tiny&backend=cpu&threads=1");
-  await clearLibrary(one.page);
-  assert.equal(await one.page.evaluate(() => window.taskvecState.threads), 1);
-  assert.match(await one.page.textContent("#backend"), /CPU \(WebAssembly, 1 thread\)/);
-  assert.equal((await one.page.evaluate(() => window.taskvecDebug.denseCheck(0))).panels, false);
-  const single = await extractAndApply(one.page);
-  assert.deepEqual(single.apply.patched.ids, last.apply.patched.ids);
-  assert.deepEqual(single.apply.zero_shot.ids, last.apply.zero_shot.ids);
-  single.apply.sweep.forEach((s, i) => { assert.equal(s.token, last.apply.sweep[i].token); close(s.prob, last.apply.sweep[i].prob, 1e-4, `1 vs ${cores} threads sweep ${i}`); });
-  assert.deepEqual(one.problems, []);
-  await one.page.close();
+  // One thread: the threaded build with a pool of one (relaxed-SIMD panels), then the
+  // single-threaded build (?build=single, plain simd128): the same answers, the same sweep.
+  for (const [query, build, panels] of [["threads=1", "threads", true], ["threads=1&build=single", "single", false]]) {
+    const one = await open(`model=tiny&backend=cpu&${query}`);
+    await clearLibrary(one.page);
+    assert.equal(await one.page.evaluate(() => window.taskvecState.threads), 1);
+    assert.equal(await one.page.evaluate(() => window.taskvecState.build), build);
+    assert.match(await one.page.textContent("#backend"), /CPU \(WebAssembly, 1 thread\)/);
+    assert.equal((await one.page.evaluate(() => window.taskvecDebug.denseCheck(0))).panels, panels);
+    const single = await extractAndApply(one.page);
+    assert.deepEqual(single.apply.patched.ids, last.apply.patched.ids);
+    assert.deepEqual(single.apply.zero_shot.ids, last.apply.zero_shot.ids);
+    single.apply.sweep.forEach((s, i) => { assert.equal(s.token, last.apply.sweep[i].token); close(s.prob, last.apply.sweep[i].prob, 1e-4, `1 (${build}) vs ${cores} threads sweep ${i}`); });
+    assert.deepEqual(one.problems, []);
+    await one.page.close();
+  }
 });
 
 test("both wasm builds are under 4 MiB gzipped and served precompressed", async () => {
