@@ -114,11 +114,12 @@ log "start $DATE_START, loadavg $LOAD_START, N=$N D=$D runs=$RUNS threads=$THREA
 
 last_json() { grep -E '^\{' "$1" | tail -n 1; }
 
-CMD_TASKVEC="RAYON_NUM_THREADS=$THREADS $BIN bench --device cpu --model $MODEL --prefill $N --decode $D --runs $RUNS --json   # then again with --weights f32 and --weights q8_0"
+CMD_TASKVEC="RAYON_NUM_THREADS=$THREADS $BIN bench --device cpu --model $MODEL --prefill $N --decode $D --runs $RUNS --json   # then with --activations int8, --weights q8_0 (both activation paths) and --weights f32"
 log "taskvec: $CMD_TASKVEC"
-for w in auto f32 q8_0; do
-  out="$TMP/taskvec-$w"
-  RAYON_NUM_THREADS="$THREADS" "$BIN" bench --device cpu --model "$MODEL" --weights "$w" --prefill "$N" --decode "$D" --runs "$RUNS" --json \
+for w in auto:f32 auto:int8 q8_0:f32 q8_0:int8 f32:f32; do
+  weights="${w%%:*}"; acts="${w##*:}"
+  out="$TMP/taskvec-$weights"; [[ "$acts" == int8 ]] && out="$out-int8"
+  RAYON_NUM_THREADS="$THREADS" "$BIN" bench --device cpu --model "$MODEL" --weights "$weights" --activations "$acts" --prefill "$N" --decode "$D" --runs "$RUNS" --json \
     >"$out.out" 2>"$out.err" || { cat "$out.err" >&2; die "taskvec bench failed"; }
   last_json "$out.out" >"$out.json" || die "taskvec printed no JSON: $(cat "$out.out")"
 done
@@ -154,7 +155,7 @@ LOAD_END="$(cat /proc/loadavg)"
 # --- machine --------------------------------------------------------------------------------------
 CPU_MODEL="$(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//' || true)"
 [[ -n "$CPU_MODEL" ]] || CPU_MODEL="$(uname -m)"
-CPU_FLAGS="$(grep -m1 '^flags' /proc/cpuinfo | grep -oE '\b(avx2|avx512f|avx512_vnni|avx_vnni|fma|f16c)\b' | sort -u | tr '\n' ' ' || true)"
+CPU_FLAGS="$(grep -m1 '^flags' /proc/cpuinfo | grep -oE "\\b(avx2|avx512f|avx512bw|avx512vl|avx512_vnni|avx_vnni|amx_int8|amx_bf16|fma|f16c)\\b" | sort -u | tr '\n' ' ' || true)"
 MEM_TOTAL="$(awk '/^MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 MEM_AVAIL="$(awk '/^MemAvailable/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 
@@ -199,6 +200,7 @@ const fs = require("fs");
 const e = process.env;
 const rd = (f) => (fs.existsSync(`${e.TMP}/${f}`) ? JSON.parse(fs.readFileSync(`${e.TMP}/${f}`, "utf8")) : null);
 const tv = rd("taskvec.json"), tvf = rd("taskvec-f32.json"), tvq8 = rd("taskvec-q8_0.json"), ll = rd("llama.json"), tf = rd("tf.json");
+const tvi = rd("taskvec-auto-int8.json"), tvq8i = rd("taskvec-q8_0-int8.json");
 const lines = (f) => fs.existsSync(`${e.TMP}/${f}`)
   ? fs.readFileSync(`${e.TMP}/${f}`, "utf8").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
   : [];
@@ -207,8 +209,10 @@ const f1 = (x) => (x == null ? "-" : x.toFixed(1));
 const f2 = (x) => (x == null ? "-" : x.toFixed(2));
 const ratio = (x) => (x == null || !isFinite(x) ? "-" : `${x.toFixed(2)}×`);
 const rows = [
-  ["taskvec (native)", `burn ${tv.backend}, Q4_1/Q8_0 blocks kept in memory (taskvec's kernels), RAYON_NUM_THREADS=${e.THREADS}`, tv],
-  ["taskvec (native, --weights q8_0)", `burn ${tvq8.backend}, requantized to Q8_0 on load (taskvec's kernels), RAYON_NUM_THREADS=${e.THREADS}`, tvq8],
+  ["taskvec (native, --activations int8)", `burn ${tvi.backend}, the file's Q4_1/Q8_0 blocks, integer dot products, RAYON_NUM_THREADS=${e.THREADS}`, tvi],
+  ["taskvec (native)", `burn ${tv.backend}, the file's Q4_1/Q8_0 blocks, f32 activations (the reference path), RAYON_NUM_THREADS=${e.THREADS}`, tv],
+  ["taskvec (native, --weights q8_0 --activations int8)", `burn ${tvq8i.backend}, requantized to Q8_0 on load, integer dot products, RAYON_NUM_THREADS=${e.THREADS}`, tvq8i],
+  ["taskvec (native, --weights q8_0)", `burn ${tvq8.backend}, requantized to Q8_0 on load, f32 activations, RAYON_NUM_THREADS=${e.THREADS}`, tvq8],
   ["taskvec (native, --weights f32)", `burn ${tvf.backend}, f32 weights dequantized from Q4_1, RAYON_NUM_THREADS=${e.THREADS}`, tvf],
   ["llama.cpp", `node-llama-cpp ${ll.node_llama_cpp_version} prebuilt CPU binary, Q4_1 kernels, ${ll.threads} threads`, ll],
 ];
@@ -242,6 +246,7 @@ L.push(`| fast sweep (all layers) | ${f1(tv.sweep_ms)} |`);
 L.push(`| naive sweep (one full patched forward per layer) | ${f1(tv.naive_sweep_ms)} |`);
 L.push(`| one patched forward | ${f1(tv.patched_forward_ms)} |`, "");
 L.push(`Fast sweep = ${(tv.sweep_ms / tv.patched_forward_ms).toFixed(2)}× one patched forward (goal ≤ 1.5×); naive / fast = ${(tv.naive_sweep_ms / tv.sweep_ms).toFixed(1)}×.`, "");
+if (tvi) L.push(`With integer dot products (\`--activations int8\`): fast sweep ${f1(tvi.sweep_ms)} ms, one patched forward ${f1(tvi.patched_forward_ms)} ms: ${(tvi.sweep_ms / tvi.patched_forward_ms).toFixed(2)}×; naive ${f1(tvi.naive_sweep_ms)} ms.`, "");
 L.push("## taskvec in headless Chromium", "");
 if (!browser.length) L.push(`Not measured in this run: ${e.CMD_BROWSER}`, "");
 else {
@@ -273,7 +278,7 @@ L.push("## Commands", "", "Run from the repository root, in this order:", "", "`
 L.push(e.CMD_TASKVEC, e.CMD_LLAMA, e.CMD_TF, e.CMD_BROWSER, e.CMD_BROWSER_TINY, e.CMD_PROBE, "```", "");
 L.push("Reproduce everything: `bench/run.sh [N] [D] [RUNS]` (defaults 128 32 5; see the header of `bench/run.sh` for the environment variables). node-llama-cpp is installed outside the repository, in `TASKVEC_BENCH_LLAMACPP_DIR`.", "");
 L.push("## Raw output", "", "```json");
-L.push(JSON.stringify({ taskvec: tv, taskvec_q8_0: tvq8, taskvec_f32: tvf, llamacpp: ll, transformers: tf, browser, tiny, probes }, null, 2), "```", "");
+L.push(JSON.stringify({ taskvec: tv, taskvec_int8: tvi, taskvec_q8_0: tvq8, taskvec_q8_0_int8: tvq8i, taskvec_f32: tvf, llamacpp: ll, transformers: tf, browser, tiny, probes }, null, 2), "```", "");
 process.stdout.write(L.join("\n"));
 EOF
 mv "$TMP/RESULTS.md" "$OUT"

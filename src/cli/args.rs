@@ -41,6 +41,12 @@ pub struct ModelArgs {
     /// the values that quantizing would give as f32 (the dequantized reference).
     #[arg(long, default_value = "auto", value_parser = ["auto", "f32", "q8_0", "q4_0", "q4_1", "f32-q8_0", "f32-q4_0", "f32-q4_1"])]
     pub weights: String,
+    /// What the CPU multiplies quantized weight blocks with: `int8` quantizes the activations
+    /// to 8-bit blocks per product and takes integer dot products (llama.cpp's way; AVX2 or
+    /// AVX512-VNNI, chosen at run time), `int16` the same with 16-bit levels (256× finer),
+    /// `f32` keeps them f32 (the reference).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "int8", "int16"])]
+    pub activations: String,
 }
 
 /// Subcommands.

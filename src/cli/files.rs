@@ -141,8 +141,12 @@ pub fn device(b: Backend) -> Result<Device> {
 
 /// Loads the model named on the command line.
 pub fn load_model(args: &ModelArgs, dev: &Device) -> Result<LoadedModel> {
-    let mode = crate::weights::WeightMode::parse(&args.weights)?;
-    crate::loader::load_with(model_files(args)?, dev, mode)
+    let opts = crate::loader::LoadOptions {
+        mode: crate::weights::WeightMode::parse(&args.weights)?,
+        activations: args.activations.parse()?,
+        ..Default::default()
+    };
+    crate::loader::load_opts(model_files(args)?, dev, opts)
 }
 
 pub(super) fn image_list(path: &Option<PathBuf>) -> Result<Vec<Vec<u8>>> {

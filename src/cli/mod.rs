@@ -198,10 +198,16 @@ pub fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let m = load_model(&model, &dev)?;
-            let name = match cli.device {
+            let mut name = match cli.device {
                 Backend::Cpu => "flex (cpu)",
                 Backend::Wgpu => "wgpu",
-            };
+            }
+            .to_string();
+            if model.activations != "f32" && cli.device == Backend::Cpu {
+                let kernel = crate::model::qmatmul::integer::Kernel::detect().name();
+                name.push_str(&format!(", {} activations ({kernel})", model.activations));
+            }
+            let name = name.as_str();
             if let Some(path) = image {
                 let bytes = read(&path)?;
                 let r =

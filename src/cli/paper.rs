@@ -70,6 +70,7 @@ pub fn table(a: TableArgs, dev: &Device) -> Result<()> {
                 model: p.clone(),
                 mmproj: None,
                 weights: a.model.weights.clone(),
+                activations: a.model.activations.clone(),
             },
             dev,
         )?),

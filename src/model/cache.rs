@@ -51,11 +51,6 @@ impl KvCache {
         (k, v)
     }
 
-    /// The cached keys and values of one layer, if any.
-    pub(crate) fn layer(&self, layer: usize) -> Option<(Tensor<3>, Tensor<3>)> {
-        self.layers.get(layer).cloned().flatten()
-    }
-
     /// Records that `n` positions were appended to every layer.
     pub(crate) fn advance(&mut self, n: usize) {
         self.len += n;

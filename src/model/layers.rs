@@ -63,7 +63,7 @@ impl Matrix {
         }
         if on_host(device) && !src.device_blocks() {
             if blocks::layout(raw.ty).is_some() {
-                let q = QuantMatrix::new(raw.ty, o, i, raw.data)?;
+                let q = QuantMatrix::new(raw.ty, o, i, raw.data)?.for_activations(src.activations());
                 return Ok(Some(Matrix::Quant(Arc::new(q))));
             }
         } else if blocks::layout(raw.ty).is_some() {

@@ -323,10 +323,7 @@ impl Model {
                 vector: Tensor::from_data(TensorData::new(v.clone(), [d]), self.device()),
             })
             .collect();
-        let x = next.repeat_dim(0, l);
-        Ok(self
-            .text
-            .logits(self.text.run_branches(x, cache, &replace)?))
+        Ok(self.text.logits(self.text.run_sweep(next, cache, &replace)?))
     }
 
     /// Logit lens: final norm + LM head applied to residual-stream rows ([n][hidden]), giving

@@ -107,6 +107,9 @@ pub struct LoadOptions {
     /// Keep quantized blocks in device tensors (the WebGPU path) even on the CPU backend, where
     /// they would stay host blocks for taskvec's kernels: how tests run the WebGPU path natively.
     pub device_blocks: bool,
+    /// What quantized host blocks are multiplied with: f32 activations (the reference) or
+    /// activations quantized to 8 bits per product (integer dot products).
+    pub activations: crate::model::qmatmul::Activations,
 }
 
 /// The part of a checkpoint a tensor name refers to.
@@ -135,6 +138,11 @@ pub trait TensorSource {
     /// WebGPU path natively ([`LoadOptions::device_blocks`]).
     fn device_blocks(&self) -> bool {
         false
+    }
+
+    /// The activation path for quantized host blocks ([`LoadOptions::activations`]).
+    fn activations(&self) -> crate::model::qmatmul::Activations {
+        crate::model::qmatmul::Activations::F32
     }
 
     /// The tensor, or an error naming it when absent.
@@ -413,6 +421,10 @@ impl ModeSource<'_> {
 impl TensorSource for ModeSource<'_> {
     fn device_blocks(&self) -> bool {
         self.opts.device_blocks
+    }
+
+    fn activations(&self) -> crate::model::qmatmul::Activations {
+        self.opts.activations
     }
 
     fn get(&self, part: Part, name: &str) -> Result<Option<HostTensor>> {

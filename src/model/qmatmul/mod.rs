@@ -15,6 +15,7 @@
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+pub mod integer;
 mod portable;
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 mod simd128;
@@ -32,13 +33,62 @@ pub const SMALL_M: usize = 4;
 /// Weight rows dequantized together for one `gemm` call.
 const PANEL: usize = 64;
 
+/// How the CPU kernels treat the activations that meet quantized weights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Activations {
+    /// f32 activations against dequantized weight blocks: the reference (transformers parity).
+    #[default]
+    F32,
+    /// Activations quantized to 8-bit blocks per product (llama.cpp's Q8_1), integer dot
+    /// products ([`integer`]), where the CPU has an integer kernel (x86-64 with AVX2 or
+    /// AVX512-VNNI); the f32 path elsewhere.
+    Int8,
+    /// The same with 16-bit activation levels: 256 times finer, half the products per
+    /// instruction.
+    Int16,
+}
+
+impl Activations {
+    /// Its name on the command line and in reports (`f32`, `int8`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Activations::F32 => "f32",
+            Activations::Int8 => "int8",
+            Activations::Int16 => "int16",
+        }
+    }
+}
+
+impl std::str::FromStr for Activations {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "f32" => Ok(Activations::F32),
+            "int8" => Ok(Activations::Int8),
+            "int16" => Ok(Activations::Int16),
+            _ => Err(Error::model(format!(
+                "unknown activation mode '{s}' (expected f32, int8 or int16)"
+            ))),
+        }
+    }
+}
+
 /// A weight matrix `[rows, cols]` (PyTorch `[out, in]`) kept as GGUF blocks along each row.
 #[derive(Debug, Clone)]
 pub struct QuantMatrix {
     layout: Layout,
     rows: usize,
     cols: usize,
-    data: Vec<u8>,
+    store: Store,
+}
+
+/// Where the blocks are: row after row (the f32-activation kernels), or interleaved for the
+/// integer kernels with 8- or 16-bit activation levels.
+#[derive(Debug, Clone)]
+enum Store {
+    Rows(Vec<u8>),
+    Int8(integer::Interleaved),
+    Int16(integer::Interleaved),
 }
 
 impl QuantMatrix {
@@ -61,8 +111,35 @@ impl QuantMatrix {
             layout,
             rows,
             cols,
-            data,
+            store: Store::Rows(data),
         })
+    }
+
+    /// The same matrix for `activations`: interleaved for the integer kernels when asked for
+    /// and this CPU has one, else unchanged.
+    pub fn for_activations(self, activations: Activations) -> Self {
+        let Store::Rows(data) = &self.store else {
+            return self;
+        };
+        let kernel = integer::Kernel::detect();
+        if activations == Activations::F32 || kernel == integer::Kernel::Portable {
+            return self;
+        }
+        let w = integer::Interleaved::new(self.layout, self.rows, self.cols, data, kernel);
+        let store = match activations {
+            Activations::Int16 => Store::Int16(w),
+            _ => Store::Int8(w),
+        };
+        QuantMatrix { store, ..self }
+    }
+
+    /// The activation path its products take.
+    pub fn activations(&self) -> Activations {
+        match self.store {
+            Store::Rows(_) => Activations::F32,
+            Store::Int8(_) => Activations::Int8,
+            Store::Int16(_) => Activations::Int16,
+        }
     }
 
     /// Quantizes a row-major f32 matrix `[rows, cols]` (`cols` a multiple of 32).
@@ -86,12 +163,18 @@ impl QuantMatrix {
 
     /// Bytes the blocks occupy in memory.
     pub fn bytes(&self) -> usize {
-        self.data.len()
+        match &self.store {
+            Store::Rows(d) => d.len(),
+            Store::Int8(w) | Store::Int16(w) => w.bytes(),
+        }
     }
 
-    /// The raw blocks, row after row.
-    pub fn blocks(&self) -> &[u8] {
-        &self.data
+    /// The row-after-row blocks (`None` when interleaved).
+    fn data(&self) -> Option<&[u8]> {
+        match &self.store {
+            Store::Rows(d) => Some(d),
+            _ => None,
+        }
     }
 
     fn row_bytes(&self) -> usize {
@@ -101,7 +184,13 @@ impl QuantMatrix {
     /// Rows `r0..r0 + rows`, dequantized, row-major `[rows, cols]`.
     pub fn dequant_rows(&self, r0: usize, rows: usize) -> Vec<f32> {
         let rb = self.row_bytes();
-        let data = &self.data[r0 * rb..(r0 + rows) * rb];
+        let data = match &self.store {
+            Store::Rows(d) => &d[r0 * rb..(r0 + rows) * rb],
+            Store::Int8(w) | Store::Int16(w) => {
+                let blocks: Vec<u8> = (r0..r0 + rows).flat_map(|r| w.row(r)).collect();
+                return quant::dequantize(self.layout.ty, &blocks);
+            }
+        };
         #[cfg(target_arch = "x86_64")]
         if has_avx2_fma() {
             let mut out = vec![0f32; rows * self.cols];
@@ -124,6 +213,13 @@ impl QuantMatrix {
     /// `x · Wᵀ` for `x` row-major `[m, cols]`: returns row-major `[m, rows]`.
     pub fn matmul_t(&self, x: &[f32], m: usize) -> Vec<f32> {
         debug_assert_eq!(x.len(), m * self.cols);
+        match &self.store {
+            Store::Int8(w) => return w.matmul_t(&integer::QRows::<i8>::quantize(x, m, self.cols)),
+            Store::Int16(w) => {
+                return w.matmul_t(&integer::QRows::<i16>::quantize(x, m, self.cols));
+            }
+            Store::Rows(_) => {}
+        }
         if m <= SMALL_M {
             self.matmul_direct(x, m)
         } else {
@@ -218,8 +314,9 @@ impl DirectTask<'_> {
         let (q, m) = (self.q, self.m);
         let (k, rb) = (q.cols, q.row_bytes());
         let nb = k / BLOCK;
+        let data = q.data().expect("the direct kernel reads row-major blocks");
         for (i, o) in out.chunks_exact_mut(m).enumerate() {
-            let row = &q.data[(self.r0 + i) * rb..(self.r0 + i + 1) * rb];
+            let row = &data[(self.r0 + i) * rb..(self.r0 + i + 1) * rb];
             for (j, o) in o.iter_mut().enumerate() {
                 *o = dot(
                     row,
@@ -329,21 +426,33 @@ mod tests {
     fn both_kernels_equal_a_product_with_the_dequantized_matrix() {
         let (n, k) = (200, 96);
         for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
-            let q = QuantMatrix::quantize(ty, n, k, &values(n * k, 1)).unwrap();
-            let dense = quant::dequantize(ty, q.blocks());
+            let data = quant::quantize(ty, &values(n * k, 1)).unwrap();
+            let dense = quant::dequantize(ty, &data);
+            let q = QuantMatrix::new(ty, n, k, data).unwrap();
+            let int = q.clone().for_activations(Activations::Int8);
+            let int16 = q.clone().for_activations(Activations::Int16);
             assert_eq!(q.dequant_rows(7, 1), dense[7 * k..8 * k]);
+            assert_eq!(int.dequant_rows(7, 2), dense[7 * k..9 * k]);
             for m in [1, 3, SMALL_M + 1, 70] {
                 let x = values(m * k, m as u32 + 9);
-                let got = q.matmul_t(&x, m);
                 let want = reference(&dense, n, k, &x, m);
                 let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
-                let err = got
-                    .iter()
-                    .zip(&want)
-                    .fold(0f32, |a, (g, w)| a.max((g - w).abs()));
-                assert!(err <= 1e-5 * scale, "{ty:?} m={m}: {err} vs {scale}");
+                let err = |got: Vec<f32>| {
+                    got.iter()
+                        .zip(&want)
+                        .fold(0f32, |a, (g, w)| a.max((g - w).abs()))
+                };
+                let e = err(q.matmul_t(&x, m));
+                assert!(e <= 1e-5 * scale, "{ty:?} m={m}: {e} vs {scale}");
+                // Integer products: the activations' 8-bit rounding (≤ d/2 per value) is the
+                // error; its exactness is int8.rs's test.
+                let e = err(int.matmul_t(&x, m));
+                assert!(e <= 1e-2 * scale, "{ty:?} int8 m={m}: {e} vs {scale}");
+                let e = err(int16.matmul_t(&x, m));
+                assert!(e <= 1e-4 * scale, "{ty:?} int16 m={m}: {e} vs {scale}");
             }
             assert_eq!(q.gather(&[7, 0])[..k], dense[7 * k..8 * k]);
+            assert_eq!(int.gather(&[7, 0])[..k], dense[7 * k..8 * k]);
             // The portable kernel (wasm, CPUs without AVX2) agrees with the dispatched one.
             let x = values(2 * k, 5);
             let xsum: Vec<f32> = x.chunks_exact(BLOCK).map(|c| c.iter().sum()).collect();
@@ -378,28 +487,36 @@ mod tests {
 mod speed {
     use super::*;
 
+    /// `cargo test --release --lib kernel_speed -- --ignored --nocapture`: GMAC/s of each
+    /// kernel on SmolLM2's gate projection, one row (decoding) and 128 rows (prefill).
     #[test]
     #[ignore]
-    fn direct_kernel_speed() {
+    fn kernel_speed() {
         let (n, k) = (1536, 576);
         let v: Vec<f32> = (0..n * k)
             .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
             .collect();
         for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
             let q = QuantMatrix::quantize(ty, n, k, &v).unwrap();
-            let x: Vec<f32> = v[..k].to_vec();
-            let t = std::time::Instant::now();
-            let reps = 2000;
-            let mut s = 0.0;
-            for _ in 0..reps {
-                s += q.matmul_t(&x, 1)[3];
+            for acts in [Activations::F32, Activations::Int8, Activations::Int16] {
+                let q = q.clone().for_activations(acts);
+                for m in [1, 128] {
+                    let x: Vec<f32> = v[..m * k].to_vec();
+                    let reps = 20_000 / m;
+                    let t = std::time::Instant::now();
+                    let mut s = 0.0;
+                    for _ in 0..reps {
+                        s += q.matmul_t(&x, m)[3];
+                    }
+                    let dt = t.elapsed().as_secs_f64() / reps as f64;
+                    println!(
+                        "{ty:?} {} m={m}: {:.1} us, {:.2} GMAC/s ({s})",
+                        acts.name(),
+                        dt * 1e6,
+                        (m * n * k) as f64 / dt / 1e9
+                    );
+                }
             }
-            let dt = t.elapsed().as_secs_f64() / reps as f64;
-            println!(
-                "{ty:?} m=1: {:.1} us, {:.2} GMAC/s ({s})",
-                dt * 1e6,
-                (n * k) as f64 / dt / 1e9
-            );
         }
     }
 }
