@@ -114,16 +114,16 @@ log "start $DATE_START, loadavg $LOAD_START, N=$N D=$D runs=$RUNS threads=$THREA
 
 last_json() { grep -E '^\{' "$1" | tail -n 1; }
 
-CMD_TASKVEC="RAYON_NUM_THREADS=$THREADS $BIN bench --device cpu --model $MODEL --prefill $N --decode $D --runs $RUNS --json   # then with --activations int8, --weights q8_0 (both activation paths) and --weights f32"
+CMD_TASKVEC="RAYON_NUM_THREADS=$THREADS $BIN bench --device cpu --model $MODEL --prefill $N --decode $D --runs $RUNS --json   # (16-bit integer activations, the default) then --activations int8, --activations f32, --weights q8_0 (int16, f32) and --weights f32"
 log "taskvec: $CMD_TASKVEC"
-for w in auto:f32 auto:int8 q8_0:f32 q8_0:int8 f32:f32; do
+for w in auto:int16 auto:int8 auto:f32 q8_0:int16 q8_0:f32 f32:f32; do
   weights="${w%%:*}"; acts="${w##*:}"
-  out="$TMP/taskvec-$weights"; [[ "$acts" == int8 ]] && out="$out-int8"
+  out="$TMP/taskvec-$weights"; [[ "$acts" != f32 ]] && out="$out-$acts"
   RAYON_NUM_THREADS="$THREADS" "$BIN" bench --device cpu --model "$MODEL" --weights "$weights" --activations "$acts" --prefill "$N" --decode "$D" --runs "$RUNS" --json \
     >"$out.out" 2>"$out.err" || { cat "$out.err" >&2; die "taskvec bench failed"; }
   last_json "$out.out" >"$out.json" || die "taskvec printed no JSON: $(cat "$out.out")"
 done
-cp "$TMP/taskvec-auto.json" "$TMP/taskvec.json"
+cp "$TMP/taskvec-auto-int16.json" "$TMP/taskvec.json"
 LOAD_AFTER_TASKVEC="$(cat /proc/loadavg)"
 
 CMD_LLAMA="TASKVEC_BENCH_LLAMACPP_DIR=$LLAMACPP_DIR TASKVEC_BENCH_THREADS=$THREADS TASKVEC_BENCH_CTX=${TASKVEC_BENCH_CTX:-512} node bench/llamacpp.mjs $MODEL $N $D $RUNS"
@@ -200,7 +200,7 @@ const fs = require("fs");
 const e = process.env;
 const rd = (f) => (fs.existsSync(`${e.TMP}/${f}`) ? JSON.parse(fs.readFileSync(`${e.TMP}/${f}`, "utf8")) : null);
 const tv = rd("taskvec.json"), tvf = rd("taskvec-f32.json"), tvq8 = rd("taskvec-q8_0.json"), ll = rd("llama.json"), tf = rd("tf.json");
-const tvi = rd("taskvec-auto-int8.json"), tvq8i = rd("taskvec-q8_0-int8.json");
+const tv32 = rd("taskvec-auto.json"), tvi8 = rd("taskvec-auto-int8.json"), tvq8i = rd("taskvec-q8_0-int16.json");
 const lines = (f) => fs.existsSync(`${e.TMP}/${f}`)
   ? fs.readFileSync(`${e.TMP}/${f}`, "utf8").split("\n").filter((l) => l.startsWith("{")).map((l) => JSON.parse(l))
   : [];
@@ -209,10 +209,11 @@ const f1 = (x) => (x == null ? "-" : x.toFixed(1));
 const f2 = (x) => (x == null ? "-" : x.toFixed(2));
 const ratio = (x) => (x == null || !isFinite(x) ? "-" : `${x.toFixed(2)}×`);
 const rows = [
-  ["taskvec (native, --activations int8)", `burn ${tvi.backend}, the file's Q4_1/Q8_0 blocks, integer dot products, RAYON_NUM_THREADS=${e.THREADS}`, tvi],
-  ["taskvec (native)", `burn ${tv.backend}, the file's Q4_1/Q8_0 blocks, f32 activations (the reference path), RAYON_NUM_THREADS=${e.THREADS}`, tv],
-  ["taskvec (native, --weights q8_0 --activations int8)", `burn ${tvq8i.backend}, requantized to Q8_0 on load, integer dot products, RAYON_NUM_THREADS=${e.THREADS}`, tvq8i],
-  ["taskvec (native, --weights q8_0)", `burn ${tvq8.backend}, requantized to Q8_0 on load, f32 activations, RAYON_NUM_THREADS=${e.THREADS}`, tvq8],
+  ["taskvec (native)", `burn ${tv.backend}: the file's Q4_1/Q8_0 blocks, 16-bit integer activations (the default), RAYON_NUM_THREADS=${e.THREADS}`, tv],
+  ["taskvec (native, --activations int8)", `burn ${tvi8.backend}: the file's blocks, 8-bit activations as llama.cpp (not the default: cosine 0.9985 to the reference at the last layer), RAYON_NUM_THREADS=${e.THREADS}`, tvi8],
+  ["taskvec (native, --activations f32)", `burn ${tv32.backend}: the file's blocks, f32 activations (the reference path), RAYON_NUM_THREADS=${e.THREADS}`, tv32],
+  ["taskvec (native, --weights q8_0)", `burn ${tvq8i.backend}: requantized to Q8_0 on load, 16-bit integer activations, RAYON_NUM_THREADS=${e.THREADS}`, tvq8i],
+  ["taskvec (native, --weights q8_0 --activations f32)", `burn ${tvq8.backend}: requantized to Q8_0 on load, f32 activations, RAYON_NUM_THREADS=${e.THREADS}`, tvq8],
   ["taskvec (native, --weights f32)", `burn ${tvf.backend}, f32 weights dequantized from Q4_1, RAYON_NUM_THREADS=${e.THREADS}`, tvf],
   ["llama.cpp", `node-llama-cpp ${ll.node_llama_cpp_version} prebuilt CPU binary, Q4_1 kernels, ${ll.threads} threads`, ll],
 ];
@@ -246,7 +247,8 @@ L.push(`| fast sweep (all layers) | ${f1(tv.sweep_ms)} |`);
 L.push(`| naive sweep (one full patched forward per layer) | ${f1(tv.naive_sweep_ms)} |`);
 L.push(`| one patched forward | ${f1(tv.patched_forward_ms)} |`, "");
 L.push(`Fast sweep = ${(tv.sweep_ms / tv.patched_forward_ms).toFixed(2)}× one patched forward (goal ≤ 1.5×); naive / fast = ${(tv.naive_sweep_ms / tv.sweep_ms).toFixed(1)}×.`, "");
-if (tvi) L.push(`With integer dot products (\`--activations int8\`): fast sweep ${f1(tvi.sweep_ms)} ms, one patched forward ${f1(tvi.patched_forward_ms)} ms: ${(tvi.sweep_ms / tvi.patched_forward_ms).toFixed(2)}×; naive ${f1(tvi.naive_sweep_ms)} ms.`, "");
+for (const [label, r] of [["8-bit activations", tvi8], ["f32 activations", tv32]])
+  if (r) L.push(`With ${label}: fast sweep ${f1(r.sweep_ms)} ms, one patched forward ${f1(r.patched_forward_ms)} ms: ${(r.sweep_ms / r.patched_forward_ms).toFixed(2)}×; naive ${f1(r.naive_sweep_ms)} ms.`, "");
 L.push("## taskvec in headless Chromium", "");
 if (!browser.length) L.push(`Not measured in this run: ${e.CMD_BROWSER}`, "");
 else {
@@ -278,7 +280,7 @@ L.push("## Commands", "", "Run from the repository root, in this order:", "", "`
 L.push(e.CMD_TASKVEC, e.CMD_LLAMA, e.CMD_TF, e.CMD_BROWSER, e.CMD_BROWSER_TINY, e.CMD_PROBE, "```", "");
 L.push("Reproduce everything: `bench/run.sh [N] [D] [RUNS]` (defaults 128 32 5; see the header of `bench/run.sh` for the environment variables). node-llama-cpp is installed outside the repository, in `TASKVEC_BENCH_LLAMACPP_DIR`.", "");
 L.push("## Raw output", "", "```json");
-L.push(JSON.stringify({ taskvec: tv, taskvec_int8: tvi, taskvec_q8_0: tvq8, taskvec_q8_0_int8: tvq8i, taskvec_f32: tvf, llamacpp: ll, transformers: tf, browser, tiny, probes }, null, 2), "```", "");
+L.push(JSON.stringify({ taskvec: tv, taskvec_int8: tvi8, taskvec_f32_activations: tv32, taskvec_q8_0: tvq8i, taskvec_q8_0_f32_activations: tvq8, taskvec_f32: tvf, llamacpp: ll, transformers: tf, browser, tiny, probes }, null, 2), "```", "");
 process.stdout.write(L.join("\n"));
 EOF
 mv "$TMP/RESULTS.md" "$OUT"

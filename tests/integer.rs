@@ -22,7 +22,9 @@ fn with(activations: Activations) -> LoadedModel {
 
 fn prompts() -> Vec<Vec<u32>> {
     let f = read(&fixture("smollm2/hidden_ref.safetensors"));
-    (0..5).map(|k| ids(&f, &format!("p{k}.input_ids"))).collect()
+    (0..5)
+        .map(|k| ids(&f, &format!("p{k}.input_ids")))
+        .collect()
 }
 
 fn states(m: &LoadedModel, ids: &[u32]) -> Vec<f32> {
@@ -76,17 +78,31 @@ fn compare(reference: &LoadedModel, other: &LoadedModel) -> (Vec<f64>, usize) {
 fn integer_products_match_the_f32_activation_path() {
     let reference = with(Activations::F32);
     // (mode, lowest per-layer cosine required, continuations identical of 5)
-    for (mode, min_cos, min_same) in [(Activations::Int16, 0.9999, 5), (Activations::Int8, 0.998, 5)] {
+    for (mode, min_cos, min_same) in [
+        (Activations::Int16, 0.9999, 5),
+        (Activations::Int8, 0.998, 5),
+    ] {
         let m = with(mode);
         let (per_layer, same) = compare(&reference, &m);
         let worst = per_layer.iter().copied().fold(1.0, f64::min);
         eprintln!(
             "{} vs f32 activations: worst cosine {worst:.6}, per layer {:?}; {same}/5 continuations identical",
             mode.name(),
-            per_layer.iter().map(|c| (c * 1e6).round() / 1e6).collect::<Vec<_>>()
+            per_layer
+                .iter()
+                .map(|c| (c * 1e6).round() / 1e6)
+                .collect::<Vec<_>>()
         );
-        assert!(worst >= min_cos, "{}: worst layer cosine {worst}", mode.name());
-        assert!(same >= min_same, "{}: {same}/5 continuations identical", mode.name());
+        assert!(
+            worst >= min_cos,
+            "{}: worst layer cosine {worst}",
+            mode.name()
+        );
+        assert!(
+            same >= min_same,
+            "{}: {same}/5 continuations identical",
+            mode.name()
+        );
     }
 }
 
@@ -118,7 +134,11 @@ fn country_capital_sweep_is_unchanged_by_integer_products() {
         assert!((int.zero_shot - reference.zero_shot).abs() <= 0.02);
         assert!((int.icl - reference.icl).abs() <= 0.02);
         for (l, (a, b)) in int.patched.iter().zip(&reference.patched).enumerate() {
-            assert!((a - b).abs() <= 0.02, "{} layer {l}: {a} vs {b}", mode.name());
+            assert!(
+                (a - b).abs() <= 0.02,
+                "{} layer {l}: {a} vs {b}",
+                mode.name()
+            );
         }
     }
 }

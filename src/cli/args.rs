@@ -44,8 +44,8 @@ pub struct ModelArgs {
     /// What the CPU multiplies quantized weight blocks with: `int8` quantizes the activations
     /// to 8-bit blocks per product and takes integer dot products (llama.cpp's way; AVX2 or
     /// AVX512-VNNI, chosen at run time), `int16` the same with 16-bit levels (256× finer),
-    /// `f32` keeps them f32 (the reference).
-    #[arg(long, default_value = "f32", value_parser = ["f32", "int8", "int16"])]
+    /// `f32` keeps them f32 (the reference). Elsewhere than x86-64 with AVX2 every mode is f32.
+    #[arg(long, default_value = "int16", value_parser = ["f32", "int8", "int16"])]
     pub activations: String,
 }
 

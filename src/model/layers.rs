@@ -63,7 +63,8 @@ impl Matrix {
         }
         if on_host(device) && !src.device_blocks() {
             if blocks::layout(raw.ty).is_some() {
-                let q = QuantMatrix::new(raw.ty, o, i, raw.data)?.for_activations(src.activations());
+                let q =
+                    QuantMatrix::new(raw.ty, o, i, raw.data)?.for_activations(src.activations());
                 return Ok(Some(Matrix::Quant(Arc::new(q))));
             }
         } else if blocks::layout(raw.ty).is_some() {
@@ -189,6 +190,33 @@ impl Linear {
     /// Bytes of its parameters.
     pub fn resident_bytes(&self) -> usize {
         self.weight.resident_bytes() + self.bias.as_ref().map_or(0, bytes)
+    }
+
+    /// Output width.
+    pub fn out_dim(&self) -> usize {
+        match &self.weight {
+            Matrix::Dense(w) => w.dims()[1],
+            Matrix::Panels(p) => p.dims()[1],
+            Matrix::Quant(q) => q.dims()[0],
+            Matrix::Packed(p) => p.dims()[0],
+        }
+    }
+
+    /// One layer computing all of `parts` (the same input, outputs side by side), when they
+    /// are bias-free host blocks of one type; `None` otherwise.
+    pub fn fuse(parts: &[Linear]) -> Option<Linear> {
+        let mut qs = Vec::with_capacity(parts.len());
+        for p in parts {
+            match (&p.weight, &p.bias) {
+                (Matrix::Quant(q), None) => qs.push(q.as_ref()),
+                _ => return None,
+            }
+        }
+        let q = QuantMatrix::concat(&qs)?;
+        Some(Linear {
+            weight: Matrix::Quant(Arc::new(q)),
+            bias: None,
+        })
     }
 
     /// Applies the layer to rows of `x` ([rows, in] → [rows, out]).

@@ -323,7 +323,9 @@ impl Model {
                 vector: Tensor::from_data(TensorData::new(v.clone(), [d]), self.device()),
             })
             .collect();
-        Ok(self.text.logits(self.text.run_sweep(next, cache, &replace)?))
+        Ok(self
+            .text
+            .logits(self.text.run_sweep(next, cache, &replace)?))
     }
 
     /// Logit lens: final norm + LM head applied to residual-stream rows ([n][hidden]), giving

@@ -3,6 +3,13 @@
 
 /// Runs `f(index, chunk)` over `chunk`-sized pieces of `data`, in parallel where threads exist.
 pub fn par_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    // One piece: no trip through the pool (waking its threads costs more than small work).
+    if data.len() <= chunk {
+        if !data.is_empty() {
+            f(0, data);
+        }
+        return;
+    }
     #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
     {
         use rayon::prelude::*;
@@ -18,6 +25,9 @@ pub fn par_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) 
 
 /// `(0..n).map(f)`, in parallel where threads exist.
 pub fn par_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T> {
+    if n <= 1 {
+        return (0..n).map(f).collect();
+    }
     #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
     {
         use rayon::prelude::*;

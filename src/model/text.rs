@@ -17,14 +17,72 @@ use crate::weights::{Part, TensorSource};
 #[derive(Debug, Clone)]
 struct Block {
     attn_norm: Tensor<1>,
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// Q, K, V.
+    qkv: Projections,
     o: Linear,
     mlp_norm: Tensor<1>,
-    gate: Linear,
-    up: Linear,
+    /// Gate, up.
+    gate_up: Projections,
     down: Linear,
+}
+
+/// Projections of one input: a single product when their blocks can be put side by side
+/// ([`Linear::fuse`]: fewer, larger products), else one each.
+#[derive(Debug, Clone)]
+enum Projections {
+    /// One layer and its parts' output widths and storage names.
+    Fused(Linear, Vec<(usize, &'static str)>),
+    /// One layer per part.
+    Each(Vec<Linear>),
+}
+
+impl Projections {
+    fn new(parts: Vec<Linear>) -> Self {
+        match Linear::fuse(&parts) {
+            Some(l) => {
+                let widths = parts
+                    .iter()
+                    .map(|p| (p.out_dim(), p.weight.storage()))
+                    .collect();
+                Projections::Fused(l, widths)
+            }
+            None => Projections::Each(parts),
+        }
+    }
+
+    /// Each part's output for rows `x`.
+    fn forward(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
+        match self {
+            Projections::Each(ls) => ls.iter().map(|l| l.forward(x.clone())).collect(),
+            Projections::Fused(l, widths) => {
+                let y = l.forward(x);
+                let m = y.dims()[0];
+                let mut at = 0;
+                widths
+                    .iter()
+                    .map(|&(w, _)| {
+                        at += w;
+                        y.clone().slice([0..m, at - w..at])
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn resident_bytes(&self) -> usize {
+        match self {
+            Projections::Fused(l, _) => l.resident_bytes(),
+            Projections::Each(ls) => ls.iter().map(Linear::resident_bytes).sum(),
+        }
+    }
+
+    /// Each part's storage type.
+    fn storage(&self) -> Vec<&'static str> {
+        match self {
+            Projections::Fused(_, widths) => widths.iter().map(|w| w.1).collect(),
+            Projections::Each(ls) => ls.iter().map(|l| l.weight.storage()).collect(),
+        }
+    }
 }
 
 /// Token embeddings: f32 rows on the device, or a quantized matrix (shared with a tied LM head).
@@ -114,13 +172,17 @@ impl TextModel {
             let n = |s: &str| format!("layers.{l}.{s}");
             blocks.push(Block {
                 attn_norm: load_vec(src, p, &n("input_layernorm.weight"), d, device)?,
-                q: lin(n("self_attn.q_proj"), d, c.num_heads * hd)?,
-                k: lin(n("self_attn.k_proj"), d, c.num_kv_heads * hd)?,
-                v: lin(n("self_attn.v_proj"), d, c.num_kv_heads * hd)?,
+                qkv: Projections::new(vec![
+                    lin(n("self_attn.q_proj"), d, c.num_heads * hd)?,
+                    lin(n("self_attn.k_proj"), d, c.num_kv_heads * hd)?,
+                    lin(n("self_attn.v_proj"), d, c.num_kv_heads * hd)?,
+                ]),
                 o: lin(n("self_attn.o_proj"), c.num_heads * hd, d)?,
                 mlp_norm: load_vec(src, p, &n("post_attention_layernorm.weight"), d, device)?,
-                gate: lin(n("mlp.gate_proj"), d, c.intermediate_size)?,
-                up: lin(n("mlp.up_proj"), d, c.intermediate_size)?,
+                gate_up: Projections::new(vec![
+                    lin(n("mlp.gate_proj"), d, c.intermediate_size)?,
+                    lin(n("mlp.up_proj"), d, c.intermediate_size)?,
+                ]),
                 down: lin(n("mlp.down_proj"), c.intermediate_size, d)?,
             });
         }
@@ -171,10 +233,10 @@ impl TextModel {
             .map(|b| {
                 bytes(&b.attn_norm)
                     + bytes(&b.mlp_norm)
-                    + [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down]
-                        .iter()
-                        .map(|l| l.resident_bytes())
-                        .sum::<usize>()
+                    + b.qkv.resident_bytes()
+                    + b.gate_up.resident_bytes()
+                    + b.o.resident_bytes()
+                    + b.down.resident_bytes()
             })
             .sum();
         let embed = match &self.embed {
@@ -194,8 +256,13 @@ impl TextModel {
         let all = self
             .blocks
             .iter()
-            .flat_map(|b| [&b.q, &b.k, &b.v, &b.o, &b.gate, &b.up, &b.down])
-            .map(|l| l.weight.storage())
+            .flat_map(|b| {
+                let mut s = b.qkv.storage();
+                s.extend([b.o.weight.storage()]);
+                s.extend(b.gate_up.storage());
+                s.push(b.down.weight.storage());
+                s
+            })
             .chain([self.lm_head.storage()]);
         for s in all {
             match counts.iter_mut().find(|(n, _)| *n == s) {
@@ -337,9 +404,10 @@ impl TextModel {
         let [len, _] = x.dims();
         let h = rms_norm(x.clone(), &b.attn_norm, c.rms_norm_eps);
         let heads = |t: Tensor<2>, n: usize| t.reshape([len, n, c.head_dim]).swap_dims(0, 1);
-        let q = rope(heads(b.q.forward(h.clone()), c.num_heads), cos, sin);
-        let k = rope(heads(b.k.forward(h.clone()), c.num_kv_heads), cos, sin);
-        (q, k, heads(b.v.forward(h), c.num_kv_heads))
+        let [q, k, v]: [Tensor<2>; 3] = b.qkv.forward(h).try_into().expect("Q, K, V");
+        let q = rope(heads(q, c.num_heads), cos, sin);
+        let k = rope(heads(k, c.num_kv_heads), cos, sin);
+        (q, k, heads(v, c.num_kv_heads))
     }
 
     /// Output projection, residual add and the SwiGLU MLP of layer `l`.
@@ -347,7 +415,8 @@ impl TextModel {
         let b = &self.blocks[l];
         let x = x + b.o.forward(attn);
         let h = rms_norm(x.clone(), &b.mlp_norm, self.config.rms_norm_eps);
-        let m = silu(b.gate.forward(h.clone())) * b.up.forward(h);
+        let [gate, up]: [Tensor<2>; 2] = b.gate_up.forward(h).try_into().expect("gate, up");
+        let m = silu(gate) * up;
         x + b.down.forward(m)
     }
 
@@ -383,7 +452,12 @@ impl TextModel {
     /// for it: for one patch per layer, about half the row-layers of every branch through every
     /// layer. The rows go through [`Self::block`] as a chunk at one position whose mask lets
     /// each row see the cached prefix and itself.
-    pub fn run_sweep(&self, x: Tensor<2>, cache: &KvCache, patches: &[Replace]) -> Result<Tensor<2>> {
+    pub fn run_sweep(
+        &self,
+        x: Tensor<2>,
+        cache: &KvCache,
+        patches: &[Replace],
+    ) -> Result<Tensor<2>> {
         let c = &self.config;
         let d = c.hidden_size;
         let start = cache.len();
@@ -396,7 +470,9 @@ impl TextModel {
         let ordered = patches.windows(2).all(|w| w[0].layer < w[1].layer);
         if x.dims() != [1, d]
             || !ordered
-            || patches.iter().any(|r| r.layer >= c.num_layers || r.vector.dims() != [d])
+            || patches
+                .iter()
+                .any(|r| r.layer >= c.num_layers || r.vector.dims() != [d])
         {
             return Err(Error::model(
                 "a sweep needs one input row and patches at increasing layers, one vector each",
@@ -449,7 +525,10 @@ impl TextModel {
                 m[i * total..i * total + start].fill(0.0);
                 m[i * total + start + i] = 0.0;
             }
-            chunk.mask = Some(Tensor::from_data(TensorData::new(m, [n, total]), &self.device));
+            chunk.mask = Some(Tensor::from_data(
+                TensorData::new(m, [n, total]),
+                &self.device,
+            ));
         }
         chunk
     }

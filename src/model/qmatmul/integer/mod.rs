@@ -1,0 +1,394 @@
+//! Integer products with quantized weights, the way llama.cpp computes them: each product first
+//! quantizes its activation rows to integer blocks of 32 ([`QRows`]: levels, a scale `d` and
+//! `s = d·Σq` per block, GGML's Q8_1 arithmetic), then every weight block meets an activation
+//! block in integer multiply-adds (`Σ w·q` in i32, exact), scaled once per block pair in f32.
+//! The activation levels are 8-bit (`i8`: llama.cpp's choice, u8 × i8 products) or 16-bit
+//! (`i16`: 256 times finer, i16 × i16 products, half as many per instruction).
+//!
+//! The weights are kept [`Interleaved`]: a group of rows side by side, four level bytes of each
+//! row next to each other, so that one integer multiply-add (AVX512-VNNI `vpdpbusd`/`vpdpwssd`
+//! on 512-bit vectors: 16 rows; on 256-bit vectors, or AVX2's `vpmaddubsw`/`vpmaddwd`: 8 rows)
+//! adds products to each row of the group, the activation's levels broadcast to all lanes. The
+//! block scales are then a vector too, so the f32 work per block is one convert and two
+//! multiply-adds for the whole group. The same layout serves decoding (one activation row) and
+//! prefill (tiles of up to four rows share each unpacked weight vector).
+//!
+//! Per block the result is `d_w·d_x·Σ uᵢqᵢ + o_w·s_x`, `u` the stored levels and `o_w` the
+//! block's offset (Q4_1's minimum, Q4_0's `−8·d_w`; see
+//! [`crate::weights::blocks::Layout::offset`]). With 8-bit activations Q8_0's signed levels go
+//! in as `|w|` against `q·sign(w)` (AVX2), or as `w + 128` with `128·Σq` taken off the integer
+//! sum (VNNI), so its integer sum is exact too. The portable kernel is the reference for the
+//! SIMD ones.
+
+use crate::weights::blocks::{BLOCK, Layout, f16_to_f32};
+
+/// Activation rows that share one pass over a group's blocks.
+const TILE: usize = 4;
+
+/// An activation level type: `i8` or `i16`.
+pub trait Level: Copy + Default + Send + Sync + 'static {
+    /// The largest level (127, 32767).
+    const MAX: f32;
+    /// Where value `t` of each 4-value group is stored: in order for `i8`; `[0, 2, 1, 3]` for
+    /// `i16`, so that one 32-bit broadcast holds the pair that meets a lane's even (or odd)
+    /// weight bytes.
+    const ORDER: [usize; 4];
+    /// A rounded value in range as a level.
+    fn level(v: f32) -> Self;
+    /// The level as i32.
+    fn wide(self) -> i32;
+}
+
+impl Level for i8 {
+    const MAX: f32 = 127.0;
+    const ORDER: [usize; 4] = [0, 1, 2, 3];
+    fn level(v: f32) -> Self {
+        v as i8
+    }
+    fn wide(self) -> i32 {
+        self as i32
+    }
+}
+
+impl Level for i16 {
+    const MAX: f32 = 32767.0;
+    const ORDER: [usize; 4] = [0, 2, 1, 3];
+    fn level(v: f32) -> Self {
+        v as i16
+    }
+    fn wide(self) -> i32 {
+        self as i32
+    }
+}
+
+/// Activation rows quantized to blocks of 32 levels `T` (GGML's Q8_1 arithmetic: scale
+/// `max|x| / MAX`, levels rounded to nearest, and `s = d·Σq`).
+#[derive(Debug, Clone)]
+pub struct QRows<T> {
+    q: Vec<T>,
+    d: Vec<f32>,
+    s: Vec<f32>,
+    /// Per block `Σq` (exact), for the 8-bit Q8_0 kernel's shift.
+    sum: Vec<i32>,
+    rows: usize,
+    cols: usize,
+}
+
+impl<T: Acts> QRows<T> {
+    /// Quantizes row-major `x` (`[rows, cols]`, `cols` a multiple of 32).
+    pub fn quantize(x: &[f32], rows: usize, cols: usize) -> Self {
+        assert!(x.len() == rows * cols && cols.is_multiple_of(BLOCK));
+        let nb = rows * cols / BLOCK;
+        let mut out = QRows {
+            q: vec![T::default(); rows * cols],
+            d: vec![0.0; nb],
+            s: vec![0.0; nb],
+            sum: vec![0; nb],
+            rows,
+            cols,
+        };
+        #[cfg(target_arch = "x86_64")]
+        if super::has_avx2_fma() {
+            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+            unsafe { x86::quantize(x, &mut out) };
+            return out;
+        }
+        quantize_blocks(x, &mut out);
+        out
+    }
+
+    /// Rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+}
+
+/// The portable quantizer (the reference for the x86 one).
+#[inline(always)]
+fn quantize_blocks<T: Level>(x: &[f32], out: &mut QRows<T>) {
+    // Adding and subtracting 1.5·2²³ rounds |v| ≤ 2²² to the nearest integer (ties to even), as
+    // llama.cpp's SIMD quantizers do.
+    const MAGIC: f32 = 12_582_912.0;
+    for ((((xb, qb), d), s), total) in x
+        .chunks_exact(BLOCK)
+        .zip(out.q.chunks_exact_mut(BLOCK))
+        .zip(&mut out.d)
+        .zip(&mut out.s)
+        .zip(&mut out.sum)
+    {
+        let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+        let scale = amax / T::MAX;
+        let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+        let mut sum = 0i32;
+        for (qg, xg) in qb.chunks_exact_mut(4).zip(xb.chunks_exact(4)) {
+            for (t, &v) in xg.iter().enumerate() {
+                let r = T::level((v * inv + MAGIC) - MAGIC);
+                qg[T::ORDER[t]] = r;
+                sum += r.wide();
+            }
+        }
+        *d = scale;
+        *s = scale * sum as f32;
+        *total = sum;
+    }
+}
+
+/// A `[rows, cols]` matrix of Q8_0 / Q4_0 / Q4_1 blocks for one [`Kernel`], its rows
+/// interleaved in groups of the kernel's lane count (padded with zero blocks to a whole group).
+/// Per group and block: the rows' f16 scales, their f16 minimums (Q4_1), then the level bytes
+/// in 4-byte columns, row after row within a column.
+#[derive(Debug, Clone)]
+pub struct Interleaved {
+    layout: Layout,
+    rows: usize,
+    cols: usize,
+    kernel: Kernel,
+    group: usize,
+    data: Vec<u8>,
+}
+
+impl Interleaved {
+    /// Interleaves row-major blocks (`data`: `rows` rows of `cols / 32` blocks) for `kernel`.
+    pub fn new(layout: Layout, rows: usize, cols: usize, data: &[u8], kernel: Kernel) -> Self {
+        let group = kernel.lanes();
+        let nb = cols / BLOCK;
+        let rb = nb * layout.bytes;
+        debug_assert_eq!(data.len(), rows * rb);
+        let mut w = Interleaved {
+            layout,
+            rows,
+            cols,
+            kernel,
+            group,
+            data: vec![0u8; rows.div_ceil(group) * group * rb],
+        };
+        for r in 0..rows {
+            for b in 0..nb {
+                let src = &data[r * rb + b * layout.bytes..][..layout.bytes];
+                for (at, len, into) in w.places(r, b) {
+                    w.data[into..into + len].copy_from_slice(&src[at..at + len]);
+                }
+            }
+        }
+        w
+    }
+
+    /// Where the bytes of row `r`'s block `b` go: (offset in the GGUF block, length, offset in
+    /// `data`) for the scale, the minimum and each 4-byte column of levels.
+    fn places(&self, r: usize, b: usize) -> Vec<(usize, usize, usize)> {
+        let (l, g) = (&self.layout, self.group);
+        let (group, j) = (r / g, r % g);
+        let base = (group * (self.cols / BLOCK) + b) * g * l.bytes;
+        let mut p = vec![(0, 2, base + 2 * j)];
+        if l.has_min {
+            p.push((2, 2, base + 2 * g + 2 * j));
+        }
+        let levels = base + g * l.levels_at;
+        for c in 0..(l.bytes - l.levels_at) / 4 {
+            p.push((l.levels_at + 4 * c, 4, levels + (c * g + j) * 4));
+        }
+        p
+    }
+
+    /// Bytes in memory (padding rows included).
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Row `r`'s blocks in GGUF's own layout (for dequantization and embedding lookups).
+    pub fn row(&self, r: usize) -> Vec<u8> {
+        let l = &self.layout;
+        let mut out = vec![0u8; self.cols / BLOCK * l.bytes];
+        for (b, dst) in out.chunks_exact_mut(l.bytes).enumerate() {
+            for (at, len, from) in self.places(r, b) {
+                dst[at..at + len].copy_from_slice(&self.data[from..from + len]);
+            }
+        }
+        out
+    }
+
+    /// `x · Wᵀ` for quantized activation rows: row-major `[x.rows, rows]`.
+    pub fn matmul_t<T: Acts>(&self, x: &QRows<T>) -> Vec<f32> {
+        assert_eq!(x.cols, self.cols, "int8 product: activation width");
+        let (m, n, g) = (x.rows, self.rows, self.group);
+        let groups = n.div_ceil(g);
+        // About 32 tasks per product, whole groups each, but at least ~128K multiply-adds per
+        // task: below that, waking the pool's threads costs more than it saves.
+        let per_group = m * g * self.cols;
+        let per_task = groups
+            .div_ceil(32)
+            .max((1 << 17) / per_group)
+            .clamp(1, groups);
+        let tasks = groups.div_ceil(per_task);
+        let parts: Vec<Vec<f32>> = super::par_map(tasks, |t| {
+            let g0 = t * per_task;
+            let g1 = (g0 + per_task).min(groups);
+            let width = (g1 - g0) * g;
+            let mut part = vec![0f32; m * width];
+            for group in g0..g1 {
+                self.kernel
+                    .group(self, group, x, &mut part[(group - g0) * g..], width);
+            }
+            part
+        });
+        let mut out = vec![0f32; m * n];
+        for (t, part) in parts.iter().enumerate() {
+            let c0 = t * per_task * g;
+            let width = part.len() / m;
+            let keep = width.min(n - c0);
+            for i in 0..m {
+                out[i * n + c0..i * n + c0 + keep]
+                    .copy_from_slice(&part[i * width..i * width + keep]);
+            }
+        }
+        out
+    }
+
+    fn group_blocks(&self, g: usize) -> &[u8] {
+        let gb = self.cols / BLOCK * self.group * self.layout.bytes;
+        &self.data[g * gb..(g + 1) * gb]
+    }
+}
+
+/// The integer kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// AVX512-VNNI `vpdpbusd` on 512-bit vectors (16 rows per group).
+    Vnni512,
+    /// AVX512-VNNI `vpdpbusd` on 256-bit vectors (8 rows per group).
+    Vnni256,
+    /// AVX2 `vpmaddubsw` + `vpmaddwd` (8 rows per group).
+    Avx2,
+    /// Plain Rust (the reference; 8 rows per group).
+    Portable,
+}
+
+impl Kernel {
+    /// The fastest kernel this CPU runs (std caches the feature detection).
+    pub fn detect() -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = super::has_avx2_fma() && is_x86_feature_detected!("f16c");
+            if avx2
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni")
+            {
+                return Kernel::Vnni512;
+            }
+            if avx2 {
+                return Kernel::Avx2;
+            }
+        }
+        Kernel::Portable
+    }
+
+    /// Its name (`avx512-vnni`, `avx512-vnni-256`, `avx2`, `portable`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kernel::Vnni512 => "avx512-vnni",
+            Kernel::Vnni256 => "avx512-vnni-256",
+            Kernel::Avx2 => "avx2",
+            Kernel::Portable => "portable",
+        }
+    }
+
+    /// Weight rows per interleaved group: the kernel's i32 lanes.
+    pub fn lanes(self) -> usize {
+        match self {
+            Kernel::Vnni512 => 16,
+            _ => 8,
+        }
+    }
+
+    /// Fills `out[i·stride + j]` with row `j` of group `g` dotted with activation row `i`.
+    fn group<T: Acts>(
+        self,
+        w: &Interleaved,
+        g: usize,
+        x: &QRows<T>,
+        out: &mut [f32],
+        stride: usize,
+    ) {
+        match self {
+            // SAFETY: detect() found the features each function enables (a kernel is only made
+            // by detect(), or in tests after it).
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni512 => unsafe { x86::group_zmm(w, g, x, out, stride) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni256 => unsafe { x86::group_vnni(w, g, x, out, stride) },
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Avx2 => unsafe { x86::group_avx2(w, g, x, out, stride) },
+            _ => portable_group(w, g, x, out, stride),
+        }
+    }
+}
+
+/// The activation levels the kernels take: [`Level`] plus, on x86-64, their SIMD block dot.
+#[cfg(target_arch = "x86_64")]
+pub trait Acts: Level + x86::BlockDot {}
+#[cfg(target_arch = "x86_64")]
+impl<T: Level + x86::BlockDot> Acts for T {}
+/// The activation levels the kernels take.
+#[cfg(not(target_arch = "x86_64"))]
+pub trait Acts: Level {}
+#[cfg(not(target_arch = "x86_64"))]
+impl<T: Level> Acts for T {}
+
+/// The reference kernel: the same per-block formula in scalar arithmetic.
+fn portable_group<T: Level>(
+    w: &Interleaved,
+    g: usize,
+    x: &QRows<T>,
+    out: &mut [f32],
+    stride: usize,
+) {
+    let l = &w.layout;
+    let nb = w.cols / BLOCK;
+    let blocks = w.group_blocks(g);
+    let lanes = w.group;
+    let bb = lanes * l.bytes;
+    // Activation value `v` of a block, wherever its level type stores it.
+    let at = |v: usize| v / 4 * 4 + T::ORDER[v % 4];
+    for i in 0..x.rows {
+        let xq = &x.q[i * w.cols..(i + 1) * w.cols];
+        for j in 0..lanes {
+            let mut acc = 0f32;
+            for b in 0..nb {
+                let blk = &blocks[b * bb..(b + 1) * bb];
+                let half = |at: usize| f16_to_f32(u16::from_le_bytes([blk[at], blk[at + 1]]));
+                let d = half(2 * j);
+                let offset = if l.has_min {
+                    half(2 * lanes + 2 * j)
+                } else {
+                    -l.bias * d
+                };
+                let levels = &blk[lanes * l.levels_at..];
+                let xb = &xq[b * BLOCK..(b + 1) * BLOCK];
+                let mut dot = 0i64;
+                for c in 0..(l.bytes - l.levels_at) / 4 {
+                    for t in 0..4 {
+                        let byte = levels[(c * lanes + j) * 4 + t];
+                        let (lo, hi) = (xb[at(4 * c + t)].wide() as i64, 16 + 4 * c + t);
+                        if l.bits == 8 {
+                            dot += byte as i8 as i64 * lo;
+                        } else {
+                            dot += (byte & 0xF) as i64 * lo;
+                            dot += (byte >> 4) as i64 * xb[at(hi)].wide() as i64;
+                        }
+                    }
+                }
+                let k = i * nb + b;
+                acc += d * x.d[k] * dot as f32 + offset * x.s[k];
+            }
+            out[i * stride + j] = acc;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+#[cfg(test)]
+mod tests;

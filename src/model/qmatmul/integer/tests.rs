@@ -1,0 +1,132 @@
+use super::*;
+use crate::weights::blocks;
+use crate::weights::quant::{self, GgmlType};
+
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 20001) as f32 / 10000.0 - 1.0
+        })
+        .collect()
+}
+
+#[test]
+fn activation_blocks_follow_q8_1() {
+    let x = values(64, 3);
+    let q = QRows::<i8>::quantize(&x, 2, 32);
+    for b in 0..2 {
+        let xb = &x[b * 32..(b + 1) * 32];
+        let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
+        assert_eq!(q.d[b], amax / 127.0);
+        let sum: i32 = q.q[b * 32..(b + 1) * 32].iter().map(|&v| v as i32).sum();
+        assert_eq!(q.s[b], q.d[b] * sum as f32);
+        for (v, &l) in xb.iter().zip(&q.q[b * 32..]) {
+            assert!((v / q.d[b] - l as f32).abs() <= 0.5 + 1e-4);
+        }
+    }
+    // A zero block stays zero, with no division by zero.
+    let z = QRows::<i8>::quantize(&[0.0; 32], 1, 32);
+    assert!(z.q.iter().all(|&v| v == 0) && z.d[0] == 0.0 && z.s[0] == 0.0);
+}
+
+/// The kernels this CPU runs, the reference first.
+fn kernels() -> Vec<Kernel> {
+    let mut k = vec![Kernel::Portable];
+    match Kernel::detect() {
+        Kernel::Vnni512 => k.extend([Kernel::Vnni512, Kernel::Vnni256, Kernel::Avx2]),
+        Kernel::Avx2 => k.push(Kernel::Avx2),
+        _ => {}
+    }
+    k
+}
+
+#[test]
+fn interleaving_keeps_every_row() {
+    let (n, k) = (21, 96);
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+        let l = blocks::layout(ty).unwrap();
+        let data = quant::quantize(ty, &values(n * k, 7)).unwrap();
+        for kernel in [Kernel::Portable, Kernel::Vnni512] {
+            let w = Interleaved::new(l, n, k, &data, kernel);
+            let g = kernel.lanes();
+            assert_eq!(w.bytes(), n.div_ceil(g) * g * k / BLOCK * l.bytes);
+            let rb = k / BLOCK * l.bytes;
+            for r in 0..n {
+                assert_eq!(w.row(r), data[r * rb..(r + 1) * rb], "{ty:?} row {r}");
+            }
+        }
+    }
+}
+
+fn same_quantization<T: Acts + PartialEq + std::fmt::Debug>(x: &[f32]) {
+    let fast = QRows::<T>::quantize(x, 1, x.len());
+    let mut slow = fast.clone();
+    quantize_blocks(x, &mut slow);
+    assert_eq!(fast.q, slow.q);
+    assert_eq!(fast.d, slow.d);
+    assert_eq!(fast.s, slow.s);
+    assert_eq!(fast.sum, slow.sum);
+}
+
+#[test]
+fn simd_quantizer_equals_the_portable_one() {
+    let x: Vec<f32> = values(32 * 40, 5)
+        .iter()
+        .enumerate()
+        .map(|(i, v)| v * (1 + i / 32) as f32 * 0.37)
+        .chain([0.0; 32])
+        .collect();
+    same_quantization::<i8>(&x);
+    same_quantization::<i16>(&x);
+}
+
+/// Every kernel this CPU has equals the reference up to f32 summation order, and the
+/// reference equals the f64 product of the dequantized weights and activations, for both
+/// activation level types.
+fn kernels_equal_the_exact_product<T: Acts>() {
+    let (n, k) = (37, 160);
+    let at = |v: usize| v / 4 * 4 + T::ORDER[v % 4];
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+        let l = blocks::layout(ty).unwrap();
+        let data = quant::quantize(ty, &values(n * k, 11)).unwrap();
+        let dense = quant::dequantize(ty, &data);
+        for m in [1, 2, 3, 4, 5, 11] {
+            let x = values(m * k, m as u32);
+            let xq = QRows::<T>::quantize(&x, m, k);
+            let want: Vec<f64> = (0..m * n)
+                .map(|o| {
+                    let (i, r) = (o / n, o % n);
+                    (0..k)
+                        .map(|c| {
+                            let d = xq.d[(i * k + c) / BLOCK] as f64;
+                            let q = xq.q[i * k + at(c % BLOCK) + c / BLOCK * BLOCK].wide();
+                            q as f64 * d * dense[r * k + c] as f64
+                        })
+                        .sum()
+                })
+                .collect();
+            let scale = want.iter().fold(0f64, |a, v| a.max(v.abs()));
+            for kernel in kernels() {
+                let w = Interleaved::new(l, n, k, &data, kernel);
+                let got = w.matmul_t(&xq);
+                assert_eq!(got.len(), m * n);
+                for (o, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (*g as f64 - w).abs() <= 2e-6 * scale,
+                        "{ty:?} {kernel:?} m={m} output {o}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn kernels_equal_the_exact_integer_product() {
+    kernels_equal_the_exact_product::<i8>();
+    kernels_equal_the_exact_product::<i16>();
+}

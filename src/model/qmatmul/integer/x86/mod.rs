@@ -1,0 +1,279 @@
+//! The SIMD kernels: one generic body ([`tile`]) over an instruction set's vector operations
+//! ([`isa::Isa`]) and the activation level type ([`BlockDot`]).
+
+use core::arch::x86_64::*;
+
+use super::{Interleaved, Level, QRows, TILE};
+use crate::weights::blocks::BLOCK;
+
+mod isa;
+use isa::{Avx2, Isa, Vnni, Ymm, Zmm};
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn group_zmm<T: BlockDot>(
+    w: &Interleaved,
+    g: usize,
+    x: &QRows<T>,
+    out: &mut [f32],
+    stride: usize,
+) {
+    unsafe { group::<Zmm, T>(w, g, x, out, stride) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn group_vnni<T: BlockDot>(
+    w: &Interleaved,
+    g: usize,
+    x: &QRows<T>,
+    out: &mut [f32],
+    stride: usize,
+) {
+    unsafe { group::<Ymm<Vnni>, T>(w, g, x, out, stride) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) unsafe fn group_avx2<T: BlockDot>(
+    w: &Interleaved,
+    g: usize,
+    x: &QRows<T>,
+    out: &mut [f32],
+    stride: usize,
+) {
+    unsafe { group::<Ymm<Avx2>, T>(w, g, x, out, stride) }
+}
+
+/// How one activation level type meets a block's levels: the integer sums of `C`
+/// activation rows against a group's block, and its own quantizer.
+pub trait BlockDot: Level {
+    /// What the Q8_0 sums were shifted by, as [`Isa::Q8_SHIFT`] (0: none).
+    fn shift<V: Isa>() -> i32;
+    /// `dots[c] += Σ levels · x[c]` over one block (`lv`: its level bytes, `x[c]`: row c's
+    /// 32 activation levels).
+    unsafe fn block<V: Isa, const C: usize>(
+        bits: u32,
+        lv: *const u8,
+        x: [*const Self; C],
+        dots: &mut [V::I; C],
+    );
+    /// [`super::quantize_blocks`] on this CPU (AVX2 + FMA).
+    unsafe fn quantize(x: &[f32], out: &mut QRows<Self>);
+}
+
+impl BlockDot for i8 {
+    fn shift<V: Isa>() -> i32 {
+        V::Q8_SHIFT
+    }
+    #[inline(always)]
+    unsafe fn block<V: Isa, const C: usize>(
+        bits: u32,
+        lv: *const u8,
+        x: [*const i8; C],
+        dots: &mut [V::I; C],
+    ) {
+        let lanes = V::LANES;
+        unsafe {
+            if bits == 4 {
+                for col in 0..4 {
+                    let (lo, hi) = V::nibbles(V::load(lv.add(4 * lanes * col)));
+                    for (d, xc) in dots.iter_mut().zip(x) {
+                        *d = V::dot4(*d, lo, V::bcast(xc.add(4 * col)));
+                        *d = V::dot4(*d, hi, V::bcast(xc.add(16 + 4 * col)));
+                    }
+                }
+            } else {
+                for col in 0..8 {
+                    let v = V::load(lv.add(4 * lanes * col));
+                    let p = V::prep8(v);
+                    for (d, xc) in dots.iter_mut().zip(x) {
+                        *d = V::dot8(*d, p, v, V::bcast(xc.add(4 * col)));
+                    }
+                }
+            }
+        }
+    }
+    unsafe fn quantize(x: &[f32], out: &mut QRows<i8>) {
+        unsafe { quantize_i8(x, out) }
+    }
+}
+
+impl BlockDot for i16 {
+    fn shift<V: Isa>() -> i32 {
+        0
+    }
+    #[inline(always)]
+    unsafe fn block<V: Isa, const C: usize>(
+        bits: u32,
+        lv: *const u8,
+        x: [*const i16; C],
+        dots: &mut [V::I; C],
+    ) {
+        let lanes = V::LANES;
+        // Values 4c, 4c + 2 meet the lanes' even bytes and 4c + 1, 4c + 3 the odd ones: the
+        // i16 levels are stored in that order ([`Level::ORDER`]), so each pair is one
+        // 32-bit broadcast.
+        unsafe {
+            let pair = |xc: *const i16, at: usize| V::bcast(xc.add(at) as *const i8);
+            if bits == 4 {
+                for col in 0..4 {
+                    let (lo, hi) = V::nibbles(V::load(lv.add(4 * lanes * col)));
+                    let (le, lo) = V::split_u(lo);
+                    let (he, ho) = V::split_u(hi);
+                    for (d, &xc) in dots.iter_mut().zip(&x) {
+                        *d = V::dot16(*d, le, pair(xc, 4 * col));
+                        *d = V::dot16(*d, lo, pair(xc, 4 * col + 2));
+                        *d = V::dot16(*d, he, pair(xc, 16 + 4 * col));
+                        *d = V::dot16(*d, ho, pair(xc, 16 + 4 * col + 2));
+                    }
+                }
+            } else {
+                for col in 0..8 {
+                    let (e, o) = V::split_s(V::load(lv.add(4 * lanes * col)));
+                    for (d, &xc) in dots.iter_mut().zip(&x) {
+                        *d = V::dot16(*d, e, pair(xc, 4 * col));
+                        *d = V::dot16(*d, o, pair(xc, 4 * col + 2));
+                    }
+                }
+            }
+        }
+    }
+    unsafe fn quantize(x: &[f32], out: &mut QRows<i16>) {
+        unsafe { quantize_auto(x, out) }
+    }
+}
+
+/// The portable quantizer compiled for AVX2, where it vectorizes.
+#[target_feature(enable = "avx2,fma")]
+fn quantize_auto<T: Level>(x: &[f32], out: &mut QRows<T>) {
+    super::quantize_blocks(x, out)
+}
+
+/// The quantizer for this CPU.
+pub(super) unsafe fn quantize<T: Level>(x: &[f32], out: &mut QRows<T>)
+where
+    T: BlockDot,
+{
+    unsafe { T::quantize(x, out) }
+}
+
+/// Every activation row against group `g`, [`TILE`] rows at a time.
+#[inline(always)]
+unsafe fn group<V: Isa, T: BlockDot>(
+    w: &Interleaved,
+    g: usize,
+    x: &QRows<T>,
+    out: &mut [f32],
+    stride: usize,
+) {
+    assert_eq!(w.group, V::LANES, "interleaved for another kernel");
+    let blocks = w.group_blocks(g);
+    let mut i = 0;
+    unsafe {
+        while i + TILE <= x.rows {
+            tile::<V, T, TILE>(w, blocks, x, i, &mut out[i * stride..], stride);
+            i += TILE;
+        }
+        match x.rows - i {
+            1 => tile::<V, T, 1>(w, blocks, x, i, &mut out[i * stride..], stride),
+            2 => tile::<V, T, 2>(w, blocks, x, i, &mut out[i * stride..], stride),
+            3 => tile::<V, T, 3>(w, blocks, x, i, &mut out[i * stride..], stride),
+            _ => {}
+        }
+    }
+}
+
+/// Activation rows `i0..i0 + C` against one group's blocks.
+#[inline(always)]
+unsafe fn tile<V: Isa, T: BlockDot, const C: usize>(
+    w: &Interleaved,
+    blocks: &[u8],
+    x: &QRows<T>,
+    i0: usize,
+    out: &mut [f32],
+    stride: usize,
+) {
+    let l = &w.layout;
+    let lanes = V::LANES;
+    let (k, nb, bb) = (w.cols, w.cols / BLOCK, lanes * l.bytes);
+    assert!(blocks.len() >= nb * bb && x.q.len() >= (i0 + C) * k);
+    assert!(x.d.len() >= (i0 + C) * nb && x.s.len() >= (i0 + C) * nb);
+    assert!(x.sum.len() >= (i0 + C) * nb && out.len() >= (C - 1) * stride + lanes);
+    let shift = T::shift::<V>();
+    // SAFETY: every load stays inside `blocks` (nb blocks of `bb` bytes), the activation
+    // rows i0..i0 + C and their per-block values, every store inside `out` (all asserted).
+    unsafe {
+        let mut acc = [V::zero_f(); C];
+        for b in 0..nb {
+            let blk = blocks.as_ptr().add(b * bb);
+            let dw = V::halves(blk);
+            let offset = if l.has_min {
+                Some(V::halves(blk.add(2 * lanes)))
+            } else if l.bits == 4 {
+                Some(V::mul(dw, -l.bias))
+            } else {
+                None
+            };
+            let xs: [*const T; C] =
+                core::array::from_fn(|c| x.q.as_ptr().add((i0 + c) * k + b * BLOCK));
+            let mut dots = [V::zero_i(); C];
+            T::block::<V, C>(l.bits, blk.add(lanes * l.levels_at), xs, &mut dots);
+            for (c, a) in acc.iter_mut().enumerate() {
+                let kb = (i0 + c) * nb + b;
+                let mut dot = dots[c];
+                if l.bits == 8 && shift != 0 {
+                    dot = V::sub(dot, shift * *x.sum.get_unchecked(kb));
+                }
+                *a = V::scaled(*a, dot, dw, *x.d.get_unchecked(kb));
+                if let Some(o) = offset {
+                    *a = V::fmadd(*a, o, *x.s.get_unchecked(kb));
+                }
+            }
+        }
+        for (c, a) in acc.iter().enumerate() {
+            V::store(out.as_mut_ptr().add(c * stride), *a);
+        }
+    }
+}
+
+/// [`super::quantize_blocks`] for 8-bit levels with AVX2 intrinsics: per block, the
+/// largest magnitude by a max tree, levels rounded to nearest even (`vcvtps2dq`), packed to
+/// bytes.
+#[target_feature(enable = "avx2,fma")]
+fn quantize_i8(x: &[f32], out: &mut QRows<i8>) {
+    let sign = _mm256_set1_ps(-0.0);
+    for (b, xb) in x.chunks_exact(BLOCK).enumerate() {
+        // SAFETY: `xb` holds 32 floats; the 32 stored bytes are block b's (q has one byte
+        // per value of x).
+        unsafe {
+            let p = xb.as_ptr();
+            let v = [
+                _mm256_loadu_ps(p),
+                _mm256_loadu_ps(p.add(8)),
+                _mm256_loadu_ps(p.add(16)),
+                _mm256_loadu_ps(p.add(24)),
+            ];
+            let a = v.map(|v| _mm256_andnot_ps(sign, v));
+            let m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+            let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+            let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+            let m1 = _mm_max_ss(m2, _mm_movehdup_ps(m2));
+            let amax = _mm_cvtss_f32(m1);
+            let d = amax / 127.0;
+            let inv = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+            let q = v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, inv)));
+            // Σq: the i32 lanes added, then horizontally.
+            let s8 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+            let s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+            let s2 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b01_00_11_10));
+            let sum = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0b00_00_00_01)));
+            // i32 → i16 → i8 packs work per 128-bit lane: undo their interleaving.
+            let w16a = _mm256_packs_epi32(q[0], q[1]);
+            let w16b = _mm256_packs_epi32(q[2], q[3]);
+            let w8 = _mm256_packs_epi16(w16a, w16b);
+            let fixed = _mm256_permutevar8x32_epi32(w8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+            _mm256_storeu_si256(out.q.as_mut_ptr().add(b * BLOCK) as *mut __m256i, fixed);
+            out.d[b] = d;
+            out.s[b] = d * sum as f32;
+            out.sum[b] = sum;
+        }
+    }
+}

@@ -1,0 +1,123 @@
+use super::*;
+
+fn values(n: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s % 20001) as f32 / 10000.0 - 1.0
+        })
+        .collect()
+}
+
+fn reference(w: &[f32], n: usize, k: usize, x: &[f32], m: usize) -> Vec<f32> {
+    let mut out = vec![0f32; m * n];
+    for i in 0..m {
+        for r in 0..n {
+            out[i * n + r] = (0..k)
+                .map(|c| x[i * k + c] as f64 * w[r * k + c] as f64)
+                .sum::<f64>() as f32;
+        }
+    }
+    out
+}
+
+#[test]
+fn both_kernels_equal_a_product_with_the_dequantized_matrix() {
+    let (n, k) = (200, 96);
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+        let data = quant::quantize(ty, &values(n * k, 1)).unwrap();
+        let dense = quant::dequantize(ty, &data);
+        let q = QuantMatrix::new(ty, n, k, data).unwrap();
+        let int = q.clone().for_activations(Activations::Int8);
+        let int16 = q.clone().for_activations(Activations::Int16);
+        assert_eq!(q.dequant_rows(7, 1), dense[7 * k..8 * k]);
+        assert_eq!(int.dequant_rows(7, 2), dense[7 * k..9 * k]);
+        for m in [1, 3, SMALL_M + 1, 70] {
+            let x = values(m * k, m as u32 + 9);
+            let want = reference(&dense, n, k, &x, m);
+            let scale = want.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let err = |got: Vec<f32>| {
+                got.iter()
+                    .zip(&want)
+                    .fold(0f32, |a, (g, w)| a.max((g - w).abs()))
+            };
+            let e = err(q.matmul_t(&x, m));
+            assert!(e <= 1e-5 * scale, "{ty:?} m={m}: {e} vs {scale}");
+            // Integer products: the activations' 8-bit rounding (≤ d/2 per value) is the
+            // error; its exactness is int8.rs's test.
+            let e = err(int.matmul_t(&x, m));
+            assert!(e <= 1e-2 * scale, "{ty:?} int8 m={m}: {e} vs {scale}");
+            let e = err(int16.matmul_t(&x, m));
+            assert!(e <= 1e-4 * scale, "{ty:?} int16 m={m}: {e} vs {scale}");
+        }
+        assert_eq!(q.gather(&[7, 0])[..k], dense[7 * k..8 * k]);
+        assert_eq!(int.gather(&[7, 0])[..k], dense[7 * k..8 * k]);
+        // The portable kernel (wasm, CPUs without AVX2) agrees with the dispatched one.
+        let x = values(2 * k, 5);
+        let xsum: Vec<f32> = x.chunks_exact(BLOCK).map(|c| c.iter().sum()).collect();
+        let task = DirectTask {
+            q: &q,
+            x: &x,
+            xsum: &xsum,
+            m: 2,
+            r0: 0,
+        };
+        let mut portable = vec![0f32; n * 2];
+        task.run_portable(&mut portable);
+        let fast = transpose(q.matmul_t(&x, 2), 2, n);
+        for (a, b) in portable.iter().zip(&fast) {
+            assert!(
+                (a - b).abs() <= 1e-4 * (1.0 + b.abs()),
+                "{ty:?}: {a} vs {b}"
+            );
+        }
+    }
+}
+
+#[test]
+fn refuses_mismatched_blocks() {
+    assert!(QuantMatrix::new(GgmlType::Q8_0, 2, 32, vec![0; 67]).is_err());
+    assert!(QuantMatrix::new(GgmlType::Q8_0, 2, 48, vec![0; 68]).is_err());
+    assert!(QuantMatrix::new(GgmlType::Q4K, 1, 256, vec![0; 144]).is_err());
+}
+
+/// Kernel timings (ignored by default).
+mod speed {
+    use super::*;
+
+    /// `cargo test --release --lib kernel_speed -- --ignored --nocapture`: GMAC/s of each
+    /// kernel on SmolLM2's gate projection, one row (decoding) and 128 rows (prefill).
+    #[test]
+    #[ignore]
+    fn kernel_speed() {
+        let (n, k) = (1536, 576);
+        let v: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        for ty in [GgmlType::Q4_1, GgmlType::Q8_0] {
+            let q = QuantMatrix::quantize(ty, n, k, &v).unwrap();
+            for acts in [Activations::F32, Activations::Int8, Activations::Int16] {
+                let q = q.clone().for_activations(acts);
+                for m in [1, 128] {
+                    let x: Vec<f32> = v[..m * k].to_vec();
+                    let reps = 20_000 / m;
+                    let t = std::time::Instant::now();
+                    let mut s = 0.0;
+                    for _ in 0..reps {
+                        s += q.matmul_t(&x, m)[3];
+                    }
+                    let dt = t.elapsed().as_secs_f64() / reps as f64;
+                    println!(
+                        "{ty:?} {} m={m}: {:.1} us, {:.2} GMAC/s ({s})",
+                        acts.name(),
+                        dt * 1e6,
+                        (m * n * k) as f64 / dt / 1e9
+                    );
+                }
+            }
+        }
+    }
+}
