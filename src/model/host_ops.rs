@@ -59,6 +59,62 @@ pub fn bias_gelu_tanh(x: Tensor<2>, bias: Option<&Tensor<1>>) -> Tensor<2> {
     }
 }
 
+/// RMSNorm over the last dimension, `x / sqrt(mean(x²) + eps) · w` per row (the mean of
+/// squares accumulated in f64).
+pub fn rms_norm(x: Tensor<2>, w: &Tensor<1>, eps: f64) -> Tensor<2> {
+    let w = download(w.clone());
+    map_rows(x, |row| {
+        let ms = row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / row.len() as f64;
+        let inv = (1.0 / (ms + eps).sqrt()) as f32;
+        for (v, w) in row.iter_mut().zip(&w) {
+            *v = *v * inv * w;
+        }
+    })
+}
+
+/// SwiGLU on side-by-side halves: rows `[gate | up]` ([rows, 2n]) → `silu(gate) · up`
+/// ([rows, n]), `silu(g) = g / (1 + e⁻ᵍ)`.
+pub fn swiglu(x: Tensor<2>) -> Tensor<2> {
+    let device = x.device();
+    let [rows, cols] = x.dims();
+    let n = cols / 2;
+    let v = download(x);
+    let mut out = vec![0f32; rows * n];
+    if n > 0 {
+        par_chunks(&mut out, n * ROWS_PER_TASK, |task, chunk| {
+            for (i, o) in chunk.chunks_mut(n).enumerate() {
+                let r = task * ROWS_PER_TASK + i;
+                let (g, u) = v[r * cols..(r + 1) * cols].split_at(n);
+                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+                    *o = g / (1.0 + exp(-g)) * u;
+                }
+            }
+        });
+    }
+    Tensor::from_data(TensorData::new(out, [rows, n]), &device)
+}
+
+/// Rotate-half RoPE on `x` ([heads, len, d]) with per-position tables `cos`, `sin` ([len, d],
+/// or [1, d] for every position): `x · cos + rotate_half(x) · sin`, `rotate_half(x) = [−x₂, x₁]`.
+pub fn rope(x: Tensor<3>, cos: &[f32], sin: &[f32]) -> Tensor<3> {
+    let device = x.device();
+    let [h, len, d] = x.dims();
+    let v = download(x);
+    let mut out = vec![0f32; v.len()];
+    let half = d / 2;
+    // One table row serves every position (the sweep's branches share theirs).
+    let rows = cos.len() / d.max(1);
+    for (r, (o, x)) in out.chunks_exact_mut(d).zip(v.chunks_exact(d)).enumerate() {
+        let p = if rows == 1 { 0 } else { r % len };
+        let (c, s) = (&cos[p * d..(p + 1) * d], &sin[p * d..(p + 1) * d]);
+        for j in 0..half {
+            o[j] = x[j] * c[j] - x[j + half] * s[j];
+            o[j + half] = x[j + half] * c[j + half] + x[j] * s[j + half];
+        }
+    }
+    Tensor::from_data(TensorData::new(out, [h, len, d]), &device)
+}
+
 /// `softmax(x + mask)` over the last dimension of `x` ([H, S, T]), the additive `mask` ([S, T],
 /// if any) broadcast over H. One pass for the maximum, one for the exponentials and their sum,
 /// one to scale, per row; the exponential is [`exp`], which vectorizes.

@@ -253,6 +253,9 @@ pub fn load_vec(
 
 /// RMSNorm over the last dimension: `x / sqrt(mean(x²) + eps) * w`.
 pub fn rms_norm(x: Tensor<2>, w: &Tensor<1>, eps: f64) -> Tensor<2> {
+    if on_host(&x.device()) {
+        return host_ops::rms_norm(x, w, eps);
+    }
     let ms = x.clone().powf_scalar(2.0).mean_dim(1);
     x * (ms + eps).sqrt().recip() * w.clone().unsqueeze_dim::<2>(0)
 }

@@ -8,7 +8,8 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation::silu};
 
 use super::cache::KvCache;
 use super::config::TextConfig;
-use super::device::{bytes, upload};
+use super::device::{bytes, on_host, upload};
+use super::host_ops;
 use super::layers::{Linear, Matrix, attention, load_vec, rms_norm};
 use crate::error::{Error, Result};
 use crate::weights::{Part, TensorSource};
@@ -67,6 +68,18 @@ impl Projections {
                     .collect()
             }
         }
+    }
+
+    /// `silu(gate) · up` of the two parts (one fused pass over the fused product's rows on
+    /// the CPU backend).
+    fn swiglu(&self, x: Tensor<2>) -> Tensor<2> {
+        if let Projections::Fused(l, _) = self
+            && on_host(&x.device())
+        {
+            return host_ops::swiglu(l.forward(x));
+        }
+        let [gate, up]: [Tensor<2>; 2] = self.forward(x).try_into().expect("gate, up");
+        silu(gate) * up
     }
 
     fn resident_bytes(&self) -> usize {
@@ -301,7 +314,7 @@ impl TextModel {
     }
 
     /// cos and sin tables [len, head_dim] for positions `start..start+len` (rotate-half layout).
-    fn rope_tables(&self, start: usize, len: usize) -> (Tensor<3>, Tensor<3>) {
+    fn rope_tables(&self, start: usize, len: usize) -> RopeTables {
         let hd = self.config.head_dim;
         let mut cos = Vec::with_capacity(len * hd);
         let mut sin = Vec::with_capacity(len * hd);
@@ -312,11 +325,16 @@ impl TextModel {
                 sin.extend(f.iter().map(|x| x.sin()));
             }
         }
-        let mk = |v| {
-            Tensor::<2>::from_data(TensorData::new(v, [len, hd]), &self.device)
+        let mk = |v: &Vec<f32>| {
+            Tensor::<2>::from_data(TensorData::new(v.clone(), [len, hd]), &self.device)
                 .unsqueeze_dim::<3>(0)
         };
-        (mk(cos), mk(sin))
+        RopeTables {
+            cos_t: mk(&cos),
+            sin_t: mk(&sin),
+            cos,
+            sin,
+        }
     }
 
     /// Runs decoder layers `layers` over a chunk `x` ([len, hidden]) whose first position is
@@ -382,7 +400,7 @@ impl TextModel {
     /// The positions `start..start + len` a pass runs: their RoPE tables and, if `causal` and
     /// there are several, the causal mask against the cache's `start` earlier positions.
     fn chunk(&self, start: usize, len: usize, causal: bool) -> Chunk {
-        let (cos, sin) = self.rope_tables(start, len);
+        let rope = self.rope_tables(start, len);
         let total = start + len;
         let mask = (causal && len > 1).then(|| {
             let mut m = vec![0f32; len * total];
@@ -393,20 +411,19 @@ impl TextModel {
             }
             Tensor::<2>::from_data(TensorData::new(m, [len, total]), &self.device)
         });
-        Chunk { cos, sin, mask }
+        Chunk { rope, mask }
     }
 
     /// Q, K, V of rows `x` at layer `l`, RoPE applied: [heads, rows, d] and [kv, rows, d] ×2.
     fn qkv(&self, l: usize, x: &Tensor<2>, chunk: &Chunk) -> (Tensor<3>, Tensor<3>, Tensor<3>) {
-        let (cos, sin) = (&chunk.cos, &chunk.sin);
         let c = &self.config;
         let b = &self.blocks[l];
         let [len, _] = x.dims();
         let h = rms_norm(x.clone(), &b.attn_norm, c.rms_norm_eps);
         let heads = |t: Tensor<2>, n: usize| t.reshape([len, n, c.head_dim]).swap_dims(0, 1);
         let [q, k, v]: [Tensor<2>; 3] = b.qkv.forward(h).try_into().expect("Q, K, V");
-        let q = rope(heads(q, c.num_heads), cos, sin);
-        let k = rope(heads(k, c.num_kv_heads), cos, sin);
+        let q = chunk.rope.apply(heads(q, c.num_heads));
+        let k = chunk.rope.apply(heads(k, c.num_kv_heads));
         (q, k, heads(v, c.num_kv_heads))
     }
 
@@ -415,8 +432,7 @@ impl TextModel {
         let b = &self.blocks[l];
         let x = x + b.o.forward(attn);
         let h = rms_norm(x.clone(), &b.mlp_norm, self.config.rms_norm_eps);
-        let [gate, up]: [Tensor<2>; 2] = b.gate_up.forward(h).try_into().expect("gate, up");
-        let m = silu(gate) * up;
+        let m = b.gate_up.swiglu(h);
         x + b.down.forward(m)
     }
 
@@ -543,9 +559,31 @@ impl TextModel {
 
 /// The positions one pass runs: RoPE tables `[1, len, head_dim]` and the causal mask.
 struct Chunk {
-    cos: Tensor<3>,
-    sin: Tensor<3>,
+    rope: RopeTables,
     mask: Option<Tensor<2>>,
+}
+
+/// RoPE's cos and sin for a chunk's positions: `[1, len, head_dim]` tensors, and the same
+/// values in host memory for the CPU backend's fused kernel.
+struct RopeTables {
+    cos_t: Tensor<3>,
+    sin_t: Tensor<3>,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+}
+
+impl RopeTables {
+    /// Rotate-half RoPE on [heads, len, d].
+    fn apply(&self, x: Tensor<3>) -> Tensor<3> {
+        if on_host(&x.device()) {
+            return host_ops::rope(x, &self.cos, &self.sin);
+        }
+        let [h, len, d] = x.dims();
+        let x1 = x.clone().slice([0..h, 0..len, 0..d / 2]);
+        let x2 = x.clone().slice([0..h, 0..len, d / 2..d]);
+        let rot = Tensor::cat(vec![x2.neg(), x1], 2);
+        x * self.cos_t.clone() + rot * self.sin_t.clone()
+    }
 }
 
 /// Rows `pos` of `x` as a new [pos.len(), hidden] tensor.
@@ -562,15 +600,6 @@ fn select_rows(x: &Tensor<2>, pos: &[usize], device: &Device) -> Tensor<2> {
         0,
         Tensor::<1, Int>::from_data(TensorData::new(idx, [pos.len()]), device),
     )
-}
-
-/// Rotate-half RoPE on [heads, len, d].
-fn rope(x: Tensor<3>, cos: &Tensor<3>, sin: &Tensor<3>) -> Tensor<3> {
-    let [h, len, d] = x.dims();
-    let x1 = x.clone().slice([0..h, 0..len, 0..d / 2]);
-    let x2 = x.clone().slice([0..h, 0..len, d / 2..d]);
-    let rot = Tensor::cat(vec![x2.neg(), x1], 2);
-    x * cos.clone() + rot * sin.clone()
 }
 
 /// Repeats each key/value head `n` times ([kv, T, d] → [kv·n, T, d]).
