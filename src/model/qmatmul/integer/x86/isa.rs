@@ -38,6 +38,8 @@ pub trait Isa {
     unsafe fn split_s(v: Self::I) -> (Self::I, Self::I);
     /// `a − s` in every lane.
     unsafe fn sub(a: Self::I, s: i32) -> Self::I;
+    /// `a + b`.
+    unsafe fn add(a: Self::I, b: Self::I) -> Self::I;
     /// `acc + f32(dots) · (dw · dx)`.
     unsafe fn scaled(acc: Self::F, dots: Self::I, dw: Self::F, dx: f32) -> Self::F;
     /// `acc + o · s`.
@@ -179,6 +181,10 @@ impl<D: Dot256> Isa for Ymm<D> {
         unsafe { _mm256_sub_epi32(a, _mm256_set1_epi32(s)) }
     }
     #[inline(always)]
+    unsafe fn add(a: __m256i, b: __m256i) -> __m256i {
+        unsafe { _mm256_add_epi32(a, b) }
+    }
+    #[inline(always)]
     unsafe fn scaled(acc: __m256, dots: __m256i, dw: __m256, dx: f32) -> __m256 {
         unsafe {
             let scale = _mm256_mul_ps(dw, _mm256_set1_ps(dx));
@@ -271,6 +277,10 @@ impl Isa for Zmm {
     #[inline(always)]
     unsafe fn sub(a: __m512i, s: i32) -> __m512i {
         unsafe { _mm512_sub_epi32(a, _mm512_set1_epi32(s)) }
+    }
+    #[inline(always)]
+    unsafe fn add(a: __m512i, b: __m512i) -> __m512i {
+        unsafe { _mm512_add_epi32(a, b) }
     }
     #[inline(always)]
     unsafe fn scaled(acc: __m512, dots: __m512i, dw: __m512, dx: f32) -> __m512 {

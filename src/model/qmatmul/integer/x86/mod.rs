@@ -71,23 +71,29 @@ impl BlockDot for i8 {
         dots: &mut [V::I; C],
     ) {
         let lanes = V::LANES;
+        // Two sums per row halve the chains of dependent multiply-adds.
+        let mut more = [unsafe { V::zero_i() }; C];
         unsafe {
             if bits == 4 {
                 for col in 0..4 {
                     let (lo, hi) = V::nibbles(V::load(lv.add(4 * lanes * col)));
-                    for (d, xc) in dots.iter_mut().zip(x) {
+                    for ((d, e), xc) in dots.iter_mut().zip(&mut more).zip(x) {
                         *d = V::dot4(*d, lo, V::bcast(xc.add(4 * col)));
-                        *d = V::dot4(*d, hi, V::bcast(xc.add(16 + 4 * col)));
+                        *e = V::dot4(*e, hi, V::bcast(xc.add(16 + 4 * col)));
                     }
                 }
             } else {
                 for col in 0..8 {
                     let v = V::load(lv.add(4 * lanes * col));
                     let p = V::prep8(v);
-                    for (d, xc) in dots.iter_mut().zip(x) {
-                        *d = V::dot8(*d, p, v, V::bcast(xc.add(4 * col)));
+                    for ((d, e), xc) in dots.iter_mut().zip(&mut more).zip(x) {
+                        let sum = if col % 2 == 0 { d } else { e };
+                        *sum = V::dot8(*sum, p, v, V::bcast(xc.add(4 * col)));
                     }
                 }
+            }
+            for (d, e) in dots.iter_mut().zip(more) {
+                *d = V::add(*d, e);
             }
         }
     }
@@ -108,6 +114,7 @@ impl BlockDot for i16 {
         dots: &mut [V::I; C],
     ) {
         let lanes = V::LANES;
+        let mut more = [unsafe { V::zero_i() }; C];
         // Values 4c, 4c + 2 meet the lanes' even bytes and 4c + 1, 4c + 3 the odd ones: the
         // i16 levels are stored in that order ([`Level::ORDER`]), so each pair is one
         // 32-bit broadcast.
@@ -118,21 +125,24 @@ impl BlockDot for i16 {
                     let (lo, hi) = V::nibbles(V::load(lv.add(4 * lanes * col)));
                     let (le, lo) = V::split_u(lo);
                     let (he, ho) = V::split_u(hi);
-                    for (d, &xc) in dots.iter_mut().zip(&x) {
+                    for ((d, e), &xc) in dots.iter_mut().zip(&mut more).zip(&x) {
                         *d = V::dot16(*d, le, pair(xc, 4 * col));
-                        *d = V::dot16(*d, lo, pair(xc, 4 * col + 2));
+                        *e = V::dot16(*e, lo, pair(xc, 4 * col + 2));
                         *d = V::dot16(*d, he, pair(xc, 16 + 4 * col));
-                        *d = V::dot16(*d, ho, pair(xc, 16 + 4 * col + 2));
+                        *e = V::dot16(*e, ho, pair(xc, 16 + 4 * col + 2));
                     }
                 }
             } else {
                 for col in 0..8 {
-                    let (e, o) = V::split_s(V::load(lv.add(4 * lanes * col)));
-                    for (d, &xc) in dots.iter_mut().zip(&x) {
-                        *d = V::dot16(*d, e, pair(xc, 4 * col));
-                        *d = V::dot16(*d, o, pair(xc, 4 * col + 2));
+                    let (ev, od) = V::split_s(V::load(lv.add(4 * lanes * col)));
+                    for ((d, m), &xc) in dots.iter_mut().zip(&mut more).zip(&x) {
+                        *d = V::dot16(*d, ev, pair(xc, 4 * col));
+                        *m = V::dot16(*m, od, pair(xc, 4 * col + 2));
                     }
                 }
+            }
+            for (d, m) in dots.iter_mut().zip(more) {
+                *d = V::add(*d, m);
             }
         }
     }
