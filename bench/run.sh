@@ -149,6 +149,23 @@ if (( HAVE_TF )); then
     rm -f "$TMP/tf.json"
   fi
 fi
+# --- the image path: the real-size random SmolVLM (models/make-random-smolvlm.sh), if built ----------
+VLM_DIR="${TASKVEC_BENCH_VLM_DIR:-models/random-smolvlm}"
+VLM_IMAGE="${TASKVEC_BENCH_VLM_IMAGE:-data/images/foods/banana.png}"
+CMD_VLM="(skipped: no $VLM_DIR; bash models/make-random-smolvlm.sh builds it)"
+if [[ -f "$VLM_DIR/SmolVLM-256M-random-Q8_0.gguf" && -f "$VLM_DIR/mmproj-SmolVLM-256M-random-f32.gguf" ]]; then
+  CMD_VLM="RAYON_NUM_THREADS=$THREADS $BIN bench --model $VLM_DIR/SmolVLM-256M-random-Q8_0.gguf --mmproj $VLM_DIR/mmproj-SmolVLM-256M-random-f32.gguf --image $VLM_IMAGE --runs 3 --json"
+  log "image path: $CMD_VLM"
+  RAYON_NUM_THREADS="$THREADS" "$BIN" bench --model "$VLM_DIR/SmolVLM-256M-random-Q8_0.gguf" --mmproj "$VLM_DIR/mmproj-SmolVLM-256M-random-f32.gguf" \
+    --image "$VLM_IMAGE" --runs 3 --json >"$TMP/vlm.out" 2>"$TMP/vlm.err" && last_json "$TMP/vlm.out" >"$TMP/vlm.json" || log "image bench failed: $(tail -1 "$TMP/vlm.err")"
+  if (( HAVE_TF )); then
+    CMD_VLM="$CMD_VLM; TASKVEC_BENCH_THREADS=$THREADS $PY bench/transformers_vlm.py 3"
+    TASKVEC_BENCH_THREADS="$THREADS" "$PY" "$BENCH_DIR/transformers_vlm.py" 3 >"$TMP/tfvlm.out" 2>"$TMP/tfvlm.err" \
+      && last_json "$TMP/tfvlm.out" >"$TMP/tfvlm.json" || log "transformers image bench failed: $(tail -1 "$TMP/tfvlm.err")"
+  fi
+fi
+export CMD_VLM
+
 DATE_END="$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
 LOAD_END="$(cat /proc/loadavg)"
 
@@ -249,6 +266,18 @@ L.push(`| one patched forward | ${f1(tv.patched_forward_ms)} |`, "");
 L.push(`Fast sweep = ${(tv.sweep_ms / tv.patched_forward_ms).toFixed(2)}× one patched forward (goal ≤ 1.5×); naive / fast = ${(tv.naive_sweep_ms / tv.sweep_ms).toFixed(1)}×.`, "");
 for (const [label, r] of [["8-bit activations", tvi8], ["f32 activations", tv32]])
   if (r) L.push(`With ${label}: fast sweep ${f1(r.sweep_ms)} ms, one patched forward ${f1(r.patched_forward_ms)} ms: ${(r.sweep_ms / r.patched_forward_ms).toFixed(2)}×; naive ${f1(r.naive_sweep_ms)} ms.`, "");
+L.push("## The image path: real-size SmolVLM-256M (random weights)", "");
+const vlm = rd("vlm.json"), tfvlm = rd("tfvlm.json");
+if (!vlm) L.push(`Not measured in this run: ${e.CMD_VLM}`, "");
+else {
+  L.push("One 512 × 512 image (1024 patches) through the vision encoder (768 × 12 layers) and the connector (64 image tokens), then the image prompt prefilled through the text model (576 × 30 layers) to the first answer token. taskvec: `models/make-random-smolvlm.sh`'s Q8_0 text GGUF + f32 mmproj; transformers: `Idefics3ForConditionalGeneration` with the same configuration and random weights, f32 eager. Median of 3 runs after a warm-up, in seconds.", "");
+  L.push("| tool | vision encoder s | vision GFLOP/s | image prompt prefill s | image → first token s |", "|---|---:|---:|---:|---:|");
+  const s3 = (x) => (x == null ? "-" : (x / 1000).toFixed(2));
+  L.push(`| taskvec (${vlm.backend}) | ${s3(vlm.vision_ms)} | ${f1(vlm.vision_gflops)} | ${s3(vlm.image_prefill_ms)} | ${s3(vlm.first_token_ms)} |`);
+  if (tfvlm) L.push(`| transformers (torch ${tfvlm.torch_version}, f32 eager, ${tfvlm.threads} threads) | ${s3(tfvlm.vision_ms)} | - | ${s3(tfvlm.image_prefill_ms)} | ${s3(tfvlm.first_token_ms)} |`);
+  else L.push("| transformers | not run | | | |");
+  L.push("");
+}
 L.push("## taskvec in headless Chromium", "");
 if (!browser.length) L.push(`Not measured in this run: ${e.CMD_BROWSER}`, "");
 else {
@@ -277,10 +306,10 @@ L.push(`- Memory: ${e.MEM_TOTAL} total, ${e.MEM_AVAIL} available at the end`);
 L.push(`- Kernel: ${e.KERNEL}; node ${e.NODE_VERSION}; ${e.TASKVEC_VERSION} (binary built ${e.BIN_MTIME})`);
 L.push(`- Load average (/proc/loadavg) at start: \`${e.LOAD_START}\`; after taskvec: \`${e.LOAD_AFTER_TASKVEC}\`; after llama.cpp: \`${e.LOAD_AFTER_LLAMA}\`; after transformers: \`${e.LOAD_AFTER_TF}\`; end: \`${e.LOAD_END}\``, "");
 L.push("## Commands", "", "Run from the repository root, in this order:", "", "```sh");
-L.push(e.CMD_TASKVEC, e.CMD_LLAMA, e.CMD_TF, e.CMD_BROWSER, e.CMD_BROWSER_TINY, e.CMD_PROBE, "```", "");
+L.push(e.CMD_TASKVEC, e.CMD_LLAMA, e.CMD_TF, e.CMD_VLM, e.CMD_BROWSER, e.CMD_BROWSER_TINY, e.CMD_PROBE, "```", "");
 L.push("Reproduce everything: `bench/run.sh [N] [D] [RUNS]` (defaults 128 32 5; see the header of `bench/run.sh` for the environment variables). node-llama-cpp is installed outside the repository, in `TASKVEC_BENCH_LLAMACPP_DIR`.", "");
 L.push("## Raw output", "", "```json");
-L.push(JSON.stringify({ taskvec: tv, taskvec_int8: tvi8, taskvec_f32_activations: tv32, taskvec_q8_0: tvq8i, taskvec_q8_0_f32_activations: tvq8, taskvec_f32: tvf, llamacpp: ll, transformers: tf, browser, tiny, probes }, null, 2), "```", "");
+L.push(JSON.stringify({ taskvec: tv, taskvec_int8: tvi8, taskvec_f32_activations: tv32, taskvec_q8_0: tvq8i, taskvec_q8_0_f32_activations: tvq8, taskvec_f32: tvf, llamacpp: ll, transformers: tf, vlm: rd("vlm.json"), transformers_vlm: rd("tfvlm.json"), browser, tiny, probes }, null, 2), "```", "");
 process.stdout.write(L.join("\n"));
 EOF
 mv "$TMP/RESULTS.md" "$OUT"
