@@ -146,17 +146,36 @@ impl QuantMatrix {
         }) {
             return None;
         }
-        let mut data = Vec::new();
-        let mut rows = 0;
-        for p in parts {
-            match &p.store {
-                Store::Rows(d) => data.extend_from_slice(d),
-                Store::Int8(w) | Store::Int16(w) => (0..p.rows).for_each(|r| data.extend(w.row(r))),
+        let rows = parts.iter().map(|p| p.rows).sum();
+        let interleaved: Option<Vec<&integer::Interleaved>> = parts
+            .iter()
+            .map(|p| match &p.store {
+                Store::Int8(w) | Store::Int16(w) => Some(w),
+                Store::Rows(_) => None,
+            })
+            .collect();
+        let store = match interleaved {
+            Some(ws) => {
+                let w = integer::Interleaved::concat(&ws)?;
+                match first.store {
+                    Store::Int16(_) => Store::Int16(w),
+                    _ => Store::Int8(w),
+                }
             }
-            rows += p.rows;
-        }
-        let q = QuantMatrix::new(first.layout.ty, rows, first.cols, data).ok()?;
-        Some(q.for_activations(first.activations()))
+            None => Store::Rows(
+                parts
+                    .iter()
+                    .flat_map(|p| p.data().unwrap_or(&[]))
+                    .copied()
+                    .collect(),
+            ),
+        };
+        Some(QuantMatrix {
+            layout: first.layout,
+            rows,
+            cols: first.cols,
+            store,
+        })
     }
 
     /// The activation path its products take.

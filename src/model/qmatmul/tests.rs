@@ -77,6 +77,49 @@ fn both_kernels_equal_a_product_with_the_dequantized_matrix() {
     }
 }
 
+/// Rows side by side give each part's product, for every activation path and for parts that
+/// are and are not whole interleaved groups.
+#[test]
+fn concatenated_matrices_multiply_as_their_parts() {
+    let k = 64;
+    for acts in [Activations::F32, Activations::Int8, Activations::Int16] {
+        for sizes in [[32, 16, 48], [20, 7, 33]] {
+            let parts: Vec<QuantMatrix> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &n)| {
+                    QuantMatrix::quantize(GgmlType::Q4_1, n, k, &values(n * k, i as u32))
+                        .unwrap()
+                        .for_activations(acts)
+                })
+                .collect();
+            let refs: Vec<&QuantMatrix> = parts.iter().collect();
+            let all = QuantMatrix::concat(&refs).unwrap();
+            assert_eq!(all.dims(), [sizes.iter().sum(), k]);
+            assert_eq!(all.activations(), parts[0].activations());
+            let x = values(3 * k, 99);
+            let got = all.matmul_t(&x, 3);
+            let n: usize = sizes.iter().sum();
+            let mut at = 0;
+            for p in &parts {
+                let w = p.dims()[0];
+                let want = p.matmul_t(&x, 3);
+                for i in 0..3 {
+                    assert_eq!(
+                        got[i * n + at..i * n + at + w],
+                        want[i * w..(i + 1) * w],
+                        "{acts:?} {sizes:?}"
+                    );
+                }
+                at += w;
+            }
+        }
+    }
+    let a = QuantMatrix::quantize(GgmlType::Q8_0, 4, 64, &values(256, 1)).unwrap();
+    let b = QuantMatrix::quantize(GgmlType::Q4_1, 4, 64, &values(256, 2)).unwrap();
+    assert!(QuantMatrix::concat(&[&a, &b]).is_none());
+}
+
 #[test]
 fn refuses_mismatched_blocks() {
     assert!(QuantMatrix::new(GgmlType::Q8_0, 2, 32, vec![0; 67]).is_err());

@@ -165,29 +165,52 @@ impl Interleaved {
         for r in 0..rows {
             for b in 0..nb {
                 let src = &data[r * rb + b * layout.bytes..][..layout.bytes];
-                for (at, len, into) in w.places(r, b) {
-                    w.data[into..into + len].copy_from_slice(&src[at..at + len]);
-                }
+                let data = &mut w.data;
+                places(&layout, group, cols, r, b, |at, len, into| {
+                    data[into..into + len].copy_from_slice(&src[at..at + len])
+                });
             }
         }
         w
     }
 
-    /// Where the bytes of row `r`'s block `b` go: (offset in the GGUF block, length, offset in
-    /// `data`) for the scale, the minimum and each 4-byte column of levels.
-    fn places(&self, r: usize, b: usize) -> Vec<(usize, usize, usize)> {
-        let (l, g) = (&self.layout, self.group);
-        let (group, j) = (r / g, r % g);
-        let base = (group * (self.cols / BLOCK) + b) * g * l.bytes;
-        let mut p = vec![(0, 2, base + 2 * j)];
-        if l.has_min {
-            p.push((2, 2, base + 2 * g + 2 * j));
+    /// The rows of `parts` one after another (all for the same kernel and block type): their
+    /// data side by side when each part is whole groups, else regrouped row by row.
+    pub fn concat(parts: &[&Interleaved]) -> Option<Self> {
+        let first = parts.first()?;
+        let same = |p: &&Interleaved| {
+            p.layout == first.layout && p.cols == first.cols && p.kernel == first.kernel
+        };
+        if !parts.iter().all(same) {
+            return None;
         }
-        let levels = base + g * l.levels_at;
-        for c in 0..(l.bytes - l.levels_at) / 4 {
-            p.push((l.levels_at + 4 * c, 4, levels + (c * g + j) * 4));
+        let rows = parts.iter().map(|p| p.rows).sum();
+        if parts.iter().all(|p| p.rows.is_multiple_of(p.group)) {
+            return Some(Interleaved {
+                rows,
+                data: parts.iter().flat_map(|p| p.data.iter().copied()).collect(),
+                ..(*first).clone_empty()
+            });
         }
-        p
+        let blocks: Vec<u8> = parts
+            .iter()
+            .flat_map(|p| (0..p.rows).flat_map(|r| p.row(r)))
+            .collect();
+        Some(Interleaved::new(
+            first.layout,
+            rows,
+            first.cols,
+            &blocks,
+            first.kernel,
+        ))
+    }
+
+    /// The same shape and kernel with no data.
+    fn clone_empty(&self) -> Self {
+        Interleaved {
+            data: Vec::new(),
+            ..*self
+        }
     }
 
     /// Bytes in memory (padding rows included).
@@ -200,9 +223,9 @@ impl Interleaved {
         let l = &self.layout;
         let mut out = vec![0u8; self.cols / BLOCK * l.bytes];
         for (b, dst) in out.chunks_exact_mut(l.bytes).enumerate() {
-            for (at, len, from) in self.places(r, b) {
-                dst[at..at + len].copy_from_slice(&self.data[from..from + len]);
-            }
+            places(l, self.group, self.cols, r, b, |at, len, from| {
+                dst[at..at + len].copy_from_slice(&self.data[from..from + len])
+            });
         }
         out
     }
@@ -247,6 +270,30 @@ impl Interleaved {
     fn group_blocks(&self, g: usize) -> &[u8] {
         let gb = self.cols / BLOCK * self.group * self.layout.bytes;
         &self.data[g * gb..(g + 1) * gb]
+    }
+}
+
+/// Calls `f(offset in the GGUF block, length, offset in the interleaved data)` for each piece
+/// of row `r`'s block `b` (groups of `g` rows, `cols` values a row): its scale, its minimum and
+/// each 4-byte column of levels.
+#[inline(always)]
+fn places(
+    l: &Layout,
+    g: usize,
+    cols: usize,
+    r: usize,
+    b: usize,
+    mut f: impl FnMut(usize, usize, usize),
+) {
+    let (group, j) = (r / g, r % g);
+    let base = (group * (cols / BLOCK) + b) * g * l.bytes;
+    f(0, 2, base + 2 * j);
+    if l.has_min {
+        f(2, 2, base + 2 * g + 2 * j);
+    }
+    let levels = base + g * l.levels_at;
+    for c in 0..(l.bytes - l.levels_at) / 4 {
+        f(l.levels_at + 4 * c, 4, levels + (c * g + j) * 4);
     }
 }
 
