@@ -177,6 +177,7 @@ function loadGguf(a) {
 
 const ops = {
   async init({ preferGpu, threads, build }) { ready = boot(preferGpu, threads, build); return ready; },
+  async limits() { return tv.limits(); },
   async builtinTasks() { return tv.builtinTasks(); },
   async load({ source, model: m, mmproj, urls, storage }, report) {
     const files = { model: m, mmproj };
@@ -248,9 +249,9 @@ const ops = {
     need();
     return model.evaluate(req, (done, total) => report({ what: "test items", done, total }));
   },
-  async apply({ vector, layer, query, allowTransfer, maxTokens, steering }, report) {
+  // `req` is Rust's `ApplyIn` as the page built it (apply.js `applyRequest`).
+  async apply({ vector, req }, report) {
     need();
-    const req = { query, layer: layer == null ? undefined : layer, allow_transfer: !!allowTransfer, max_tokens: maxTokens || 8, steering: steering || undefined };
     return model.apply(vector, req, (which, text) => report({ stream: which, text }));
   },
   async lensAggregate({ task, prompts, seed }, report) {
@@ -261,6 +262,7 @@ const ops = {
     need();
     return model.lens(prompt, image || undefined, track, top || 5);
   },
+  async lensPrompt({ json, query }) { return tv.lensPrompt(json, query == null ? undefined : query); },
   async inspect({ json }) { return tv.inspectVector(json); },
   async similarity({ jsons }) { return tv.similarity(jsons); },
   async combine({ jsons, weights, expression, allowTransfer }) { return tv.combineVectors(jsons, Float32Array.from(weights), expression, !!allowTransfer, new Date().toISOString().replace(/\.\d+Z$/, "Z")); },
