@@ -14,12 +14,22 @@ use crate::model::VisionConfig;
 pub const MAX_SIDE: u32 = 12_000;
 /// Largest decoder allocation.
 pub const MAX_ALLOC: u64 = 512 << 20;
+/// Largest accepted image file (encoded bytes), checked before anything is read from it.
+pub const MAX_IMAGE_BYTES: usize = 50 << 20;
 
-/// Decodes PNG / JPEG / WebP bytes to RGB, refusing absurd declared sizes before decoding.
+/// Decodes PNG / JPEG / WebP bytes to RGB, refusing files over [`MAX_IMAGE_BYTES`] and absurd
+/// declared sizes before decoding.
 ///
 /// JPEG goes through `decode_jpeg` (libjpeg-turbo's arithmetic, bit-exact with Pillow); PNG
 /// and WebP through the `image` crate, whose decoders are exact.
 pub fn decode(bytes: &[u8]) -> Result<RgbImage> {
+    if bytes.len() > MAX_IMAGE_BYTES {
+        return Err(Error::Image(format!(
+            "the image file is {:.1} MiB; images are at most {} MiB",
+            bytes.len() as f64 / 1048576.0,
+            MAX_IMAGE_BYTES >> 20
+        )));
+    }
     // The JPEG magic the `image` crate's format guess uses too (SOI followed by a marker).
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         return decode_jpeg(bytes);

@@ -116,6 +116,9 @@ fn every_bad_input_class_gets_a_clear_message() {
     // Images, examples, prompts, vectors.
     let bomb = w("bomb.png", &png_bomb(60_000, 60_000));
     let fake_png = w("photo.png", b"this is a text file");
+    let mut huge = png_bomb(16, 16);
+    huge.resize(taskvec::preprocess::MAX_IMAGE_BYTES + 1, 0);
+    let huge_png = w("huge.png", &huge);
     let empty_tsv = w("empty.tsv", b"");
     let one_pair = w("one.tsv", b"France\tParis\n");
     let long_prompt = "word ".repeat(3000);
@@ -242,6 +245,21 @@ fn every_bad_input_class_gets_a_clear_message() {
                 "1",
             ]),
             "too large",
+        ),
+        (
+            "an image file over the byte limit",
+            owned(&[
+                "generate",
+                "--model",
+                s(&tiny),
+                "--prompt",
+                "<image>x",
+                "--image",
+                s(&huge_png),
+                "--max-tokens",
+                "1",
+            ]),
+            "images are at most 50 MiB",
         ),
         (
             "a text file named .png",

@@ -120,7 +120,7 @@ async function download(url, label, report) {
 /** The files of the model loaded on WebGPU, kept to reload it on the CPU if the GPU is lost. */
 let gpuFiles = null;
 
-/** The refusal of a model too big for the GPU's buffers (src/web.rs `check_webgpu_room`). */
+/** The refusal of a model too big for the GPU's buffers (src/web/gpu.rs `check_webgpu_room`). */
 const TOO_BIG = /cannot hold the model/;
 
 /**
@@ -162,7 +162,7 @@ async function fallBackToCpu(e, report) {
   gpuFiles = null;
   if (files) {
     report({ what: "the GPU failed: reloading the model on the CPU", done: 0, total: 0 });
-    model = loadBytes("gguf", files);
+    model = loadGguf(files);
   }
   const what = TOO_BIG.test(why) ? why : `The WebGPU device stopped working (${why})`;
   const notice = `${what}: switched to the CPU (WebAssembly, ${cpu.threads} thread${cpu.threads === 1 ? "" : "s"})` +
@@ -170,42 +170,34 @@ async function fallBackToCpu(e, report) {
   self.postMessage({ event: "backend", backend, threads: cpu.threads, build: cpu.build, threadNote: cpu.why, notice, info: model ? model.info() : null });
 }
 
-function loadBytes(kind, a) {
-  if (kind === "hf") return tv.WebModel.loadHf(backend, a.config, a.preprocessor || undefined, a.tokenizer, a.weights, a.storage || undefined);
+/** Builds a model from GGUF bytes `{ model, mmproj?, storage? }` on the current backend. */
+function loadGguf(a) {
   return tv.WebModel.loadGguf(backend, a.model, a.mmproj || undefined, a.storage || undefined);
 }
 
 const ops = {
   async init({ preferGpu, threads, build }) { ready = boot(preferGpu, threads, build); return ready; },
+  async limits() { return tv.limits(); },
   async builtinTasks() { return tv.builtinTasks(); },
   async load({ source, model: m, mmproj, urls, storage }, report) {
-    let files = { model: m, mmproj };
+    const files = { model: m, mmproj };
     const notes = [];
     if (source === "url") {
-      const a = await download(urls.model, "model", report);
-      if (a.note) notes.push(a.note);
-      files.model = a.bytes;
-      if (urls.mmproj) {
-        const b = await download(urls.mmproj, "vision projector", report);
-        if (b.note) notes.push(b.note);
-        files.mmproj = b.bytes;
+      for (const [key, label] of [["model", "model"], ["mmproj", "vision projector"]]) {
+        if (!urls[key]) continue;
+        const d = await download(urls[key], label, report);
+        if (d.note) notes.push(d.note);
+        files[key] = d.bytes;
       }
     }
     report({ what: "building the model on " + backend, done: 0, total: 0 });
     const gguf = { model: new Uint8Array(files.model), mmproj: files.mmproj ? new Uint8Array(files.mmproj) : null, storage };
-    let next;
-    try {
-      next = loadBytes("gguf", gguf);
-    } catch (e) {
-      // Keep the previous model on failure.
-      throw e;
-    }
+    const next = loadGguf(gguf); // throws, keeping the previous model, on failure
     if (model) model.free();
     model = next;
     gpuFiles = backend === "webgpu" ? gguf : null;
     return { info: model.info(), notes };
   },
-  async info() { return model ? model.info() : null; },
   async bench({ prefill, decode, runs, naive }) {
     need();
     return model.bench(prefill || 128, decode || 32, runs || 3, !!naive);
@@ -220,15 +212,14 @@ const ops = {
   },
   async exportVector({ json, format, layers, scale }) { return tv.exportVector(json, format, layers || undefined, scale == null ? undefined : scale); },
   async importSafetensors({ bytes }) { return tv.importSafetensors(new Uint8Array(bytes)); },
-  // The fused WebGPU kernel against the tensor-op path (null on the CPU backend).
   // This build's dense f32 product (relaxed-SIMD panels in the threaded build) against f64.
   async denseCheck({ runs }) { return tv.denseCheck(runs || 0); },
+  // The fused WebGPU kernel against the tensor-op path (null on the CPU backend).
   async fusedCheck({ sizes, runs }) { return backend === "webgpu" ? tv.fusedCheck(sizes || "check", runs || 3) : null; },
   async debugLoseGpu() { return backend === "webgpu" ? tv.debugLoseWebGpu() : false; },
   async debugLimitGpuBuffer({ bytes }) { if (backend === "webgpu") tv.debugLimitWebGpuBuffer(bytes); return true; },
   async estimateApply() { return model ? model.estimateApply() : null; },
   async tableRows() { return tv.tableRows(); },
-  async imagesEncoded() { return model ? model.imagesEncoded() : 0; },
   async table({ req }, report) {
     need();
     const rowInfo = new Map(tv.tableRows().map((r) => [r.id, r]));
@@ -258,9 +249,9 @@ const ops = {
     need();
     return model.evaluate(req, (done, total) => report({ what: "test items", done, total }));
   },
-  async apply({ vector, layer, query, allowTransfer, maxTokens, steering }, report) {
+  // `req` is Rust's `ApplyIn` as the page built it (apply.js `applyRequest`).
+  async apply({ vector, req }, report) {
     need();
-    const req = { query, layer: layer == null ? undefined : layer, allow_transfer: !!allowTransfer, max_tokens: maxTokens || 8, steering: steering || undefined };
     return model.apply(vector, req, (which, text) => report({ stream: which, text }));
   },
   async lensAggregate({ task, prompts, seed }, report) {
@@ -271,9 +262,8 @@ const ops = {
     need();
     return model.lens(prompt, image || undefined, track, top || 5);
   },
-  async queryText({ text }) { return tv.WebModel.queryText(text == null ? undefined : text); },
+  async lensPrompt({ json, query }) { return tv.lensPrompt(json, query == null ? undefined : query); },
   async inspect({ json }) { return tv.inspectVector(json); },
-  async check({ json, allowTransfer }) { need(); tv.checkVector(json, model, !!allowTransfer); return true; },
   async similarity({ jsons }) { return tv.similarity(jsons); },
   async combine({ jsons, weights, expression, allowTransfer }) { return tv.combineVectors(jsons, Float32Array.from(weights), expression, !!allowTransfer, new Date().toISOString().replace(/\.\d+Z$/, "Z")); },
   async map({ jsons, layer }) { return tv.mapVectors(jsons, layer); },

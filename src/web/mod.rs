@@ -22,7 +22,7 @@ use crate::loader::{LoadedModel, ModelFiles, load_with};
 use crate::taskvec::dataset::PairedTask;
 use crate::taskvec::extract::{ExtractRequest, extract_file};
 use crate::taskvec::protocol::evaluate_at;
-use crate::taskvec::{Engine, Extraction, Input, Prompt, Row, TableRequest, VectorFile, run_table};
+use crate::taskvec::{Engine, Extraction, Prompt, Row, TableRequest, VectorFile, run_table};
 
 fn js_err(e: Error) -> JsError {
     JsError::new(&e.to_string())
@@ -54,6 +54,29 @@ pub fn cpu_threads() -> usize {
     return rayon::current_num_threads();
     #[cfg(not(feature = "threads"))]
     1
+}
+
+/// The limits the library enforces on what the page sends, for the page to check before it
+/// reads a file: `{ image_bytes, vector_bytes, max_prompts, max_examples }`.
+#[wasm_bindgen]
+pub fn limits() -> Result<JsValue, JsError> {
+    #[derive(Serialize)]
+    struct Limits {
+        /// An image file's size ([`crate::preprocess::decode`] refuses more).
+        image_bytes: usize,
+        /// A vector file's size ([`VectorFile::from_json`] refuses more).
+        vector_bytes: usize,
+        /// Extraction prompts per vector.
+        max_prompts: usize,
+        /// Examples per task.
+        max_examples: usize,
+    }
+    to_js(&Limits {
+        image_bytes: crate::preprocess::MAX_IMAGE_BYTES,
+        vector_bytes: crate::taskvec::format::MAX_BYTES,
+        max_prompts: crate::taskvec::engine::MAX_PROMPTS,
+        max_examples: crate::taskvec::task::MAX_EXAMPLES,
+    })
 }
 
 /// This build's dense f32 product against the same product in f64 on
@@ -460,14 +483,5 @@ impl WebModel {
                 .await
                 .map_err(js_err)?,
         )
-    }
-
-    /// The zero-shot query text for a text input (`Q:{x}\nA:`), or with `<image>`.
-    #[wasm_bindgen(js_name = queryText)]
-    pub fn query_text(text: Option<String>) -> String {
-        Prompt::zero_shot(&Input::Text(
-            text.unwrap_or_else(|| crate::tokenize::IMAGE_PLACEHOLDER.into()),
-        ))
-        .text
     }
 }

@@ -4,8 +4,8 @@
 use wasm_bindgen::prelude::*;
 
 use super::{WebModel, js_err, to_js};
-use crate::taskvec::VectorFile;
 use crate::taskvec::lens::similarity_report;
+use crate::taskvec::{Example, Input, Prompt, VectorFile};
 
 /// Parses every vector file's JSON text (the first refusal is thrown).
 fn parse_files(jsons: &[String]) -> Result<Vec<VectorFile>, JsError> {
@@ -91,4 +91,29 @@ pub fn map_vectors(jsons: Vec<String>, layer: usize) -> Result<JsValue, JsError>
     let fs = parse_files(&jsons)?;
     let refs: Vec<&VectorFile> = fs.iter().collect();
     to_js(&crate::taskvec::arith::map(&refs, layer).map_err(js_err)?)
+}
+
+/// The in-context prompt of a vector file's examples and a query, as `apply` answers it (the
+/// file's first [`crate::taskvec::engine::DEMOS`] text examples, then `query`, or an image
+/// placeholder without one), and the task's word for the logit lens (`null` for other tasks):
+/// `{ prompt, task_word }`.
+#[wasm_bindgen(js_name = lensPrompt)]
+pub fn lens_prompt(json: String, query: Option<String>) -> Result<JsValue, JsError> {
+    let f = VectorFile::from_json(&json).map_err(js_err)?;
+    let demos: Vec<Example> = f
+        .task
+        .examples
+        .iter()
+        .filter(|x| !x.image)
+        .take(crate::taskvec::engine::DEMOS)
+        .map(|x| Example {
+            input: Input::Text(x.input.clone()),
+            output: x.output.clone(),
+        })
+        .collect();
+    let query = Input::Text(query.unwrap_or_else(|| crate::tokenize::IMAGE_PLACEHOLDER.into()));
+    let prompt = Prompt::few_shot(&demos.iter().collect::<Vec<_>>(), &query).text;
+    to_js(&serde_json::json!({
+        "prompt": prompt, "task_word": crate::taskvec::task::task_word(&f.task.name),
+    }))
 }

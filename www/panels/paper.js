@@ -2,24 +2,13 @@
 // worker with the same code as `taskvec table`, shown as a heat-table and a bar plot of the
 // rows' averages. Every piece of result text goes through textContent, never HTML.
 import * as plots from "../plots.js";
+import { $, el, download, promptsValue } from "../ui.js";
 
 /* global d3, Plot */
 
-const $ = (id) => document.getElementById(id);
 const LLM_ONLY = "llm-xpatch";
 const NEEDS_VISION = "needs image queries: load a model with a vision encoder (the tiny VLM or SmolVLM) to run it";
 const CLI_ONLY = "CLI only: taskvec table --source-model";
-
-function el(tag, props = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "class") e.className = v;
-    else if (k === "text") e.textContent = v == null ? "" : String(v);
-    else e[k] = v;
-  }
-  e.append(...children);
-  return e;
-}
 
 const fmt = (x) => x.toFixed(2);
 
@@ -28,14 +17,6 @@ function duration(ms) {
   if (s < 60) return `${s.toFixed(1)} s`;
   const m = Math.floor(s / 60);
   return `${m} min ${Math.round(s - 60 * m)} s`;
-}
-
-function downloadText(name, text, type) {
-  const a = document.createElement("a");
-  a.href = URL.createObjectURL(new Blob([text], { type }));
-  a.download = name;
-  a.click();
-  setTimeout(() => URL.revokeObjectURL(a.href), 1000);
 }
 
 /** Wires the panel. `state` is the page's shared state (window.taskvecState). */
@@ -49,7 +30,7 @@ export function initPaperPanel({ client, state }) {
     const label = el("label", { class: "check" }, box, " ", el("span", { text: r.label }), " ", el("code", { text: r.id }));
     const why = el("small", { class: "why" });
     label.append(" ", why);
-    rowBoxes.set(r.id, { box, label, why, row: r });
+    rowBoxes.set(r.id, { box, label, why, row: r, shown: false });
     return label;
   }
 
@@ -71,13 +52,14 @@ export function initPaperPanel({ client, state }) {
   /** Enables the rows the loaded model can run; newly runnable rows are checked. */
   function modelChanged(info) {
     const vision = !!(info && info.vision);
-    for (const { box, label, why, row } of rowBoxes.values()) {
+    for (const entry of rowBoxes.values()) {
+      const { box, label, why, row } = entry;
       const reason = row.id === LLM_ONLY ? CLI_ONLY : row.images && !vision ? NEEDS_VISION : "";
-      const wasDisabled = box.disabled || box.dataset.init !== "1";
+      const wasDisabled = box.disabled || !entry.shown;
       box.disabled = !!reason;
       if (reason) box.checked = false;
       else if (wasDisabled) box.checked = true;
-      box.dataset.init = "1";
+      entry.shown = true;
       label.title = reason;
       label.classList.toggle("off", !!reason);
       why.textContent = row.id === LLM_ONLY ? "(CLI only)" : "";
@@ -96,9 +78,7 @@ export function initPaperPanel({ client, state }) {
     const seeds = seedText.split(/[\s,]+/).filter(Boolean).map(Number);
     if (!seeds.length || !seeds.every((s) => Number.isInteger(s) && s >= 0)) throw new Error("seeds: non-negative integers separated by commas, e.g. 0,1,2");
     if (new Set(seeds).size !== seeds.length) throw new Error("seeds: each seed once");
-    const prompts = Number($("paper-prompts").value);
-    if (!(Number.isInteger(prompts) && prompts >= 1 && prompts <= 200)) throw new Error("prompts must be an integer between 1 and 200");
-    return { rows: ids, tasks, seeds, prompts, read_at: $("paper-read-at").value };
+    return { rows: ids, tasks, seeds, prompts: promptsValue($("paper-prompts")), read_at: $("paper-read-at").value };
   }
 
   function progressView() {
@@ -188,7 +168,7 @@ export function initPaperPanel({ client, state }) {
   }
 
   $("paper-run").onclick = run;
-  $("paper-csv").onclick = () => result && downloadText("taskvec-table.csv", result.csv, "text/csv");
-  $("paper-md").onclick = () => result && downloadText("taskvec-table.md", result.markdown, "text/markdown");
+  $("paper-csv").onclick = () => result && download("taskvec-table.csv", result.csv, "text/csv");
+  $("paper-md").onclick = () => result && download("taskvec-table.md", result.markdown, "text/markdown");
   return { modelChanged, start };
 }
