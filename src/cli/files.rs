@@ -141,10 +141,10 @@ pub fn device(b: Backend) -> Result<Device> {
 
 /// Loads the model named on the command line.
 pub fn load_model(args: &ModelArgs, dev: &Device) -> Result<LoadedModel> {
-    let mode = crate::weights::WeightMode::parse(&args.weights)?;
-    crate::loader::load_with(model_files(args)?, dev, mode)
+    crate::loader::load_with(model_files(args)?, dev, args.weights)
 }
 
+/// The bytes of the image file a command was given, if any (none or one).
 pub(super) fn image_list(path: &Option<PathBuf>) -> Result<Vec<Vec<u8>>> {
     path.as_deref().map(read).into_iter().collect()
 }
