@@ -11,6 +11,7 @@ pub mod cli;
 pub mod error;
 pub mod loader;
 pub mod model;
+pub mod named;
 pub mod preprocess;
 pub mod taskvec;
 pub mod tokenize;

@@ -314,9 +314,7 @@ impl LoadedModel {
             features: FeatureCache::default(),
         }
     }
-}
 
-impl LoadedModel {
     /// Token ids and preprocessed images for a prompt whose `<image>` placeholders are filled
     /// by `images` (encoded image files) in order.
     pub fn prompt(&self, text: &str, images: &[&[u8]]) -> Result<(Vec<u32>, Vec<Vec<f32>>)> {
@@ -333,7 +331,7 @@ impl LoadedModel {
 
     /// Token ids of a prompt with its `<image>` placeholders expanded, checking that there are
     /// `n_images` of them.
-    fn prompt_ids(&self, text: &str, n_images: usize) -> Result<Vec<u32>> {
+    pub fn prompt_ids(&self, text: &str, n_images: usize) -> Result<Vec<u32>> {
         let (text, n) = match &self.model.config.vision {
             Some(v) => self.tokenizer.expand_images(text, v)?,
             None => (text.to_string(), 0),
@@ -354,6 +352,13 @@ impl LoadedModel {
         images: &[&[u8]],
     ) -> Result<(Vec<u32>, burn::tensor::Tensor<2>)> {
         let ids = self.prompt_ids(text, images.len())?;
+        let x = self.embed_ids(&ids, images)?;
+        Ok((ids, x))
+    }
+
+    /// Input embeddings of token ids that already hold each image's `<image>` tokens, the
+    /// images' features computed as in [`LoadedModel::embed_prompt`].
+    pub fn embed_ids(&self, ids: &[u32], images: &[&[u8]]) -> Result<burn::tensor::Tensor<2>> {
         let feats = match &self.model.config.vision {
             Some(v) => images
                 .iter()
@@ -364,11 +369,73 @@ impl LoadedModel {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?,
-            None => Vec::new(),
+            None if images.is_empty() => Vec::new(),
+            None => {
+                return Err(Error::model(
+                    "this model has no vision encoder: it cannot take images",
+                ));
+            }
         };
-        let x = self.model.embed_features(&ids, &feats)?;
-        Ok((ids, x))
+        self.model.embed_features(ids, &feats)
     }
+
+    /// The model card: what `taskvec info --json` prints and the page's `WebModel::info`
+    /// returns (the page adds its backend and CPU threads).
+    pub fn card(&self) -> ModelCard<'_> {
+        let i = &self.info;
+        ModelCard {
+            backend: None,
+            cpu_threads: None,
+            integer_products: self.model.integer_products(),
+            file_bytes: i.file_bytes,
+            fingerprint: &i.fingerprint,
+            format: &i.format,
+            hidden: i.hidden,
+            layers: i.layers,
+            name: &i.name,
+            quant: &i.quant,
+            resident_weight_bytes: self.model.resident_bytes(),
+            storage: &i.storage,
+            vision: i.vision,
+        }
+    }
+}
+
+/// A loaded model described for people and scripts ([`LoadedModel::card`]): [`ModelInfo`]
+/// plus the measured resident weight bytes and, in the page, the backend and CPU threads.
+/// Fields are serialized in alphabetical order.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelCard<'a> {
+    /// The page's backend (`cpu` or `webgpu`); absent from the CLI's card.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub backend: Option<crate::model::device::Backend>,
+    /// The page's CPU threads (1 on WebGPU); absent from the CLI's card.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_threads: Option<usize>,
+    /// See [`ModelInfo::file_bytes`].
+    pub file_bytes: usize,
+    /// See [`ModelInfo::fingerprint`].
+    pub fingerprint: &'a str,
+    /// See [`ModelInfo::format`].
+    pub format: &'a str,
+    /// See [`ModelInfo::hidden`].
+    pub hidden: usize,
+    /// The CPU's integer products with quantized blocks, e.g. `int16 (avx512-vnni)`; absent
+    /// with f32 activations (`--activations f32`, the page's WebAssembly, WebGPU).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integer_products: Option<String>,
+    /// See [`ModelInfo::layers`].
+    pub layers: usize,
+    /// See [`ModelInfo::name`].
+    pub name: &'a str,
+    /// See [`ModelInfo::quant`].
+    pub quant: &'a str,
+    /// Bytes the loaded weights occupy on the device (measured from the tensors).
+    pub resident_weight_bytes: usize,
+    /// See [`ModelInfo::storage`].
+    pub storage: &'a str,
+    /// See [`ModelInfo::vision`].
+    pub vision: bool,
 }
 
 /// The largest single buffer a GGUF model's weights need on a GPU device with `mode`: its

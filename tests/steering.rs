@@ -74,7 +74,7 @@ fn steering_matches_the_transformers_hooks() {
             let which = spec["prompt"].as_str().unwrap();
             let layers = spec["layers"].as_array().unwrap();
             let s = Steering {
-                op: Operator::parse(spec["op"].as_str().unwrap()).unwrap(),
+                op: spec["op"].as_str().unwrap().parse::<Operator>().unwrap(),
                 scale: spec["scale"].as_f64().unwrap() as f32,
                 layers: Some([
                     layers[0].as_u64().unwrap() as usize,
@@ -163,7 +163,8 @@ fn bad_steering_is_refused_clearly() {
         .to_string();
     assert!(none.contains("non-zero norm"), "{none}");
     assert!(
-        Operator::parse("multiply")
+        "multiply"
+            .parse::<Operator>()
             .unwrap_err()
             .to_string()
             .contains("unknown operator")

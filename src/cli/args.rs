@@ -2,9 +2,17 @@
 
 use std::path::PathBuf;
 
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use super::paper;
+pub use crate::model::device::Backend;
+use crate::model::qmatmul::Activations;
+use crate::named::Named;
+use crate::taskvec::export::ExportFormat;
+use crate::taskvec::{ReadAt, Spec};
+use crate::weights::WeightMode;
+use crate::weights::quant::GgmlType;
 
 /// taskvec: task vectors for small vision-language models.
 #[derive(Parser, Debug)]
@@ -16,15 +24,6 @@ pub struct Cli {
     /// The command.
     #[command(subcommand)]
     pub command: Command,
-}
-
-/// Which burn backend runs the model.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum Backend {
-    /// burn's pure-Rust CPU backend (flex).
-    Cpu,
-    /// burn's wgpu backend (Vulkan/Metal natively), when built with the `wgpu` feature.
-    Wgpu,
 }
 
 /// Where the model comes from.
@@ -39,14 +38,14 @@ pub struct ModelArgs {
     /// How matrices are stored once loaded: `auto` keeps a GGUF's Q8_0/Q4_0/Q4_1 blocks,
     /// `f32` dequantizes everything, `q8_0`/`q4_0`/`q4_1` quantize on load, `f32-q8_0`/... hold
     /// the values that quantizing would give as f32 (the dequantized reference).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "f32", "q8_0", "q4_0", "q4_1", "f32-q8_0", "f32-q4_0", "f32-q4_1"])]
-    pub weights: String,
+    #[arg(long, value_enum, default_value = "auto")]
+    pub weights: WeightMode,
     /// What the CPU multiplies quantized weight blocks with: `int8` quantizes the activations
     /// to 8-bit blocks per product and takes integer dot products (llama.cpp's way; AVX2 or
     /// AVX512-VNNI, chosen at run time), `int16` the same with 16-bit levels (256× finer),
     /// `f32` keeps them f32 (the reference). Elsewhere than x86-64 with AVX2 every mode is f32.
-    #[arg(long, default_value = "int16", value_parser = ["f32", "int8", "int16"])]
-    pub activations: String,
+    #[arg(long, value_enum, default_value = "int16")]
+    pub activations: Activations,
 }
 
 /// Subcommands.
@@ -94,7 +93,7 @@ pub enum Command {
         instruction: Option<String>,
         /// Specification: examples (`text`, also for image examples), `instruction`, or `ensemble`.
         #[arg(long, value_enum)]
-        spec: Option<SpecArg>,
+        spec: Option<Spec>,
         /// Extraction prompts to average (one per example, up to this many).
         #[arg(long, default_value_t = 30)]
         prompts: usize,
@@ -107,8 +106,8 @@ pub enum Command {
         sweep: bool,
         /// Where exemplar vectors are read: `demo` (the last demonstration's `A:`, the paper's
         /// code) or `query` (the query's final `:`).
-        #[arg(long, value_enum, default_value_t = ReadAtArg::Demo)]
-        read_at: ReadAtArg,
+        #[arg(long, value_enum, default_value_t = ReadAt::Demo)]
+        read_at: ReadAt,
         /// Output JSON path.
         #[arg(long)]
         out: PathBuf,
@@ -159,8 +158,8 @@ pub enum Command {
         #[command(flatten)]
         task: TaskArgs,
         /// Specification of the vector.
-        #[arg(long, value_enum, default_value_t = SpecArg::Text)]
-        spec: SpecArg,
+        #[arg(long, value_enum, default_value_t = Spec::Text)]
+        spec: Spec,
         /// Extraction prompts (one per validation example, up to this many).
         #[arg(long, default_value_t = 30)]
         prompts: usize,
@@ -169,8 +168,8 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Where exemplar vectors are read (`demo`: the last demonstration's `A:`; `query`).
-        #[arg(long, value_enum, default_value_t = ReadAtArg::Demo)]
-        read_at: ReadAtArg,
+        #[arg(long, value_enum, default_value_t = ReadAt::Demo)]
+        read_at: ReadAt,
         /// Print exactly one JSON object.
         #[arg(long)]
         json: bool,
@@ -223,8 +222,8 @@ pub enum Command {
         /// The GGUF to write (written to a temporary file first, then renamed).
         output: PathBuf,
         /// Block type for the matrices.
-        #[arg(long = "type", value_parser = ["q8_0", "q4_0", "q4_1"])]
-        ty: String,
+        #[arg(long = "type", value_parser = block_type())]
+        ty: GgmlType,
     },
     /// Writes a vector file for other tools: safetensors (tensor `vectors` f32 [layers,
     /// hidden] + metadata; `taskvec import` reads it back) or llama.cpp's control-vector GGUF.
@@ -232,8 +231,8 @@ pub enum Command {
         /// The task-vector JSON file.
         file: PathBuf,
         /// Output format.
-        #[arg(long, value_parser = ["safetensors", "control-vector"])]
-        format: String,
+        #[arg(long, value_parser = export_format())]
+        format: ExportFormat,
         /// File to write.
         #[arg(long)]
         out: PathBuf,
@@ -343,31 +342,30 @@ pub struct TaskArgs {
     pub pairs: Option<PathBuf>,
 }
 
-/// Read position on the command line.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum ReadAtArg {
-    /// The last demonstration's `A:` (the paper's code).
-    Demo,
-    /// The query's final `:`.
-    Query,
-}
+/// `--weights`: the modes of [`Named::NAMED`], listed without help texts.
+impl ValueEnum for WeightMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        static MODES: std::sync::OnceLock<Vec<WeightMode>> = std::sync::OnceLock::new();
+        MODES.get_or_init(|| WeightMode::NAMED.iter().map(|(_, m)| *m).collect())
+    }
 
-impl From<ReadAtArg> for crate::taskvec::ReadAt {
-    fn from(a: ReadAtArg) -> Self {
-        match a {
-            ReadAtArg::Demo => crate::taskvec::ReadAt::Demo,
-            ReadAtArg::Query => crate::taskvec::ReadAt::Query,
-        }
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        self.name().map(PossibleValue::new)
     }
 }
 
-/// Specification choice on the command line.
-#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
-pub enum SpecArg {
-    /// Examples (text or image).
-    Text,
-    /// The instruction.
-    Instruction,
-    /// Average of examples and instruction vectors.
-    Ensemble,
+/// `quantize --type`: the block types taskvec writes (`q8_0`, `q4_0`, `q4_1`).
+fn block_type() -> impl TypedValueParser<Value = GgmlType> {
+    PossibleValuesParser::new(["q8_0", "q4_0", "q4_1"]).map(|s| match s.parse::<WeightMode>() {
+        Ok(WeightMode::Quantize(t)) => t,
+        _ => unreachable!("clap accepts only the listed block types"),
+    })
+}
+
+/// `export --format`: the names of [`ExportFormat`]'s [`Named::NAMED`].
+fn export_format() -> impl TypedValueParser<Value = ExportFormat> {
+    PossibleValuesParser::new(ExportFormat::NAMED.iter().map(|(n, _)| *n)).map(|s| {
+        s.parse::<ExportFormat>()
+            .expect("clap accepts only the listed formats")
+    })
 }

@@ -5,11 +5,14 @@ use std::path::Path;
 use super::files::{read, write};
 use super::tasks;
 use crate::error::{Error, Result};
+use crate::named::Named;
+use crate::taskvec::export::ExportFormat;
+use crate::weights::quant::GgmlType;
 
 /// `taskvec export`.
 pub(super) fn export_file(
     file: &Path,
-    format: &str,
+    format: ExportFormat,
     out: &Path,
     layers: Option<&str>,
     scale: f32,
@@ -17,12 +20,18 @@ pub(super) fn export_file(
     let f = tasks::load_vector(file)?;
     let bytes = crate::taskvec::export::export(&f, format, layers, scale)?;
     write(out, &bytes)?;
-    eprintln!("wrote {} ({format}, {} bytes)", out.display(), bytes.len());
+    eprintln!(
+        "wrote {} ({}, {} bytes)",
+        out.display(),
+        format.name().expect("every format is named"),
+        bytes.len()
+    );
     Ok(())
 }
 
 /// `taskvec quantize`: requantizes a GGUF file into a new file, never touching the input.
-pub(super) fn quantize_file(input: &Path, output: &Path, ty: &str) -> Result<()> {
+pub(super) fn quantize_file(input: &Path, output: &Path, qty: GgmlType) -> Result<()> {
+    let ty = qty.name();
     if input.is_dir() {
         return Err(Error::load(format!(
             "{} is a directory: `taskvec quantize` takes a GGUF file; a safetensors checkpoint is \
@@ -47,10 +56,6 @@ pub(super) fn quantize_file(input: &Path, output: &Path, ty: &str) -> Result<()>
             input.display()
         )));
     }
-    let qty = match crate::weights::WeightMode::parse(ty)? {
-        crate::weights::WeightMode::Quantize(t) => t,
-        _ => return Err(Error::load(format!("unknown type {ty}"))),
-    };
     let (out, report) = crate::weights::requantize::requantize(&bytes, qty)?;
     let tmp = output.with_extension("gguf.partial");
     std::fs::write(&tmp, &out)

@@ -142,13 +142,14 @@ pub fn device(b: Backend) -> Result<Device> {
 /// Loads the model named on the command line.
 pub fn load_model(args: &ModelArgs, dev: &Device) -> Result<LoadedModel> {
     let opts = crate::loader::LoadOptions {
-        mode: crate::weights::WeightMode::parse(&args.weights)?,
-        activations: args.activations.parse()?,
+        mode: args.weights,
+        activations: args.activations,
         ..Default::default()
     };
     crate::loader::load_opts(model_files(args)?, dev, opts)
 }
 
+/// The bytes of the image file a command was given, if any (none or one).
 pub(super) fn image_list(path: &Option<PathBuf>) -> Result<Vec<Vec<u8>>> {
     path.as_deref().map(read).into_iter().collect()
 }

@@ -3,7 +3,7 @@
 //! the task-vector commands in [`tasks`], `table` in [`paper`], `serve` in [`serve`]; this file
 //! dispatches and runs the model-inspection commands.
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{Intervention, KvCache, read_f32};
 
 /// Runs a parsed command line.
@@ -12,7 +12,7 @@ pub fn run(cli: Cli) -> Result<()> {
         return serve::serve(root, *port);
     }
     if let Command::Quantize { input, output, ty } = &cli.command {
-        return quantize_file(input, output, ty);
+        return quantize_file(input, output, *ty);
     }
     if let Command::Export {
         file,
@@ -22,7 +22,7 @@ pub fn run(cli: Cli) -> Result<()> {
         scale,
     } = &cli.command
     {
-        return export_file(file, format, out, layers.as_deref(), *scale);
+        return export_file(file, *format, out, layers.as_deref(), *scale);
     }
     if let Command::Import { file, out } = &cli.command {
         let f = crate::taskvec::export::from_safetensors(&read(file)?)?;
@@ -67,8 +67,7 @@ pub fn run(cli: Cli) -> Result<()> {
                     prompt
                 };
             let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
-            let (ids, pixels) = m.prompt(&prompt, &refs)?;
-            let x = m.model.embed(&ids, &pixels)?;
+            let (_, x) = m.embed_prompt(&prompt, &refs)?;
             let mut new = pollster::block_on(m.model.generate(
                 x,
                 &Intervention::default(),
@@ -91,26 +90,12 @@ pub fn run(cli: Cli) -> Result<()> {
             let m = load_model(&model, &dev)?;
             let images = image_list(&image)?;
             let refs: Vec<&[u8]> = images.iter().map(Vec::as_slice).collect();
-            let (ids, pixels) = match (prompt, ids) {
-                (Some(p), _) => m.prompt(&p, &refs)?,
-                (None, Some(ids)) => {
-                    let pixels = match &m.model.config.vision {
-                        Some(v) => refs
-                            .iter()
-                            .map(|b| crate::preprocess::load_image(b, v, m.longest_edge))
-                            .collect::<Result<_>>()?,
-                        None if refs.is_empty() => Vec::new(),
-                        None => {
-                            return Err(Error::model(
-                                "this model has no vision encoder: it cannot take images",
-                            ));
-                        }
-                    };
-                    (ids, pixels)
-                }
+            let ids = match (prompt, ids) {
+                (Some(p), _) => m.prompt_ids(&p, refs.len())?,
+                (None, Some(ids)) => ids,
                 (None, None) => unreachable!("clap requires --prompt or --ids"),
             };
-            let x = m.model.embed(&ids, &pixels)?;
+            let x = m.embed_ids(&ids, &refs)?;
             let seq = ids.len();
             let iv = Intervention {
                 capture: (0..seq).collect(),
@@ -152,15 +137,9 @@ pub fn run(cli: Cli) -> Result<()> {
         }
         Command::Info { model, json } => {
             let m = load_model(&model, &dev)?;
-            let i = &m.info;
-            let resident = m.model.resident_bytes();
+            let i = m.card();
             if json {
-                let o = serde_json::json!({
-                    "file_bytes": i.file_bytes, "resident_weight_bytes": resident, "layers": i.layers,
-                    "hidden": i.hidden, "quant": i.quant, "name": i.name, "format": i.format,
-                    "fingerprint": i.fingerprint, "vision": i.vision, "storage": i.storage,
-                });
-                println!("{o}");
+                println!("{}", serde_json::to_string(&i).expect("card serializes"));
             } else {
                 println!(
                     "{} ({}, {}), fingerprint {}",
@@ -169,7 +148,7 @@ pub fn run(cli: Cli) -> Result<()> {
                 println!(
                     "file {:.1} MiB, resident weights {:.1} MiB (matrices stored as {})",
                     i.file_bytes as f64 / 1048576.0,
-                    resident as f64 / 1048576.0,
+                    i.resident_weight_bytes as f64 / 1048576.0,
                     i.storage
                 );
                 println!(
@@ -203,9 +182,12 @@ pub fn run(cli: Cli) -> Result<()> {
                 Backend::Wgpu => "wgpu",
             }
             .to_string();
-            if model.activations != "f32" && cli.device == Backend::Cpu {
+            if model.activations != crate::model::qmatmul::Activations::F32
+                && cli.device == Backend::Cpu
+            {
                 let kernel = crate::model::qmatmul::integer::Kernel::detect().name();
-                name.push_str(&format!(", {} activations ({kernel})", model.activations));
+                let acts = model.activations.name();
+                name.push_str(&format!(", {acts} activations ({kernel})"));
             }
             let name = name.as_str();
             if let Some(path) = image {

@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use burn::tensor::Device;
 
-use super::{ModelArgs, ReadAtArg, load_model};
+use super::{ModelArgs, load_model};
 use crate::error::{Error, Result};
 use crate::taskvec::dataset::{PairedTask, summaries};
 use crate::taskvec::task::BUILTIN;
-use crate::taskvec::{Engine, Extraction, Row, TableRequest, run_table};
+use crate::taskvec::{Engine, Extraction, ReadAt, Row, TableRequest, run_table};
 
 /// `taskvec tasks [--json]`.
 pub fn tasks(json: bool) -> Result<()> {
@@ -51,8 +51,8 @@ pub struct TableArgs {
     #[arg(long, default_value_t = 30)]
     prompts: usize,
     /// Where exemplar vectors are read (`demo`: the last demonstration's `A:`; `query`).
-    #[arg(long, value_enum, default_value_t = ReadAtArg::Demo)]
-    read_at: ReadAtArg,
+    #[arg(long, value_enum, default_value_t = ReadAt::Demo)]
+    read_at: ReadAt,
     /// Print exactly one JSON object instead of the markdown table.
     #[arg(long)]
     json: bool,
@@ -69,8 +69,8 @@ pub fn table(a: TableArgs, dev: &Device) -> Result<()> {
             &ModelArgs {
                 model: p.clone(),
                 mmproj: None,
-                weights: a.model.weights.clone(),
-                activations: a.model.activations.clone(),
+                weights: a.model.weights,
+                activations: a.model.activations,
             },
             dev,
         )?),
@@ -106,7 +106,7 @@ pub fn table(a: TableArgs, dev: &Device) -> Result<()> {
         seeds: a.seeds.clone(),
         extraction: Extraction {
             prompts: a.prompts,
-            read_at: a.read_at.into(),
+            read_at: a.read_at,
         },
     };
     let target = Engine::new(&m);

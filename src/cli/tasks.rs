@@ -1,11 +1,11 @@
-//! The task-vector commands: extract, apply, sweep, lens, similarity (thin: the logic is in
-//! `crate::taskvec`).
+//! The task-vector commands: extract, apply, sweep, lens, similarity, combine and map, and the
+//! vector-file and task loading they share (thin: the logic is in `crate::taskvec`).
 
 use std::path::Path;
 
 use burn::tensor::Device;
 
-use super::{Command, SpecArg, TaskArgs, load_model, read, write};
+use super::{Command, TaskArgs, load_model, read, write};
 use crate::error::{Error, Result};
 use crate::model::Operator;
 use crate::taskvec::extract::{ExtractRequest, extract_file};
@@ -13,14 +13,6 @@ use crate::taskvec::lens::similarity_report;
 use crate::taskvec::protocol::evaluate_at;
 use crate::taskvec::task::{Input, parse_tsv};
 use crate::taskvec::{Engine, Extraction, Prompt, Spec, Steering, Task, VectorFile};
-
-fn spec(s: SpecArg) -> Spec {
-    match s {
-        SpecArg::Text => Spec::Text,
-        SpecArg::Instruction => Spec::Instruction,
-        SpecArg::Ensemble => Spec::Ensemble,
-    }
-}
 
 /// Loads the task named by `--task` or `--pairs`; TSV inputs that name image files become images.
 fn load_task(args: &TaskArgs) -> Result<Task> {
@@ -165,7 +157,7 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             model,
             task,
             instruction,
-            spec: spec_arg,
+            spec,
             prompts,
             seed,
             sweep,
@@ -175,10 +167,10 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             let m = load_model(&model, dev)?;
             let eng = Engine::new(&m);
             let has_task = task.task.is_some() || task.pairs.is_some();
-            let spec_arg = spec_arg.unwrap_or(if has_task {
-                SpecArg::Text
+            let spec = spec.unwrap_or(if has_task {
+                Spec::Text
             } else {
-                SpecArg::Instruction
+                Spec::Instruction
             });
             let t = if has_task {
                 let mut t = load_task(&task)?;
@@ -190,7 +182,7 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
                 let instr = instruction.ok_or_else(|| {
                     Error::TaskVector("give --task, --pairs or --instruction".into())
                 })?;
-                if spec_arg != SpecArg::Instruction {
+                if spec != Spec::Instruction {
                     return Err(Error::TaskVector(
                         "with only --instruction the spec is 'instruction'".into(),
                     ));
@@ -203,10 +195,10 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             };
             let req = ExtractRequest {
                 task: t,
-                spec: spec(spec_arg),
+                spec,
                 prompts,
                 seed,
-                read_at: read_at.into(),
+                read_at,
                 sweep,
                 created_at: now(),
             };
@@ -247,7 +239,7 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
                 (None, None) => unreachable!("clap requires --text or --image"),
             };
             let steer = Steering {
-                op: Operator::parse(&mode)?,
+                op: mode.parse::<Operator>()?,
                 scale,
                 layers: match (layer, layers) {
                     (Some(l), _) => Some([l, l]),
@@ -312,7 +304,7 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
         Command::Sweep {
             model,
             task,
-            spec: spec_arg,
+            spec,
             prompts,
             seed,
             read_at,
@@ -321,16 +313,12 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
             let m = load_model(&model, dev)?;
             let eng = Engine::new(&m);
             let t = load_task(&task)?;
-            let x = Extraction {
-                prompts,
-                read_at: read_at.into(),
-            };
-            let (r, _) =
-                pollster::block_on(evaluate_at(&eng, &t, spec(spec_arg), x, seed, |d, n| {
-                    if !json {
-                        eprint!("\r{d}/{n} model calls");
-                    }
-                }))?;
+            let x = Extraction { prompts, read_at };
+            let (r, _) = pollster::block_on(evaluate_at(&eng, &t, spec, x, seed, |d, n| {
+                if !json {
+                    eprint!("\r{d}/{n} model calls");
+                }
+            }))?;
             if json {
                 println!("{}", serde_json::to_string(&r).expect("report serializes"));
             } else {

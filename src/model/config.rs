@@ -1,11 +1,15 @@
-//! Model configuration, read from a Hugging Face `config.json` (Llama or Idefics3) or from GGUF
-//! metadata (llama.cpp's `llama` and `clip` architectures). Nothing here is hard-coded to one
-//! checkpoint; missing keys take transformers' class defaults.
+//! Model configuration, read from a Hugging Face `config.json` (Llama or Idefics3: serde
+//! structs whose defaults are transformers' class defaults) or from GGUF metadata (llama.cpp's
+//! `llama` and `clip` architectures), then checked ([`TextConfig::check`],
+//! [`VisionConfig::check`]). Nothing here is hard-coded to one checkpoint.
 
+use serde::Deserialize;
 use serde_json::Value as J;
 
 use crate::error::{Error, Result};
+use crate::weights::Part;
 use crate::weights::gguf::{GgufHeader, Value};
+use crate::weights::names::to_gguf;
 
 /// The Llama-style language model.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,63 +97,150 @@ pub struct ModelConfig {
     pub image_token_id: Option<u32>,
 }
 
-fn get_usize(o: &J, k: &str, default: Option<usize>) -> Result<usize> {
-    match o.get(k).and_then(J::as_u64) {
-        Some(v) => Ok(v as usize),
-        None => default.ok_or_else(|| Error::load(format!("config.json has no '{k}'"))),
-    }
-}
-
-fn get_f64(o: &J, k: &str, default: f64) -> f64 {
-    o.get(k).and_then(J::as_f64).unwrap_or(default)
-}
-
-fn positive(name: &str, v: usize) -> Result<usize> {
-    if v == 0 || v > 1 << 20 {
-        return Err(Error::load(format!(
+/// Refuses, in order, any named size of 0 or above 2^20 (a corrupt or hostile file).
+fn positive(sizes: &[(&str, usize)]) -> Result<()> {
+    match sizes.iter().find(|(_, v)| *v == 0 || *v > 1 << 20) {
+        Some((name, v)) => Err(Error::load(format!(
             "config value {name} = {v} is out of range"
-        )));
+        ))),
+        None => Ok(()),
     }
-    Ok(v)
+}
+
+/// A `config.json` part parsed by serde, naming the part in the error.
+fn from_json<T: for<'de> Deserialize<'de>>(j: &J, what: &str) -> Result<T> {
+    T::deserialize(j).map_err(|e| Error::load(format!("config.json: {what}: {e}")))
+}
+
+/// `rope_parameters` (transformers 5): the RoPE base lives here when present.
+#[derive(Deserialize, Default)]
+struct RopeParameters {
+    #[serde(default)]
+    rope_theta: Option<f64>,
+}
+
+/// A Llama `config.json` (or an Idefics3 `text_config`); missing keys take `LlamaConfig`'s
+/// defaults.
+#[derive(Deserialize)]
+#[serde(default)]
+struct HfText {
+    vocab_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    /// Default: `num_attention_heads`.
+    num_key_value_heads: Option<usize>,
+    /// Default: `hidden_size / num_attention_heads`.
+    head_dim: Option<usize>,
+    rms_norm_eps: f64,
+    rope_theta: f64,
+    rope_parameters: Option<RopeParameters>,
+    max_position_embeddings: usize,
+    tie_word_embeddings: bool,
+}
+
+impl Default for HfText {
+    fn default() -> Self {
+        HfText {
+            vocab_size: 32000,
+            hidden_size: 4096,
+            intermediate_size: 11008,
+            num_hidden_layers: 32,
+            num_attention_heads: 32,
+            num_key_value_heads: None,
+            head_dim: None,
+            rms_norm_eps: 1e-6,
+            rope_theta: 10000.0,
+            rope_parameters: None,
+            max_position_embeddings: 2048,
+            tie_word_embeddings: false,
+        }
+    }
+}
+
+impl From<HfText> for TextConfig {
+    fn from(t: HfText) -> Self {
+        let heads = t.num_attention_heads;
+        TextConfig {
+            vocab_size: t.vocab_size,
+            hidden_size: t.hidden_size,
+            intermediate_size: t.intermediate_size,
+            num_layers: t.num_hidden_layers,
+            num_heads: heads,
+            num_kv_heads: t.num_key_value_heads.unwrap_or(heads),
+            head_dim: t
+                .head_dim
+                .unwrap_or_else(|| t.hidden_size.checked_div(heads).unwrap_or(0)),
+            rms_norm_eps: t.rms_norm_eps,
+            rope_theta: t
+                .rope_parameters
+                .and_then(|r| r.rope_theta)
+                .unwrap_or(t.rope_theta),
+            max_positions: t.max_position_embeddings,
+            tie_word_embeddings: t.tie_word_embeddings,
+        }
+    }
+}
+
+/// An Idefics3 `vision_config` (SigLIP); missing keys take `Idefics3VisionConfig`'s defaults.
+#[derive(Deserialize)]
+#[serde(default)]
+struct HfVision {
+    image_size: usize,
+    patch_size: usize,
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    layer_norm_eps: f64,
+}
+
+impl Default for HfVision {
+    fn default() -> Self {
+        HfVision {
+            image_size: 224,
+            patch_size: 32,
+            hidden_size: 1152,
+            intermediate_size: 3072,
+            num_hidden_layers: 12,
+            num_attention_heads: 16,
+            layer_norm_eps: 1e-6,
+        }
+    }
+}
+
+/// The top level of a `config.json`: the model type and, for Idefics3, its parts.
+#[derive(Deserialize)]
+struct HfModel {
+    #[serde(default)]
+    model_type: String,
+    text_config: Option<J>,
+    vision_config: Option<J>,
+    /// Default: 2.
+    scale_factor: Option<usize>,
+    /// Default: 128257.
+    image_token_id: Option<u32>,
+    tie_word_embeddings: Option<bool>,
+}
+
+/// A 3-value array of numbers (image mean / std), 0.5 where absent.
+fn three(a: Option<&[f64]>) -> [f32; 3] {
+    a.filter(|a| a.len() == 3)
+        .map(|a| [0, 1, 2].map(|i| a[i] as f32))
+        .unwrap_or([0.5; 3])
 }
 
 impl TextConfig {
-    fn from_json(t: &J) -> Result<Self> {
-        let hidden = positive("hidden_size", get_usize(t, "hidden_size", Some(4096))?)?;
-        let heads = positive(
-            "num_attention_heads",
-            get_usize(t, "num_attention_heads", Some(32))?,
-        )?;
-        let cfg = TextConfig {
-            vocab_size: positive("vocab_size", get_usize(t, "vocab_size", Some(32000))?)?,
-            hidden_size: hidden,
-            intermediate_size: positive(
-                "intermediate_size",
-                get_usize(t, "intermediate_size", Some(11008))?,
-            )?,
-            num_layers: positive(
-                "num_hidden_layers",
-                get_usize(t, "num_hidden_layers", Some(32))?,
-            )?,
-            num_heads: heads,
-            num_kv_heads: get_usize(t, "num_key_value_heads", Some(heads))?,
-            head_dim: get_usize(t, "head_dim", Some(hidden / heads))?,
-            rms_norm_eps: get_f64(t, "rms_norm_eps", 1e-6),
-            rope_theta: t
-                .get("rope_parameters")
-                .and_then(|r| r.get("rope_theta"))
-                .and_then(J::as_f64)
-                .unwrap_or_else(|| get_f64(t, "rope_theta", 10000.0)),
-            max_positions: get_usize(t, "max_position_embeddings", Some(2048))?,
-            tie_word_embeddings: t
-                .get("tie_word_embeddings")
-                .and_then(J::as_bool)
-                .unwrap_or(false),
-        };
-        cfg.check()
-    }
-
-    fn check(self) -> Result<Self> {
+    /// Checks sizes (each 1..=2^20) and that the attention shapes fit together.
+    pub fn check(self) -> Result<Self> {
+        positive(&[
+            ("hidden_size", self.hidden_size),
+            ("num_attention_heads", self.num_heads),
+            ("vocab_size", self.vocab_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_layers),
+        ])?;
         if self.num_kv_heads == 0
             || !self.num_heads.is_multiple_of(self.num_kv_heads)
             || !self.head_dim.is_multiple_of(2)
@@ -172,89 +263,72 @@ impl TextConfig {
             )));
         }
         let k = |s: &str| format!("llama.{s}");
-        let hidden = positive(
-            "embedding_length",
-            h.req_u64(&k("embedding_length"))? as usize,
-        )?;
-        let heads = positive(
-            "head_count",
-            h.req_u64(&k("attention.head_count"))? as usize,
-        )?;
-        let vocab = match h.get(&k("vocab_size")).and_then(Value::as_u64) {
-            Some(v) => v as usize,
+        let opt = |s: &str| h.get(&k(s)).and_then(Value::as_u64).map(|v| v as usize);
+        let req = |s: &str| h.req_u64(&k(s)).map(|v| v as usize);
+        let tensor = |hf: &str| to_gguf(Part::Text, hf).and_then(|g| h.tensors.get(&g));
+        let hidden = req("embedding_length")?;
+        let heads = req("attention.head_count")?;
+        let vocab = match opt("vocab_size") {
+            Some(v) => v,
             None => h
                 .get("tokenizer.ggml.tokens")
                 .and_then(Value::as_array)
                 .map(<[Value]>::len)
-                .or_else(|| h.tensors.get("token_embd.weight").map(|t| t.dims[1]))
+                .or_else(|| tensor("embed_tokens.weight").map(|t| t.dims[1]))
                 .ok_or_else(|| Error::load("GGUF has no vocabulary size"))?,
         };
-        let cfg = TextConfig {
+        TextConfig {
             vocab_size: vocab,
             hidden_size: hidden,
-            intermediate_size: positive(
-                "feed_forward_length",
-                h.req_u64(&k("feed_forward_length"))? as usize,
-            )?,
-            num_layers: positive("block_count", h.req_u64(&k("block_count"))? as usize)?,
+            intermediate_size: req("feed_forward_length")?,
+            num_layers: req("block_count")?,
             num_heads: heads,
-            num_kv_heads: h
-                .get(&k("attention.head_count_kv"))
-                .and_then(Value::as_u64)
-                .map_or(heads, |v| v as usize),
-            head_dim: h
-                .get(&k("attention.key_length"))
-                .and_then(Value::as_u64)
-                .map_or(hidden / heads, |v| v as usize),
+            num_kv_heads: opt("attention.head_count_kv").unwrap_or(heads),
+            head_dim: opt("attention.key_length")
+                .unwrap_or_else(|| hidden.checked_div(heads).unwrap_or(0)),
             rms_norm_eps: h.req_f64(&k("attention.layer_norm_rms_epsilon"))?,
             rope_theta: h
                 .get(&k("rope.freq_base"))
                 .and_then(Value::as_f64)
                 .unwrap_or(10000.0),
-            max_positions: h
-                .get(&k("context_length"))
-                .and_then(Value::as_u64)
-                .map_or(2048, |v| v as usize),
-            tie_word_embeddings: !h.tensors.contains_key("output.weight"),
-        };
-        cfg.check()
+            max_positions: opt("context_length").unwrap_or(2048),
+            tie_word_embeddings: tensor("lm_head.weight").is_none(),
+        }
+        .check()
     }
 }
 
 impl VisionConfig {
-    fn from_json(v: &J, scale_factor: usize, pre: Option<&J>) -> Result<Self> {
-        let arr3 = |k: &str| -> [f32; 3] {
-            pre.and_then(|p| p.get(k))
-                .and_then(J::as_array)
-                .filter(|a| a.len() == 3)
-                .map(|a| [0, 1, 2].map(|i| a[i].as_f64().unwrap_or(0.5) as f32))
-                .unwrap_or([0.5; 3])
+    fn from_hf(v: HfVision, scale_factor: usize, pre: Option<&J>) -> Self {
+        let arr = |k: &str| -> Option<Vec<f64>> {
+            let a = pre?.get(k)?.as_array()?;
+            Some(a.iter().map(|x| x.as_f64().unwrap_or(0.5)).collect())
         };
-        let cfg = VisionConfig {
-            image_size: positive("image_size", get_usize(v, "image_size", Some(224))?)?,
-            patch_size: positive("patch_size", get_usize(v, "patch_size", Some(32))?)?,
-            hidden_size: positive("hidden_size", get_usize(v, "hidden_size", Some(1152))?)?,
-            intermediate_size: positive(
-                "intermediate_size",
-                get_usize(v, "intermediate_size", Some(3072))?,
-            )?,
-            num_layers: positive(
-                "num_hidden_layers",
-                get_usize(v, "num_hidden_layers", Some(12))?,
-            )?,
-            num_heads: positive(
-                "num_attention_heads",
-                get_usize(v, "num_attention_heads", Some(16))?,
-            )?,
-            layer_norm_eps: get_f64(v, "layer_norm_eps", 1e-6),
-            scale_factor: positive("scale_factor", scale_factor)?,
-            image_mean: arr3("image_mean"),
-            image_std: arr3("image_std"),
-        };
-        cfg.check()
+        VisionConfig {
+            image_size: v.image_size,
+            patch_size: v.patch_size,
+            hidden_size: v.hidden_size,
+            intermediate_size: v.intermediate_size,
+            num_layers: v.num_hidden_layers,
+            num_heads: v.num_attention_heads,
+            layer_norm_eps: v.layer_norm_eps,
+            scale_factor,
+            image_mean: three(arr("image_mean").as_deref()),
+            image_std: three(arr("image_std").as_deref()),
+        }
     }
 
-    fn check(self) -> Result<Self> {
+    /// Checks sizes (each 1..=2^20) and that patches, the pixel shuffle and the heads divide.
+    pub fn check(self) -> Result<Self> {
+        positive(&[
+            ("image_size", self.image_size),
+            ("patch_size", self.patch_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_layers),
+            ("num_attention_heads", self.num_heads),
+            ("scale_factor", self.scale_factor),
+        ])?;
         let p = self.image_size / self.patch_size;
         if !self.image_size.is_multiple_of(self.patch_size)
             || !p.is_multiple_of(self.scale_factor)
@@ -280,38 +354,27 @@ impl VisionConfig {
             )));
         }
         let k = |s: &str| format!("clip.vision.{s}");
-        let arr3 = |key: &str| -> [f32; 3] {
-            h.get(&k(key))
-                .and_then(Value::as_array)
-                .filter(|a| a.len() == 3)
-                .map(|a| [0, 1, 2].map(|i| a[i].as_f64().unwrap_or(0.5) as f32))
-                .unwrap_or([0.5; 3])
+        let req = |s: &str| h.req_u64(&k(s)).map(|v| v as usize);
+        let arr = |key: &str| -> Option<Vec<f64>> {
+            let a = h.get(&k(key))?.as_array()?;
+            Some(a.iter().map(|x| x.as_f64().unwrap_or(0.5)).collect())
         };
-        let cfg = VisionConfig {
-            image_size: h.req_u64(&k("image_size"))? as usize,
-            patch_size: h.req_u64(&k("patch_size"))? as usize,
-            hidden_size: h.req_u64(&k("embedding_length"))? as usize,
-            intermediate_size: h.req_u64(&k("feed_forward_length"))? as usize,
-            num_layers: h.req_u64(&k("block_count"))? as usize,
-            num_heads: h.req_u64(&k("attention.head_count"))? as usize,
+        VisionConfig {
+            image_size: req("image_size")?,
+            patch_size: req("patch_size")?,
+            hidden_size: req("embedding_length")?,
+            intermediate_size: req("feed_forward_length")?,
+            num_layers: req("block_count")?,
+            num_heads: req("attention.head_count")?,
             layer_norm_eps: h.req_f64(&k("attention.layer_norm_epsilon"))?,
             scale_factor: h
                 .get(&k("projector.scale_factor"))
                 .and_then(Value::as_u64)
                 .unwrap_or(2) as usize,
-            image_mean: arr3("image_mean"),
-            image_std: arr3("image_std"),
-        };
-        for (n, v) in [
-            ("image_size", cfg.image_size),
-            ("patch_size", cfg.patch_size),
-            ("block_count", cfg.num_layers),
-            ("head_count", cfg.num_heads),
-            ("scale_factor", cfg.scale_factor),
-        ] {
-            positive(n, v)?;
+            image_mean: three(arr("image_mean").as_deref()),
+            image_std: three(arr("image_std").as_deref()),
         }
-        cfg.check()
+        .check()
     }
 }
 
@@ -331,28 +394,30 @@ impl ModelConfig {
         let j: J = serde_json::from_str(config)
             .map_err(|e| Error::load(format!("config.json is not valid JSON: {e}")))?;
         let pre: Option<J> = preprocessor.and_then(image_processor_json);
-        let mt = j.get("model_type").and_then(J::as_str).unwrap_or("");
-        match mt {
+        let top: HfModel = from_json(&j, "top level")?;
+        match top.model_type.as_str() {
             "idefics3" | "smolvlm" => {
-                let t = j
-                    .get("text_config")
+                let t = top
+                    .text_config
                     .ok_or_else(|| Error::load("config.json has no text_config"))?;
-                let v = j
-                    .get("vision_config")
+                let v = top
+                    .vision_config
                     .ok_or_else(|| Error::load("config.json has no vision_config"))?;
-                let sf = get_usize(&j, "scale_factor", Some(2))?;
-                let mut text = TextConfig::from_json(t)?;
-                if let Some(tie) = j.get("tie_word_embeddings").and_then(J::as_bool) {
-                    text.tie_word_embeddings = text.tie_word_embeddings || tie;
-                }
+                let mut text = TextConfig::from(from_json::<HfText>(&t, "text_config")?).check()?;
+                text.tie_word_embeddings |= top.tie_word_embeddings == Some(true);
+                let vision = VisionConfig::from_hf(
+                    from_json(&v, "vision_config")?,
+                    top.scale_factor.unwrap_or(2),
+                    pre.as_ref(),
+                );
                 Ok(ModelConfig {
                     text,
-                    vision: Some(VisionConfig::from_json(v, sf, pre.as_ref())?),
-                    image_token_id: Some(get_usize(&j, "image_token_id", Some(128257))? as u32),
+                    vision: Some(vision.check()?),
+                    image_token_id: Some(top.image_token_id.unwrap_or(128257)),
                 })
             }
             "llama" | "mistral" => Ok(ModelConfig {
-                text: TextConfig::from_json(&j)?,
+                text: TextConfig::from(from_json::<HfText>(&j, "text")?).check()?,
                 vision: None,
                 image_token_id: None,
             }),

@@ -35,3 +35,39 @@ pub fn on_host(device: &Device) -> bool {
         false
     };
 }
+
+/// Which burn backend runs a model. The CLI spells them `cpu` and `wgpu` (`--device`), the
+/// page `cpu` and `webgpu`; both spellings parse, and the page's is the serialized name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
+pub enum Backend {
+    /// burn's pure-Rust CPU backend (flex).
+    #[serde(rename = "cpu")]
+    Cpu,
+    /// burn's wgpu backend (Vulkan/Metal natively), when built with the `wgpu` feature.
+    #[serde(rename = "webgpu", alias = "wgpu")]
+    Wgpu,
+}
+
+impl Backend {
+    /// The page's name: `cpu` or `webgpu`.
+    pub fn page_name(self) -> &'static str {
+        match self {
+            Backend::Cpu => "cpu",
+            Backend::Wgpu => "webgpu",
+        }
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = crate::Error;
+
+    /// Parses `cpu`, `wgpu` or `webgpu`.
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "cpu" => Ok(Backend::Cpu),
+            "wgpu" | "webgpu" => Ok(Backend::Wgpu),
+            other => Err(crate::Error::Backend(format!("unknown backend '{other}'"))),
+        }
+    }
+}

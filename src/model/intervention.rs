@@ -26,9 +26,13 @@ impl Operator {
             Operator::AddNormalized => "add-normalized",
         }
     }
+}
 
-    /// Parses [`Self::name`].
-    pub fn parse(s: &str) -> Result<Self> {
+impl std::str::FromStr for Operator {
+    type Err = Error;
+
+    /// Parses [`Operator::name`] (also the British `add-normalised`).
+    fn from_str(s: &str) -> Result<Self> {
         match s {
             "replace" => Ok(Operator::Replace),
             "add" => Ok(Operator::Add),

@@ -78,6 +78,17 @@ impl Model {
         self.text.resident_bytes() + self.vision.as_ref().map_or(0, VisionModel::resident_bytes)
     }
 
+    /// How the CPU multiplies quantized blocks with activations, when with integers: e.g.
+    /// `int16 (avx512-vnni)` (`None` for f32 activations or no quantized host blocks).
+    pub fn integer_products(&self) -> Option<String> {
+        let a = self.text.integer_activations()?;
+        Some(format!(
+            "{} ({})",
+            a.name(),
+            qmatmul::integer::Kernel::detect().name()
+        ))
+    }
+
     /// Storage types of the language model's matrices in memory (e.g. `q4_1+q8_0`, `f32`).
     pub fn storage(&self) -> String {
         self.text.storage()

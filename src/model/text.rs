@@ -263,6 +263,17 @@ impl TextModel {
         blocks + embed + head + bytes(&self.norm)
     }
 
+    /// The integer activation path its quantized host matrices take (`None`: f32 activations,
+    /// or no quantized host matrices).
+    pub fn integer_activations(&self) -> Option<super::qmatmul::Activations> {
+        match &self.lm_head {
+            Matrix::Quant(q) if q.activations() != super::qmatmul::Activations::F32 => {
+                Some(q.activations())
+            }
+            _ => None,
+        }
+    }
+
     /// Storage types of the matrices, e.g. `q4_1+q8_0` or `f32` (most frequent first).
     pub fn storage(&self) -> String {
         let mut counts: Vec<(&'static str, usize)> = Vec::new();

@@ -9,6 +9,7 @@
 
 use super::format::VectorFile;
 use crate::error::{Error, Result};
+use crate::named::Named;
 use crate::weights::requantize::put_str;
 
 /// Metadata key holding the vector file (with its `vectors` emptied) in a safetensors export.
@@ -159,14 +160,45 @@ pub fn parse_layers(spec: Option<&str>, f: &VectorFile) -> Result<Vec<usize>> {
     })
 }
 
-/// The bytes of `f` in `format` (`safetensors` or `control-vector`; `layers` and `scale` apply
-/// to the control vector): what `taskvec export` writes and the page downloads.
-pub fn export(f: &VectorFile, format: &str, layers: Option<&str>, scale: f32) -> Result<Vec<u8>> {
+/// A format [`export`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportFormat {
+    /// Tensor `vectors` f32 `[layers, hidden]` with the vector file in the metadata.
+    Safetensors,
+    /// llama.cpp's control-vector GGUF.
+    ControlVector,
+}
+
+impl Named for ExportFormat {
+    const NAMED: &'static [(&'static str, ExportFormat)] = &[
+        ("safetensors", ExportFormat::Safetensors),
+        ("control-vector", ExportFormat::ControlVector),
+    ];
+}
+
+impl std::str::FromStr for ExportFormat {
+    type Err = Error;
+
+    /// Parses a name of [`Named::NAMED`].
+    fn from_str(s: &str) -> Result<Self> {
+        Self::from_name(s).ok_or_else(|| {
+            Error::TaskVector(format!(
+                "unknown export format {s:?}: use safetensors or control-vector"
+            ))
+        })
+    }
+}
+
+/// The bytes of `f` in `format` (`layers` and `scale` apply to the control vector): what
+/// `taskvec export` writes and the page downloads.
+pub fn export(
+    f: &VectorFile,
+    format: ExportFormat,
+    layers: Option<&str>,
+    scale: f32,
+) -> Result<Vec<u8>> {
     match format {
-        "safetensors" => to_safetensors(f),
-        "control-vector" => to_control_vector(f, &parse_layers(layers, f)?, scale),
-        other => refuse(format!(
-            "unknown export format {other:?}: use safetensors or control-vector"
-        )),
+        ExportFormat::Safetensors => to_safetensors(f),
+        ExportFormat::ControlVector => to_control_vector(f, &parse_layers(layers, f)?, scale),
     }
 }

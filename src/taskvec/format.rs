@@ -20,6 +20,15 @@ pub const READS: [u64; 2] = [1, 2];
 /// Largest file accepted on import.
 pub const MAX_BYTES: usize = 64 << 20;
 
+/// How the `vectors` numbers are to be read (the `encoding` field).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Encoding {
+    /// JSON numbers read as 32-bit floats.
+    #[default]
+    #[serde(rename = "f32")]
+    F32,
+}
+
 /// The model a vector belongs to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -235,7 +244,7 @@ pub struct VectorFile {
     /// Prompt format.
     pub prompt_format: PromptFormat,
     /// `f32`: vectors are JSON numbers to be read as 32-bit floats.
-    pub encoding: String,
+    pub encoding: Encoding,
     /// `[layers][hidden]`.
     pub vectors: Vec<Vec<f32>>,
     /// Layer to patch by default.
@@ -287,7 +296,7 @@ impl VectorFile {
             },
             task,
             prompt_format: PromptFormat::default(),
-            encoding: "f32".into(),
+            encoding: Encoding::F32,
             vectors: v.layers.clone(),
             recommended_layer,
             sweep: sweep.map(|s| SweepRecord {
@@ -357,6 +366,12 @@ impl VectorFile {
             }
             None => return refuse("the file has no integer \"version\"".into()),
         }
+        match raw.get("encoding") {
+            Some(serde_json::Value::String(e)) if e != "f32" => {
+                return refuse(format!("unknown encoding {e:?} (expected \"f32\")"));
+            }
+            _ => {}
+        }
         // NaN/Infinity are not JSON: they arrive as null or strings and fail typed parsing below.
         let f: VectorFile = serde_json::from_value(raw).map_err(|e| {
             Error::TaskVector(format!("the file does not follow format version 1: {e}"))
@@ -368,12 +383,6 @@ impl VectorFile {
     /// Checks shapes and values.
     pub fn validate(&self) -> Result<()> {
         let refuse = |m: String| Err(Error::TaskVector(m));
-        if self.encoding != "f32" {
-            return refuse(format!(
-                "unknown encoding {:?} (expected \"f32\")",
-                self.encoding
-            ));
-        }
         let (l, d) = (self.model.layers, self.model.hidden);
         if l == 0 || d == 0 {
             return refuse("the file declares zero layers or zero hidden size".into());

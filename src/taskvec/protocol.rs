@@ -28,15 +28,17 @@ pub use super::evaluate::{
     SweepReport, evaluate, evaluate_at, evaluate_paired, paired_for, vector_for,
 };
 
-/// How the task is specified for extraction.
+/// How the task is specified for extraction (`--spec` on the command line, `spec` in the
+/// page's requests: `text`, `instruction`, `ensemble`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum Spec {
-    /// Text (or image) examples.
+    /// Examples (text or image).
     Text,
-    /// The task's instruction.
+    /// The instruction.
     Instruction,
-    /// Mean of the two.
+    /// Average of examples and instruction vectors.
     Ensemble,
 }
 

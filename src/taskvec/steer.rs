@@ -127,7 +127,7 @@ mod tests {
                 .to_string()
                 .contains("finite")
         );
-        assert!(Operator::parse("multiply").is_err());
-        assert_eq!(Operator::parse("add").unwrap(), Operator::Add);
+        assert!("multiply".parse::<Operator>().is_err());
+        assert_eq!("add".parse::<Operator>().unwrap(), Operator::Add);
     }
 }

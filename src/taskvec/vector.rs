@@ -4,15 +4,22 @@
 use super::steer::Steering;
 use crate::error::{Error, Result};
 
-/// Where an exemplar vector is read in its prompt.
+/// Where an exemplar vector is read in its prompt (`--read-at` on the command line, `read_at`
+/// in the page's requests and vector files).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ReadAt {
     /// The last demonstration's `A:` (the third `:` from the end of demonstrations + query):
     /// the paper's official code (`src_match = -3`).
     #[default]
+    #[cfg_attr(
+        not(target_arch = "wasm32"),
+        value(help = "The last demonstration's `A:` (the paper's code)")
+    )]
     Demo,
     /// The query's final `:` (the prompt's last token).
+    #[cfg_attr(not(target_arch = "wasm32"), value(help = "The query's final `:`"))]
     Query,
 }
 

@@ -8,6 +8,8 @@ use burn::tensor::Device;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
+use crate::model::device::Backend;
+
 #[cfg(feature = "wgpu")]
 use super::{js_err, perf_now, to_js};
 
@@ -145,13 +147,13 @@ pub async fn init_webgpu() -> Result<String, JsError> {
     Ok("webgpu".into())
 }
 
-pub(super) fn device(backend: &str) -> Result<Device, JsError> {
+/// The device of a backend: the CPU, or the WebGPU device [`init_webgpu`] made.
+pub(super) fn device(backend: Backend) -> Result<Device, JsError> {
     match backend {
-        "cpu" => Ok(Device::flex()),
-        "webgpu" => GPU
+        Backend::Cpu => Ok(Device::flex()),
+        Backend::Wgpu => GPU
             .with(|g| g.borrow().clone())
             .ok_or_else(|| JsError::new("WebGPU was not initialized (call initWebGpu first)")),
-        other => Err(JsError::new(&format!("unknown backend '{other}'"))),
     }
 }
 
@@ -162,7 +164,7 @@ pub(super) fn device(backend: &str) -> Result<Device, JsError> {
 #[cfg(feature = "wgpu")]
 #[wasm_bindgen(js_name = fusedCheck)]
 pub async fn fused_check(sizes: String, runs: usize) -> Result<JsValue, JsError> {
-    let dev = device("webgpu")?;
+    let dev = device(Backend::Wgpu)?;
     let (shapes, runs): (&[(usize, usize, usize)], usize) = match sizes.as_str() {
         // m = 1, 3 (rows kernel, partial), 5, 67 (tiled, partial tiles); n not a multiple of 8/64
         "check" => (&[(1, 70, 96), (3, 70, 96), (5, 130, 64), (67, 70, 96)], 0),

@@ -5,13 +5,21 @@ use wasm_bindgen::prelude::*;
 
 use crate::taskvec::{Example, Input, ReadAt, Spec, Task};
 
-/// One example from the page: text or image input, and the answer.
+/// A query from the page, and the input of an example: text, or an image (its file's bytes)
+/// with a label.
 #[derive(Deserialize)]
-pub(super) struct ExampleIn {
+pub(super) struct QueryIn {
     pub(super) text: Option<String>,
     #[serde(default, with = "serde_bytes_opt")]
     pub(super) image: Option<Vec<u8>>,
     pub(super) label: Option<String>,
+}
+
+/// One example from the page: its input (the fields of [`QueryIn`]) and the answer.
+#[derive(Deserialize)]
+pub(super) struct ExampleIn {
+    #[serde(flatten)]
+    pub(super) input: QueryIn,
     pub(super) output: String,
 }
 
@@ -22,7 +30,8 @@ mod serde_bytes_opt {
     }
 }
 
-impl ExampleIn {
+impl QueryIn {
+    /// The library's input: the image when there is one, else the trimmed text.
     pub(super) fn input(&self) -> Result<Input, JsError> {
         match (&self.text, &self.image) {
             (_, Some(bytes)) => Ok(Input::Image {
@@ -34,27 +43,6 @@ impl ExampleIn {
                 "an example or query has neither text nor an image",
             )),
         }
-    }
-}
-
-/// A query from the page.
-#[derive(Deserialize)]
-pub(super) struct QueryIn {
-    pub(super) text: Option<String>,
-    #[serde(default, with = "serde_bytes_opt")]
-    pub(super) image: Option<Vec<u8>>,
-    pub(super) label: Option<String>,
-}
-
-impl QueryIn {
-    pub(super) fn input(self) -> Result<Input, JsError> {
-        ExampleIn {
-            text: self.text,
-            image: self.image,
-            label: self.label,
-            output: String::new(),
-        }
-        .input()
     }
 }
 
@@ -106,7 +94,7 @@ impl TaskIn {
             .iter()
             .map(|e| {
                 Ok(Example {
-                    input: e.input()?,
+                    input: e.input.input()?,
                     output: e.output.trim().to_string(),
                 })
             })

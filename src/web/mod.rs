@@ -1,8 +1,9 @@
 //! The WebAssembly API (wasm-bindgen): a thin shell over the library for the page's worker.
 //! Data crosses as plain JS objects (serde-wasm-bindgen); errors become JS exceptions with the
-//! library's message. No logic of its own beyond argument conversion. One file per part of the
-//! API: [`gpu`] (WebGPU device and limits), [`inputs`] (the page's requests), [`vectors`]
-//! (vector files), [`tasks`] (menus); the model itself ([`WebModel`]) is here.
+//! library's message. The model itself ([`WebModel`]) is here, with the page's checks (the
+//! dense-kernel check, timing); the other parts of the API have a file each: [`gpu`] (WebGPU
+//! device and limits), [`inputs`] (the page's requests), [`vectors`] (vector files), [`tasks`]
+//! (menus).
 
 mod gpu;
 mod inputs;
@@ -19,6 +20,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::error::Error;
 use crate::loader::{LoadedModel, ModelFiles, load_with};
+use crate::model::device::Backend;
 use crate::taskvec::dataset::PairedTask;
 use crate::taskvec::extract::{ExtractRequest, extract_file};
 use crate::taskvec::protocol::evaluate_at;
@@ -123,7 +125,7 @@ fn progress_fn(cb: &Option<js_sys::Function>) -> impl FnMut(usize, usize) + '_ {
 #[wasm_bindgen]
 pub struct WebModel {
     m: LoadedModel,
-    backend: String,
+    backend: Backend,
 }
 
 /// Milliseconds from `performance.now()` (worker or window), else `Date.now()`.
@@ -143,7 +145,13 @@ fn perf_now() -> f64 {
 }
 
 fn weight_mode(w: Option<String>) -> Result<crate::weights::WeightMode, JsError> {
-    crate::weights::WeightMode::parse(w.as_deref().unwrap_or("auto")).map_err(js_err)
+    w.as_deref().unwrap_or("auto").parse().map_err(js_err)
+}
+
+/// The page's backend name (`webgpu` or `cpu`) parsed.
+fn backend(name: &str) -> Result<Backend, JsError> {
+    name.parse()
+        .map_err(|_| JsError::new(&format!("unknown backend '{name}'")))
 }
 
 #[wasm_bindgen]
@@ -158,13 +166,14 @@ impl WebModel {
         weights: Option<String>,
     ) -> Result<WebModel, JsError> {
         let mode = weight_mode(weights)?;
+        let backend = self::backend(&backend)?;
         #[cfg(feature = "wgpu")]
-        if backend == "webgpu" {
+        if backend == Backend::Wgpu {
             let mut files: Vec<&[u8]> = vec![&model];
             files.extend(mmproj.as_deref());
             check_webgpu_room(&files, mode)?;
         }
-        let m = load_with(ModelFiles::Gguf { model, mmproj }, &device(&backend)?, mode)
+        let m = load_with(ModelFiles::Gguf { model, mmproj }, &device(backend)?, mode)
             .map_err(js_err)?;
         Ok(WebModel { m, backend })
     }
@@ -180,35 +189,27 @@ impl WebModel {
         storage: Option<String>,
     ) -> Result<WebModel, JsError> {
         let mode = weight_mode(storage)?;
+        let backend = self::backend(&backend)?;
         let files = ModelFiles::HuggingFace {
             config,
             preprocessor,
             tokenizer,
             weights: vec![weights],
         };
-        let m = load_with(files, &device(&backend)?, mode).map_err(js_err)?;
+        let m = load_with(files, &device(backend)?, mode).map_err(js_err)?;
         Ok(WebModel { m, backend })
     }
 
     /// Model card: name, format, quantization, sizes, layers, hidden, vision, backend, threads.
     pub fn info(&self) -> Result<JsValue, JsError> {
-        #[derive(Serialize)]
-        struct Card<'a> {
-            #[serde(flatten)]
-            info: &'a crate::loader::ModelInfo,
-            backend: &'a str,
-            cpu_threads: usize,
-            resident_weight_bytes: usize,
-        }
-        to_js(&Card {
-            info: &self.m.info,
-            backend: &self.backend,
-            cpu_threads: if self.backend == "cpu" {
-                cpu_threads()
-            } else {
-                1
-            },
-            resident_weight_bytes: self.m.model.resident_bytes(),
+        let threads = match self.backend {
+            Backend::Cpu => cpu_threads(),
+            Backend::Wgpu => 1,
+        };
+        to_js(&crate::loader::ModelCard {
+            backend: Some(self.backend),
+            cpu_threads: Some(threads),
+            ..self.m.card()
         })
     }
 
@@ -415,7 +416,7 @@ impl WebModel {
         runs: usize,
         naive_sweep: bool,
     ) -> Result<JsValue, JsError> {
-        let name = format!("{} ({})", self.backend, self.m.info.storage);
+        let name = format!("{} ({})", self.backend.page_name(), self.m.info.storage);
         let r = crate::bench::bench(
             &self.m,
             &name,
@@ -439,7 +440,7 @@ impl WebModel {
         runs: usize,
         max_tokens: usize,
     ) -> Result<JsValue, JsError> {
-        let name = format!("{} ({})", self.backend, self.m.info.storage);
+        let name = format!("{} ({})", self.backend.page_name(), self.m.info.storage);
         let r = crate::bench::image_bench(&self.m, &name, &image, runs, max_tokens, &perf_now)
             .await
             .map_err(js_err)?;

@@ -27,7 +27,8 @@ pub fn export_vector(
     scale: Option<f32>,
 ) -> Result<Vec<u8>, JsError> {
     let f = VectorFile::from_json(&json).map_err(js_err)?;
-    crate::taskvec::export::export(&f, &format, layers.as_deref(), scale.unwrap_or(1.0))
+    let format = format.parse().map_err(js_err)?;
+    crate::taskvec::export::export(&f, format, layers.as_deref(), scale.unwrap_or(1.0))
         .map_err(js_err)
 }
 

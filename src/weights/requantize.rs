@@ -39,7 +39,8 @@ pub fn target_type(name: &str, dims: &[usize], stored: GgmlType, ty: GgmlType) -
     if !matrix {
         return stored;
     }
-    let head = matches!(name, "token_embd.weight" | "output.weight");
+    let head = super::names::from_gguf(name)
+        .is_some_and(|(p, n)| super::names::is_embedding_or_head(p, &n));
     if head && ty != GgmlType::Q8_0 {
         GgmlType::Q8_0
     } else {

@@ -37,16 +37,20 @@ const PANEL: usize = 64;
 /// `Int16`: every layer's residual stream of the real SmolLM2 stays within cosine 0.9999 of
 /// the `F32` reference (tests/integer.rs), where llama.cpp's 8-bit levels drift to 0.9985.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "wasm32"), derive(clap::ValueEnum))]
 pub enum Activations {
     /// f32 activations against dequantized weight blocks: the reference (transformers parity).
+    #[cfg_attr(not(target_arch = "wasm32"), value(name = "f32"))]
     F32,
     /// Activations quantized to 8-bit blocks per product (llama.cpp's Q8_1), integer dot
     /// products ([`integer`]), where the CPU has an integer kernel (x86-64 with AVX2 or
     /// AVX512-VNNI); the f32 path elsewhere.
+    #[cfg_attr(not(target_arch = "wasm32"), value(name = "int8"))]
     Int8,
     /// The same with 16-bit activation levels: 256 times finer, half the products per
     /// instruction.
     #[default]
+    #[cfg_attr(not(target_arch = "wasm32"), value(name = "int16"))]
     Int16,
 }
 

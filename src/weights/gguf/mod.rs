@@ -1,62 +1,20 @@
 //! GGUF v2/v3 container parser working on an in-memory byte slice (no filesystem, so it runs in
-//! wasm). Every length read from the header is checked against the bytes that remain, so a
-//! hostile header cannot make the parser allocate more than the file holds.
+//! wasm): the header and its tensor directory here, the metadata values in [`metadata`], the
+//! file as a tensor source in [`source`]. Every length read from the header is checked against
+//! the bytes that remain, so a hostile header cannot make the parser allocate more than the
+//! file holds.
+
+mod metadata;
+mod source;
 
 use std::collections::HashMap;
 
+pub use metadata::Value;
+use metadata::{Metadata, Reader};
+pub use source::GgufSource;
+
 use crate::error::{Error, Result};
 use crate::weights::quant::GgmlType;
-
-/// A metadata value as stored in GGUF.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Value {
-    /// Any unsigned integer type.
-    U64(u64),
-    /// Any signed integer type.
-    I64(i64),
-    /// f32 or f64.
-    F64(f64),
-    /// A boolean.
-    Bool(bool),
-    /// A UTF-8 string (invalid UTF-8 is replaced).
-    Str(String),
-    /// An array of values.
-    Array(Vec<Value>),
-}
-
-impl Value {
-    /// The value as an unsigned integer, when it is a non-negative integer.
-    pub fn as_u64(&self) -> Option<u64> {
-        match *self {
-            Value::U64(v) => Some(v),
-            Value::I64(v) if v >= 0 => Some(v as u64),
-            _ => None,
-        }
-    }
-    /// The value as a float, when numeric.
-    pub fn as_f64(&self) -> Option<f64> {
-        match *self {
-            Value::F64(v) => Some(v),
-            Value::U64(v) => Some(v as f64),
-            Value::I64(v) => Some(v as f64),
-            _ => None,
-        }
-    }
-    /// The value as a string slice.
-    pub fn as_str(&self) -> Option<&str> {
-        match self {
-            Value::Str(s) => Some(s),
-            _ => None,
-        }
-    }
-    /// The value as an array.
-    pub fn as_array(&self) -> Option<&[Value]> {
-        match self {
-            Value::Array(a) => Some(a),
-            _ => None,
-        }
-    }
-}
 
 /// Where one tensor lives in the file.
 #[derive(Debug, Clone)]
@@ -100,86 +58,6 @@ pub struct GgufHeader {
 /// The most tensors and metadata entries a file may declare.
 const MAX_ENTRIES: u64 = 1 << 20;
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.buf.len())
-            .ok_or_else(|| {
-                Error::load(format!(
-                    "GGUF header is truncated or corrupt: needs {n} bytes at offset {} but the file has {} (re-download the file)",
-                    self.pos,
-                    self.buf.len()
-                ))
-            })?;
-        let s = &self.buf[self.pos..end];
-        self.pos = end;
-        Ok(s)
-    }
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-    fn u8(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-    fn u32(&mut self) -> Result<u32> {
-        Ok(u32::from_le_bytes(self.take(4)?.try_into().unwrap()))
-    }
-    fn u64(&mut self) -> Result<u64> {
-        Ok(u64::from_le_bytes(self.take(8)?.try_into().unwrap()))
-    }
-    fn string(&mut self) -> Result<String> {
-        let n = self.u64()?;
-        if n > self.remaining() as u64 {
-            return Err(Error::load(format!(
-                "GGUF string length {n} exceeds the file (corrupt or truncated file)"
-            )));
-        }
-        Ok(String::from_utf8_lossy(self.take(n as usize)?).into_owned())
-    }
-    fn value(&mut self, ty: u32, depth: u32) -> Result<Value> {
-        Ok(match ty {
-            0 => Value::U64(self.u8()? as u64),
-            1 => Value::I64(self.u8()? as i8 as i64),
-            2 => Value::U64(u16::from_le_bytes(self.take(2)?.try_into().unwrap()) as u64),
-            3 => Value::I64(i16::from_le_bytes(self.take(2)?.try_into().unwrap()) as i64),
-            4 => Value::U64(self.u32()? as u64),
-            5 => Value::I64(self.u32()? as i32 as i64),
-            6 => Value::F64(f32::from_le_bytes(self.take(4)?.try_into().unwrap()) as f64),
-            7 => Value::Bool(self.u8()? != 0),
-            8 => Value::Str(self.string()?),
-            9 => {
-                if depth > 2 {
-                    return Err(Error::load("GGUF metadata arrays nested too deeply"));
-                }
-                let ety = self.u32()?;
-                let n = self.u64()?;
-                // Every element takes at least one byte: refuse counts the file cannot hold.
-                if n > self.remaining() as u64 {
-                    return Err(Error::load(format!(
-                        "GGUF array of {n} elements exceeds the file (corrupt file)"
-                    )));
-                }
-                let mut out = Vec::with_capacity(n as usize);
-                for _ in 0..n {
-                    out.push(self.value(ety, depth + 1)?);
-                }
-                Value::Array(out)
-            }
-            10 => Value::U64(self.u64()?),
-            11 => Value::I64(self.u64()? as i64),
-            12 => Value::F64(f64::from_le_bytes(self.take(8)?.try_into().unwrap())),
-            t => return Err(Error::load(format!("unknown GGUF metadata type {t}"))),
-        })
-    }
-}
-
 /// True when the bytes start with the GGUF magic.
 pub fn is_gguf(bytes: &[u8]) -> bool {
     bytes.len() >= 4 && &bytes[..4] == b"GGUF"
@@ -206,16 +84,10 @@ impl GgufHeader {
                 "GGUF header declares {n_tensors} tensors and {n_kv} metadata entries: corrupt file"
             )));
         }
-        let mut metadata = HashMap::new();
-        let mut metadata_spans = Vec::new();
-        for _ in 0..n_kv {
-            let start = r.pos;
-            let key = r.string()?;
-            let ty = r.u32()?;
-            let v = r.value(ty, 0)?;
-            metadata_spans.push((key.clone(), start..r.pos));
-            metadata.insert(key, v);
-        }
+        let Metadata {
+            values: metadata,
+            spans: metadata_spans,
+        } = Metadata::read(&mut r, n_kv)?;
         let mut infos = Vec::with_capacity(n_tensors.min(4096) as usize);
         for _ in 0..n_tensors {
             let name = r.string()?;
