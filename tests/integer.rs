@@ -9,8 +9,8 @@ mod common;
 
 use common::*;
 use taskvec::loader::{LoadOptions, LoadedModel};
+use taskvec::model::Intervention;
 use taskvec::model::qmatmul::Activations;
-use taskvec::model::{Intervention, KvCache, read_f32};
 use taskvec::taskvec::{Engine, Spec, Task, evaluate};
 
 fn with(activations: Activations) -> LoadedModel {
@@ -27,31 +27,13 @@ fn prompts() -> Vec<Vec<u32>> {
         .collect()
 }
 
-fn states(m: &LoadedModel, ids: &[u32]) -> Vec<f32> {
-    let x = m.model.embed(ids, &[]).unwrap();
-    let iv = Intervention {
-        capture: vec![ids.len() - 1],
-        ..Default::default()
-    };
-    let o = m
-        .model
-        .forward(x, KvCache::new(m.model.num_layers()), &iv)
-        .unwrap();
-    pollster::block_on(read_f32(o.hidden.unwrap())).unwrap()
-}
-
 fn greedy(m: &LoadedModel) -> Vec<Vec<u32>> {
     let g: serde_json::Value =
         serde_json::from_slice(&read(&fixture("smollm2/greedy.json"))).unwrap();
     g["input_ids"].as_array().unwrap()[..5]
         .iter()
         .map(|p| {
-            let ids: Vec<u32> = p
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
-                .collect();
+            let ids = json_ids(p);
             let x = m.model.embed(&ids, &[]).unwrap();
             pollster::block_on(m.model.generate(x, &Intervention::default(), 12, &[])).unwrap()
         })
@@ -64,7 +46,10 @@ fn compare(reference: &LoadedModel, other: &LoadedModel) -> (Vec<f64>, usize) {
     let d = reference.model.hidden_size();
     let mut per_layer = vec![1f64; reference.model.num_layers() + 1];
     for ids in prompts() {
-        let (a, b) = (states(reference, &ids), states(other, &ids));
+        let (a, b) = (
+            last_state(reference, &ids, &[]),
+            last_state(other, &ids, &[]),
+        );
         for (l, w) in per_layer.iter_mut().enumerate() {
             *w = w.min(cosine(&a[l * d..(l + 1) * d], &b[l * d..(l + 1) * d]));
         }

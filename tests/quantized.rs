@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use taskvec::loader::{LoadOptions, LoadedModel};
-use taskvec::model::{Intervention, KvCache, read_f32};
+use taskvec::model::Intervention;
 use taskvec::taskvec::{Engine, Spec, Task, evaluate};
 use taskvec::weights::{WeightMode, quant::GgmlType};
 
@@ -14,18 +14,7 @@ use taskvec::weights::{WeightMode, quant::GgmlType};
 fn last_states(m: &LoadedModel, prompts: &[(Vec<u32>, Vec<Vec<f32>>)]) -> Vec<Vec<f32>> {
     prompts
         .iter()
-        .map(|(ids, px)| {
-            let x = m.model.embed(ids, px).unwrap();
-            let iv = Intervention {
-                capture: vec![ids.len() - 1],
-                ..Default::default()
-            };
-            let o = m
-                .model
-                .forward(x, KvCache::new(m.model.num_layers()), &iv)
-                .unwrap();
-            pollster::block_on(read_f32(o.hidden.unwrap())).unwrap()
-        })
+        .map(|(ids, px)| last_state(m, ids, px))
         .collect()
 }
 
@@ -68,13 +57,7 @@ fn real_model_quantized_runs_match_the_dequantized_reference() {
         serde_json::from_slice(&read(&fixture("smollm2/greedy.json"))).unwrap();
     let greedy: Vec<Vec<u32>> = g["input_ids"].as_array().unwrap()[..5]
         .iter()
-        .map(|p| {
-            p.as_array()
-                .unwrap()
-                .iter()
-                .map(|v| v.as_u64().unwrap() as u32)
-                .collect()
-        })
+        .map(json_ids)
         .collect();
     let continue_all = |m: &LoadedModel| -> Vec<Vec<u32>> {
         greedy
@@ -188,6 +171,7 @@ fn tiny_vlm_quantized_on_load_matches_f32() {
             LoadOptions {
                 mode: q(ty),
                 device_blocks: true,
+                ..LoadOptions::default()
             },
         );
         for (kind, m) in [("host blocks", &host), ("device blocks", &device)] {
@@ -234,6 +218,7 @@ fn real_model_device_blocks_match_the_dequantized_reference() {
     let m = smollm2_opts(LoadOptions {
         mode: WeightMode::Auto,
         device_blocks: true,
+        ..LoadOptions::default()
     });
     assert_eq!(m.info.storage, "q4_1+q8_0");
     let resident = m.model.resident_bytes() as f64;

@@ -17,12 +17,7 @@ fn tokenizer_ids_equal_transformers() {
     let mut bad = Vec::new();
     for (s, want) in strings.iter().zip(cases["ids"].as_array().unwrap()) {
         let s = s.as_str().unwrap();
-        let want: Vec<u32> = want
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let want = json_ids(want);
         let got = m.tokenizer.encode(s).unwrap();
         if got != want {
             bad.push(format!("{s:?}: got {got:?} want {want:?}"));
@@ -86,18 +81,8 @@ fn greedy_continuations_equal_transformers() {
     let prompts = g["input_ids"].as_array().unwrap();
     let mut same = 0;
     for (p, want) in prompts.iter().zip(g["new_ids"].as_array().unwrap()) {
-        let ids: Vec<u32> = p
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
-        let want: Vec<u32> = want
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let ids = json_ids(p);
+        let want = json_ids(want);
         let x = m.model.embed(&ids, &[]).unwrap();
         let got =
             pollster::block_on(

@@ -30,6 +30,7 @@ struct Block {
 /// Projections of one input: a single product when their blocks can be put side by side
 /// ([`Linear::fuse`]: fewer, larger products), else one each.
 #[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)] // two per layer; boxing the layer buys nothing
 enum Projections {
     /// One layer and its parts' output widths and storage names.
     Fused(Linear, Vec<(usize, &'static str)>),

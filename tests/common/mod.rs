@@ -144,3 +144,28 @@ pub fn rel_err(a: &[f32], b: &[f32]) -> f64 {
         .fold(0f64, |m, (x, y)| m.max((*x as f64 - *y as f64).abs()))
         / scale
 }
+
+/// A JSON array of token ids.
+pub fn json_ids(v: &serde_json::Value) -> Vec<u32> {
+    v.as_array()
+        .expect("an array of ids")
+        .iter()
+        .map(|v| v.as_u64().expect("an id") as u32)
+        .collect()
+}
+
+/// Every layer's residual stream (embeddings + each layer) at the last position of a prompt
+/// (`px`: its images' pixel values).
+pub fn last_state(m: &LoadedModel, ids: &[u32], px: &[Vec<f32>]) -> Vec<f32> {
+    use taskvec::model::{Intervention, KvCache, read_f32};
+    let x = m.model.embed(ids, px).unwrap();
+    let iv = Intervention {
+        capture: vec![ids.len() - 1],
+        ..Default::default()
+    };
+    let o = m
+        .model
+        .forward(x, KvCache::new(m.model.num_layers()), &iv)
+        .unwrap();
+    pollster::block_on(read_f32(o.hidden.unwrap())).unwrap()
+}

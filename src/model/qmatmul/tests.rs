@@ -1,6 +1,7 @@
 use super::*;
 
-fn values(n: usize, seed: u32) -> Vec<f32> {
+/// Deterministic values in [-1, 1] (xorshift), for the kernel tests here and in `integer`.
+pub(super) fn values(n: usize, seed: u32) -> Vec<f32> {
     let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
     (0..n)
         .map(|_| {

@@ -1,18 +1,7 @@
 use super::*;
+use crate::model::qmatmul::tests::values;
 use crate::weights::blocks;
 use crate::weights::quant::{self, GgmlType};
-
-fn values(n: usize, seed: u32) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            (s % 20001) as f32 / 10000.0 - 1.0
-        })
-        .collect()
-}
 
 #[test]
 fn activation_blocks_follow_q8_1() {

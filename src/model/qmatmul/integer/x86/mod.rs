@@ -158,10 +158,7 @@ fn quantize_auto<T: Level>(x: &[f32], out: &mut QRows<T>) {
 }
 
 /// The quantizer for this CPU.
-pub(super) unsafe fn quantize<T: Level>(x: &[f32], out: &mut QRows<T>)
-where
-    T: BlockDot,
-{
+pub(super) unsafe fn quantize<T: BlockDot>(x: &[f32], out: &mut QRows<T>) {
     unsafe { T::quantize(x, out) }
 }
 
