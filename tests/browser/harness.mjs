@@ -51,7 +51,8 @@ export function browserHarness() {
     page.on("pageerror", (e) => problems.push("pageerror: " + e.message));
     page.on("dialog", async (d) => { problems.push("dialog: " + d.message()); await d.dismiss(); });
     page.on("request", (r) => { if (!r.url().startsWith(`http://127.0.0.1:${port}/`) && !r.url().startsWith("blob:") && !r.url().startsWith("data:")) problems.push("external request: " + r.url()); });
-    await page.goto(`${h.base}?${query}`);
+    // The page's modules load in parallel; on a busy 2-core machine that has taken over 30 s.
+    await page.goto(`${h.base}?${query}`, { timeout: 120000 });
     await page.waitForFunction(() => document.body.dataset.ready, null, { timeout: 120000 });
     assert.equal(await page.evaluate(() => document.body.dataset.ready), "1", await page.textContent("#model-error"));
     return { page, problems };

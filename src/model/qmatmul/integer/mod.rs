@@ -22,9 +22,6 @@
 
 use crate::weights::blocks::{BLOCK, Layout, f16_to_f32};
 
-/// Activation rows that share one pass over a group's blocks.
-const TILE: usize = 4;
-
 /// An activation level type: `i8` or `i16`.
 pub trait Level: Copy + Default + Send + Sync + 'static {
     /// The largest level (127, 32767).

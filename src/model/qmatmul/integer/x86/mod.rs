@@ -3,11 +3,14 @@
 
 use core::arch::x86_64::*;
 
-use super::{Interleaved, Level, QRows, TILE};
+use super::{Interleaved, Level, QRows};
 use crate::weights::blocks::BLOCK;
 
 mod isa;
 use isa::{Avx2, Isa, Vnni, Ymm, Zmm};
+
+/// Activation rows that share one pass over a group's blocks.
+const TILE: usize = 4;
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn group_zmm<T: BlockDot>(
