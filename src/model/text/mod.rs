@@ -4,12 +4,16 @@
 
 use std::ops::Range;
 
-use burn::tensor::{Device, Int, Tensor, TensorData, activation::silu};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+mod parts;
+mod sweep;
+
+use parts::{Chunk, Projections, RopeTables, repeat_kv, select_rows};
 
 use super::cache::KvCache;
 use super::config::TextConfig;
-use super::device::{bytes, on_host, upload};
-use super::host_ops;
+use super::device::{bytes, upload};
 use super::layers::{Linear, Matrix, attention, load_vec, rms_norm};
 use crate::error::{Error, Result};
 use crate::weights::{Part, TensorSource};
@@ -25,78 +29,6 @@ struct Block {
     /// Gate, up.
     gate_up: Projections,
     down: Linear,
-}
-
-/// Projections of one input: a single product when their blocks can be put side by side
-/// ([`Linear::fuse`]: fewer, larger products), else one each.
-#[derive(Debug, Clone)]
-#[allow(clippy::large_enum_variant)] // two per layer; boxing the layer buys nothing
-enum Projections {
-    /// One layer and its parts' output widths and storage names.
-    Fused(Linear, Vec<(usize, &'static str)>),
-    /// One layer per part.
-    Each(Vec<Linear>),
-}
-
-impl Projections {
-    fn new(parts: Vec<Linear>) -> Self {
-        match Linear::fuse(&parts) {
-            Some(l) => {
-                let widths = parts
-                    .iter()
-                    .map(|p| (p.out_dim(), p.weight.storage()))
-                    .collect();
-                Projections::Fused(l, widths)
-            }
-            None => Projections::Each(parts),
-        }
-    }
-
-    /// Each part's output for rows `x`.
-    fn forward(&self, x: Tensor<2>) -> Vec<Tensor<2>> {
-        match self {
-            Projections::Each(ls) => ls.iter().map(|l| l.forward(x.clone())).collect(),
-            Projections::Fused(l, widths) => {
-                let y = l.forward(x);
-                let m = y.dims()[0];
-                let mut at = 0;
-                widths
-                    .iter()
-                    .map(|&(w, _)| {
-                        at += w;
-                        y.clone().slice([0..m, at - w..at])
-                    })
-                    .collect()
-            }
-        }
-    }
-
-    /// `silu(gate) · up` of the two parts (one fused pass over the fused product's rows on
-    /// the CPU backend).
-    fn swiglu(&self, x: Tensor<2>) -> Tensor<2> {
-        if let Projections::Fused(l, _) = self
-            && on_host(&x.device())
-        {
-            return host_ops::swiglu(l.forward(x));
-        }
-        let [gate, up]: [Tensor<2>; 2] = self.forward(x).try_into().expect("gate, up");
-        silu(gate) * up
-    }
-
-    fn resident_bytes(&self) -> usize {
-        match self {
-            Projections::Fused(l, _) => l.resident_bytes(),
-            Projections::Each(ls) => ls.iter().map(Linear::resident_bytes).sum(),
-        }
-    }
-
-    /// Each part's storage type.
-    fn storage(&self) -> Vec<&'static str> {
-        match self {
-            Projections::Fused(_, widths) => widths.iter().map(|w| w.1).collect(),
-            Projections::Each(ls) => ls.iter().map(|l| l.weight.storage()).collect(),
-        }
-    }
 }
 
 /// Token embeddings: f32 rows on the device, or a quantized matrix (shared with a tied LM head).
@@ -469,158 +401,10 @@ impl TextModel {
         self.finish(l, x, a)
     }
 
-    /// The layer sweep's pass: the next position (after `cache`; input row `x`, [1, hidden]) with
-    /// its residual stream changed at the output of layer `patches[i].layer` by `patches[i]`,
-    /// every patch a branch of its own, all in one batched pass. Returns the branches' final
-    /// residual rows in patch order ([patches.len(), hidden]). Layers must increase along
-    /// `patches`; a patch's `position` is not used.
-    ///
-    /// Before its patch layer a branch is the unpatched stream, so layer l runs the branches
-    /// patched before l plus one shared unpatched row, and no layer runs after the last patch
-    /// for it: for one patch per layer, about half the row-layers of every branch through every
-    /// layer. The rows go through [`Self::block`] as a chunk at one position whose mask lets
-    /// each row see the cached prefix and itself.
-    pub fn run_sweep(
-        &self,
-        x: Tensor<2>,
-        cache: &KvCache,
-        patches: &[Replace],
-    ) -> Result<Tensor<2>> {
-        let c = &self.config;
-        let d = c.hidden_size;
-        let start = cache.len();
-        if start + 1 > c.max_positions {
-            return Err(Error::model(format!(
-                "position {start} exceeds the model's context of {}",
-                c.max_positions
-            )));
-        }
-        let ordered = patches.windows(2).all(|w| w[0].layer < w[1].layer);
-        if x.dims() != [1, d]
-            || !ordered
-            || patches
-                .iter()
-                .any(|r| r.layer >= c.num_layers || r.vector.dims() != [d])
-        {
-            return Err(Error::model(
-                "a sweep needs one input row and patches at increasing layers, one vector each",
-            ));
-        }
-        let Some(last) = patches.last() else {
-            return Ok(Tensor::zeros([0, d], &self.device));
-        };
-        let mut cache = cache.clone();
-        // The rows: the patched branches in patch order, then the unpatched stream (while a
-        // patch is still to come).
-        let mut rows = x;
-        let mut next = 0;
-        for l in 0..=last.layer {
-            let n = rows.dims()[0];
-            let chunk = self.branch_chunk(start, n);
-            rows = self.block(l, rows, &chunk, &mut cache, CacheMode::ReadOnly);
-            let Some(p) = patches.get(next).filter(|p| p.layer == l) else {
-                continue;
-            };
-            next += 1;
-            let unpatched = rows.clone().slice([n - 1..n, 0..d]);
-            let branch = Replace {
-                position: 0,
-                ..p.clone()
-            }
-            .apply(unpatched.clone());
-            let mut parts = vec![rows.slice([0..n - 1, 0..d]), branch];
-            if next < patches.len() {
-                parts.push(unpatched);
-            }
-            rows = Tensor::cat(parts, 0);
-        }
-        // Branches patched before the last layer continue through the remaining layers.
-        let chunk = self.branch_chunk(start, rows.dims()[0]);
-        for l in last.layer + 1..c.num_layers {
-            rows = self.block(l, rows, &chunk, &mut cache, CacheMode::ReadOnly);
-        }
-        Ok(rows)
-    }
-
-    /// `n` rows all at position `start` (one RoPE row, broadcast), each seeing the `start`
-    /// cached positions and itself.
-    fn branch_chunk(&self, start: usize, n: usize) -> Chunk {
-        let mut chunk = self.chunk(start, 1, false);
-        if n > 1 {
-            let total = start + n;
-            let mut m = vec![f32::NEG_INFINITY; n * total];
-            for i in 0..n {
-                m[i * total..i * total + start].fill(0.0);
-                m[i * total + start + i] = 0.0;
-            }
-            chunk.mask = Some(Tensor::from_data(
-                TensorData::new(m, [n, total]),
-                &self.device,
-            ));
-        }
-        chunk
-    }
-
     /// Final norm + LM head on residual rows ([n, hidden] → logits [n, vocab]); also the logit
     /// lens when applied to an intermediate layer's residual stream.
     pub fn logits(&self, h: Tensor<2>) -> Tensor<2> {
         self.lm_head
             .apply(rms_norm(h, &self.norm, self.config.rms_norm_eps))
     }
-}
-
-/// The positions one pass runs: RoPE tables `[1, len, head_dim]` and the causal mask.
-struct Chunk {
-    rope: RopeTables,
-    mask: Option<Tensor<2>>,
-}
-
-/// RoPE's cos and sin for a chunk's positions: `[1, len, head_dim]` tensors, and the same
-/// values in host memory for the CPU backend's fused kernel.
-struct RopeTables {
-    cos_t: Tensor<3>,
-    sin_t: Tensor<3>,
-    cos: Vec<f32>,
-    sin: Vec<f32>,
-}
-
-impl RopeTables {
-    /// Rotate-half RoPE on [heads, len, d].
-    fn apply(&self, x: Tensor<3>) -> Tensor<3> {
-        if on_host(&x.device()) {
-            return host_ops::rope(x, &self.cos, &self.sin);
-        }
-        let [h, len, d] = x.dims();
-        let x1 = x.clone().slice([0..h, 0..len, 0..d / 2]);
-        let x2 = x.clone().slice([0..h, 0..len, d / 2..d]);
-        let rot = Tensor::cat(vec![x2.neg(), x1], 2);
-        x * self.cos_t.clone() + rot * self.sin_t.clone()
-    }
-}
-
-/// Rows `pos` of `x` as a new [pos.len(), hidden] tensor.
-fn select_rows(x: &Tensor<2>, pos: &[usize], device: &Device) -> Tensor<2> {
-    let [len, d] = x.dims();
-    if pos.len() == len && pos.iter().enumerate().all(|(i, &p)| i == p) {
-        return x.clone();
-    }
-    if let [p] = pos {
-        return x.clone().slice([*p..*p + 1, 0..d]);
-    }
-    let idx: Vec<i64> = pos.iter().map(|&p| p as i64).collect();
-    x.clone().select(
-        0,
-        Tensor::<1, Int>::from_data(TensorData::new(idx, [pos.len()]), device),
-    )
-}
-
-/// Repeats each key/value head `n` times ([kv, T, d] → [kv·n, T, d]).
-fn repeat_kv(x: Tensor<3>, n: usize) -> Tensor<3> {
-    if n == 1 {
-        return x;
-    }
-    let [kv, t, d] = x.dims();
-    x.unsqueeze_dim::<4>(1)
-        .expand([kv, n, t, d])
-        .reshape([kv * n, t, d])
 }
