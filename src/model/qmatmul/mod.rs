@@ -55,26 +55,12 @@ pub enum Activations {
 }
 
 impl Activations {
-    /// Its name on the command line and in reports (`f32`, `int8`).
+    /// Its name on the command line (clap parses it) and in reports: `f32`, `int8`, `int16`.
     pub fn name(self) -> &'static str {
         match self {
             Activations::F32 => "f32",
             Activations::Int8 => "int8",
             Activations::Int16 => "int16",
-        }
-    }
-}
-
-impl std::str::FromStr for Activations {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "f32" => Ok(Activations::F32),
-            "int8" => Ok(Activations::Int8),
-            "int16" => Ok(Activations::Int16),
-            _ => Err(Error::model(format!(
-                "unknown activation mode '{s}' (expected f32, int8 or int16)"
-            ))),
         }
     }
 }
