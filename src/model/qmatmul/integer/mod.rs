@@ -140,7 +140,6 @@ pub struct Interleaved {
     rows: usize,
     cols: usize,
     kernel: Kernel,
-    group: usize,
     data: Vec<u8>,
 }
 
@@ -156,7 +155,6 @@ impl Interleaved {
             rows,
             cols,
             kernel,
-            group,
             data: vec![0u8; rows.div_ceil(group) * group * rb],
         };
         for r in 0..rows {
@@ -182,7 +180,10 @@ impl Interleaved {
             return None;
         }
         let rows = parts.iter().map(|p| p.rows).sum();
-        if parts.iter().all(|p| p.rows.is_multiple_of(p.group)) {
+        if parts
+            .iter()
+            .all(|p| p.rows.is_multiple_of(p.kernel.lanes()))
+        {
             return Some(Interleaved {
                 rows,
                 data: parts.iter().flat_map(|p| p.data.iter().copied()).collect(),
@@ -220,7 +221,7 @@ impl Interleaved {
         let l = &self.layout;
         let mut out = vec![0u8; self.cols / BLOCK * l.bytes];
         for (b, dst) in out.chunks_exact_mut(l.bytes).enumerate() {
-            places(l, self.group, self.cols, r, b, |at, len, from| {
+            places(l, self.kernel.lanes(), self.cols, r, b, |at, len, from| {
                 dst[at..at + len].copy_from_slice(&self.data[from..from + len])
             });
         }
@@ -230,7 +231,7 @@ impl Interleaved {
     /// `x · Wᵀ` for quantized activation rows: row-major `[x.rows, rows]`.
     pub fn matmul_t<T: Acts>(&self, x: &QRows<T>) -> Vec<f32> {
         assert_eq!(x.cols, self.cols, "int8 product: activation width");
-        let (m, n, g) = (x.rows, self.rows, self.group);
+        let (m, n, g) = (x.rows, self.rows, self.kernel.lanes());
         let groups = n.div_ceil(g);
         // About 32 tasks per product, whole groups each, but at least ~128K multiply-adds per
         // task: below that, waking the pool's threads costs more than it saves.
@@ -265,7 +266,7 @@ impl Interleaved {
     }
 
     fn group_blocks(&self, g: usize) -> &[u8] {
-        let gb = self.cols / BLOCK * self.group * self.layout.bytes;
+        let gb = self.cols / BLOCK * self.kernel.lanes() * self.layout.bytes;
         &self.data[g * gb..(g + 1) * gb]
     }
 }
@@ -391,7 +392,7 @@ fn portable_group<T: Level>(
     let l = &w.layout;
     let nb = w.cols / BLOCK;
     let blocks = w.group_blocks(g);
-    let lanes = w.group;
+    let lanes = w.kernel.lanes();
     let bb = lanes * l.bytes;
     // Activation value `v` of a block, wherever its level type stores it.
     let at = |v: usize| v / 4 * 4 + T::ORDER[v % 4];

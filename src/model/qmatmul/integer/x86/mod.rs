@@ -174,7 +174,7 @@ unsafe fn group<V: Isa, T: BlockDot>(
     out: &mut [f32],
     stride: usize,
 ) {
-    assert_eq!(w.group, V::LANES, "interleaved for another kernel");
+    assert_eq!(w.kernel.lanes(), V::LANES, "interleaved for another kernel");
     let blocks = w.group_blocks(g);
     let mut i = 0;
     unsafe {
