@@ -182,12 +182,10 @@ pub fn run(cli: Cli) -> Result<()> {
                 Backend::Wgpu => "wgpu",
             }
             .to_string();
-            if model.activations != crate::model::qmatmul::Activations::F32
-                && cli.device == Backend::Cpu
-            {
+            // What the loaded model's quantized products really use (none: f32 activations).
+            if let Some(a) = m.model.text.integer_activations() {
                 let kernel = crate::model::qmatmul::integer::Kernel::detect().name();
-                let acts = model.activations.name();
-                name.push_str(&format!(", {acts} activations ({kernel})"));
+                name.push_str(&format!(", {} activations ({kernel})", a.name()));
             }
             let name = name.as_str();
             if let Some(path) = image {
