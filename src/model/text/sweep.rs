@@ -2,7 +2,6 @@
 
 use burn::tensor::{Tensor, TensorData};
 
-use super::parts::Chunk;
 use super::{CacheMode, Replace, TextModel};
 use crate::error::{Error, Result};
 use crate::model::cache::KvCache;
@@ -53,9 +52,11 @@ impl TextModel {
         // patch is still to come).
         let mut rows = x;
         let mut next = 0;
+        // One RoPE row serves every branch and layer; the mask follows the row count.
+        let mut chunk = self.chunk(start, 1, false);
         for l in 0..=last.layer {
             let n = rows.dims()[0];
-            let chunk = self.branch_chunk(start, n);
+            chunk.mask = self.branch_mask(start, n);
             rows = self.block(l, rows, &chunk, &mut cache, CacheMode::ReadOnly);
             let Some(p) = patches.get(next).filter(|p| p.layer == l) else {
                 continue;
@@ -74,29 +75,24 @@ impl TextModel {
             rows = Tensor::cat(parts, 0);
         }
         // Branches patched before the last layer continue through the remaining layers.
-        let chunk = self.branch_chunk(start, rows.dims()[0]);
+        chunk.mask = self.branch_mask(start, rows.dims()[0]);
         for l in last.layer + 1..c.num_layers {
             rows = self.block(l, rows, &chunk, &mut cache, CacheMode::ReadOnly);
         }
         Ok(rows)
     }
 
-    /// `n` rows all at position `start` (one RoPE row, broadcast), each seeing the `start`
-    /// cached positions and itself.
-    fn branch_chunk(&self, start: usize, n: usize) -> Chunk {
-        let mut chunk = self.chunk(start, 1, false);
-        if n > 1 {
+    /// The mask of `n` rows all at position `start`: each sees the `start` cached positions and
+    /// itself (none needed for one row).
+    fn branch_mask(&self, start: usize, n: usize) -> Option<Tensor<2>> {
+        (n > 1).then(|| {
             let total = start + n;
             let mut m = vec![f32::NEG_INFINITY; n * total];
             for i in 0..n {
                 m[i * total..i * total + start].fill(0.0);
                 m[i * total + start + i] = 0.0;
             }
-            chunk.mask = Some(Tensor::from_data(
-                TensorData::new(m, [n, total]),
-                &self.device,
-            ));
-        }
-        chunk
+            Tensor::from_data(TensorData::new(m, [n, total]), &self.device)
+        })
     }
 }
