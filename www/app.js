@@ -34,7 +34,7 @@ const paper = initPaperPanel({ client, state });
 const phases = initPhasesPlot({ client });
 const compare = initComparePlots({ client });
 const apply = initApplyPanel({ client, onImageApply: (ms) => model.imageApplied(ms) });
-const library = initLibraryPanel({ client, onChange: async (entries) => { apply.vectorsChanged(entries); await compare.refresh(entries); } });
+const library = initLibraryPanel({ client, onChange: async (entries, chosen) => { apply.vectorsChanged(entries, chosen); await compare.refresh(entries); } });
 const task = initTaskPanel({ client, library, apply });
 const model = initModelPanel({
   client,

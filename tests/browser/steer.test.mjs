@@ -31,8 +31,21 @@ test("steering, arithmetic and the map in the page equal the CLI", { timeout: 90
   const jsons = await libraryJsons(page);
   const files = jsons.map((j, i) => { const f = join(work, `steer${i}.json`); writeFileSync(f, j); return f; });
 
+  // Each saved vector is the CLI's for the same examples (so a steering mismatch below is the
+  // steering's, not the extraction's).
+  jsons.forEach((j, i) => {
+    const got = JSON.parse(j), t = got.task;
+    const tsv = join(work, `steer-pairs${i}.tsv`), f = join(work, `steer-cli${i}.json`);
+    writeFileSync(tsv, t.examples.map((e) => `${e.input}\t${e.output}`).join("\n") + "\n");
+    const spec = t.spec === "instruction" ? ["--spec", "instruction", "--instruction", t.instruction] : ["--spec", "text"];
+    cli("extract", ...tiny, "--pairs", tsv, ...spec, "--prompts", String(t.prompts), "--seed", String(t.seed), ...(got.prompt_format.read_at ? ["--read-at", got.prompt_format.read_at] : []), "--out", f);
+    const want = JSON.parse(readFileSync(f, "utf8"));
+    got.vectors.forEach((row, l) => row.forEach((v, k) => close(v, want.vectors[l][k], 1e-4, `vector ${i} (${t.name}, ${t.spec}) layer ${l} [${k}]`)));
+  });
+
   // Steering: add-normalized × 0.75 at layers 1–3, every token, 6 tokens, side by side.
   await page.selectOption("#vector-choice", { index: 0 });
+  assert.equal(await page.inputValue("#vector-choice"), (await page.evaluate(async () => (await import("./store.js")).list()))[0].id, "the first saved vector is the one applied");
   await page.fill("#query-text", "Germany");
   await page.selectOption("#layer-choice", "1");
   await page.selectOption("#layer-to", "3");

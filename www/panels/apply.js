@@ -102,9 +102,11 @@ export function initApplyPanel({ client, onImageApply }) {
     $("layer-to").replaceChildren(...layerOptions(info.layers, opt("", "(one layer)")));
   }
 
-  /** The library's vectors in the menu (the chosen one kept, else the newest). */
-  function vectorsChanged(entries) {
-    if (!fillMenu($("vector-choice"), entries) && entries.length) $("vector-choice").value = entries[entries.length - 1].id;
+  /** The library's vectors in the menu: `chosen` if given, else the selected one kept, else the newest. */
+  function vectorsChanged(entries, chosen) {
+    const kept = fillMenu($("vector-choice"), entries);
+    if (chosen) $("vector-choice").value = chosen;
+    else if (!kept && entries.length) $("vector-choice").value = entries[entries.length - 1].id;
   }
 
   $("apply-btn").onclick = applyVector;
@@ -122,7 +124,6 @@ export function initApplyPanel({ client, onImageApply }) {
   return {
     modelChanged,
     vectorsChanged,
-    chooseVector: (id) => { $("vector-choice").value = id; },
     chooseLayer: (layer) => { $("layer-choice").value = String(layer); },
   };
 }

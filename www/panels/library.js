@@ -3,14 +3,17 @@
 import * as store from "../store.js";
 import { $, limits, el, fillMenu, showError, dropZone, download } from "../ui.js";
 
-/** Wires the panel; `onChange(entries)` is called with every new list of saved vectors. */
+/** Wires the panel; `onChange(entries, chosen)` is called with every new list of saved vectors. */
 export function initLibraryPanel({ client, onChange }) {
-  /** Saves a vector file's JSON text under `name`; returns its id. */
-  async function save(json, name) {
+  /**
+   * Saves a vector file's JSON text under `name`; returns its id. With `choose`, the other panels
+   * select it before its row shows, so a visible row means every panel is up to date.
+   */
+  async function save(json, name, { choose = false } = {}) {
     const summary = await client.call("inspect", { json });
     const id = "v" + Date.now().toString(36) + Math.random().toString(36).slice(2, 6);
     await store.put({ id, name, json, summary, saved: Date.now() });
-    await refresh();
+    await refresh(choose ? id : null);
     return id;
   }
 
@@ -53,12 +56,12 @@ export function initLibraryPanel({ client, onChange }) {
     return el("tr", {}, ...cells.map((c) => el("td", {}, c)), actions);
   }
 
-  /** Shows the saved vectors and tells the other panels. */
-  async function refresh() {
+  /** Tells the other panels (`chosen`: the id they should select, if any), then shows the saved vectors. */
+  async function refresh(chosen = null) {
     const entries = await store.list();
-    $("library").tBodies[0].replaceChildren(...entries.map(entryRow));
     for (const id of ["comb-a", "comb-b"]) fillMenu($(id), entries);
-    await onChange(entries);
+    await onChange(entries, chosen);
+    $("library").tBodies[0].replaceChildren(...entries.map(entryRow));
   }
 
   /** Saves `a ± k·b` from the arithmetic row (the library code of `taskvec combine`). */

@@ -3,7 +3,7 @@
 import * as plots from "../plots.js";
 import { $, state, text, opt, taskOption, el, showError, busy, progress, dropZone, readImage, promptsValue } from "../ui.js";
 
-/** Wires the panel. `library.save(json, name)` keeps an extracted vector; `apply` is the query panel. */
+/** Wires the panel. `library.save` keeps an extracted vector (and selects it for applying); `apply` is the query panel. */
 export function initTaskPanel({ client, library, apply }) {
   /** The examples table's rows in order: `{ tr, out, input }` for text, `{ tr, out, image, label, builtin }` for images. */
   let rows = [];
@@ -125,7 +125,7 @@ export function initTaskPanel({ client, library, apply }) {
   const extract = () => run("extract", async (req, json) => {
     state.last.vector = json;
     const kind = req.spec === "text" ? (req.examples.some((e) => e.image) ? "image examples" : "text examples") : req.spec;
-    apply.chooseVector(await library.save(json, `${req.name} · ${kind}`));
+    await library.save(json, `${req.name} · ${kind}`, { choose: true });
     text($("task-status"), "vector extracted and saved in the library");
   });
 
