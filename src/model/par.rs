@@ -2,7 +2,11 @@
 //! threaded build, a plain loop in the single-threaded wasm build.
 
 /// Runs `f(index, chunk)` over `chunk`-sized pieces of `data`, in parallel where threads exist.
-pub fn par_chunks(data: &mut [f32], chunk: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+pub fn par_chunks<T: Send>(
+    data: &mut [T],
+    chunk: usize,
+    f: impl Fn(usize, &mut [T]) + Sync + Send,
+) {
     // One piece: no trip through the pool (waking its threads costs more than small work).
     if data.len() <= chunk {
         if !data.is_empty() {
