@@ -69,3 +69,28 @@ export async function clearLibrary(page) {
 export function close(a, b, tol, what) {
   assert.ok(Math.abs(a - b) <= tol, `${what}: ${a} vs ${b}`);
 }
+
+/** A vector file without its creation time and tool. */
+export const strip = (j) => { const o = JSON.parse(j); delete o.created_at; delete o.created_by; return o; };
+
+/**
+ * Checks two files' vectors agree and then makes them identical so that the rest of the files
+ * can be compared exactly. They are the same Rust code on the CPU backend, but not bit for bit:
+ * the wasm build multiplies with gemm's simd128 kernels, the native build with AVX/FMA ones,
+ * which round differently (measured: ≤ 1e-5 relative on the tiny VLM).
+ */
+export function sameVectors(p, c) {
+  assert.equal(p.vectors.length, c.vectors.length, "layers");
+  let abs = 0, rel = 0;
+  p.vectors.forEach((row, l) => {
+    assert.equal(row.length, c.vectors[l].length, `hidden size at layer ${l}`);
+    row.forEach((x, i) => {
+      const y = c.vectors[l][i], e = Math.abs(x - y);
+      abs = Math.max(abs, e);
+      rel = Math.max(rel, e / (1 + Math.abs(y)));
+    });
+  });
+  assert.ok(rel <= 1e-5, `vectors: page and CLI differ by ${rel} (relative) at most`);
+  p.vectors = c.vectors;
+  return { abs, rel };
+}

@@ -5,7 +5,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync, readFileSync, mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { browserHarness, clearLibrary, root, tiny, out, work, cli, cliIn } from "./harness.mjs";
+import { browserHarness, clearLibrary, root, tiny, out, work, cli, cliIn, strip, sameVectors } from "./harness.mjs";
 
 const { open } = browserHarness();
 
@@ -28,30 +28,6 @@ async function runTable(page, { rows, tasks, seeds, prompts }) {
  * prints the shortest decimal of the f32 (0.11111111 vs 0.1111111119389534: the same f32). */
 const f32 = (v) => (typeof v === "number" ? Math.fround(v) : Array.isArray(v) ? v.map(f32) : v && typeof v === "object" ? Object.fromEntries(Object.entries(v).map(([k, x]) => [k, f32(x)])) : v);
 
-/** A vector file without its creation time and tool. */
-const strip = (j) => { const o = JSON.parse(j); delete o.created_at; delete o.created_by; return o; };
-
-/**
- * Checks two files' vectors agree and then makes them identical so that the rest of the files
- * can be compared exactly. They are the same Rust code on the CPU backend, but not bit for bit:
- * the wasm build multiplies with gemm's simd128 kernels, the native build with AVX/FMA ones,
- * which round differently (measured: ≤ 1e-5 relative on the tiny VLM).
- */
-function sameVectors(p, c) {
-  assert.equal(p.vectors.length, c.vectors.length, "layers");
-  let abs = 0, rel = 0;
-  p.vectors.forEach((row, l) => {
-    assert.equal(row.length, c.vectors[l].length, `hidden size at layer ${l}`);
-    row.forEach((x, i) => {
-      const y = c.vectors[l][i], e = Math.abs(x - y);
-      abs = Math.max(abs, e);
-      rel = Math.max(rel, e / (1 + Math.abs(y)));
-    });
-  });
-  assert.ok(rel <= 1e-5, `vectors: page and CLI differ by ${rel} (relative) at most`);
-  p.vectors = c.vectors;
-  return { abs, rel };
-}
 
 async function saveDownload(page, click, name) {
   const [d] = await Promise.all([page.waitForEvent("download"), click()]);

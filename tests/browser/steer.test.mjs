@@ -4,7 +4,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { writeFileSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { browserHarness, clearLibrary, close, tiny, out, work, cliJson, cli } from "./harness.mjs";
+import { browserHarness, clearLibrary, close, tiny, out, work, cliJson, cli, sameVectors } from "./harness.mjs";
 
 const { open } = browserHarness();
 
@@ -39,8 +39,7 @@ test("steering, arithmetic and the map in the page equal the CLI", { timeout: 90
     writeFileSync(tsv, t.examples.map((e) => `${e.input}\t${e.output}`).join("\n") + "\n");
     const spec = t.spec === "instruction" ? ["--spec", "instruction", "--instruction", t.instruction] : ["--spec", "text"];
     cli("extract", ...tiny, "--pairs", tsv, ...spec, "--prompts", String(t.prompts), "--seed", String(t.seed), ...(got.prompt_format.read_at ? ["--read-at", got.prompt_format.read_at] : []), "--out", f);
-    const want = JSON.parse(readFileSync(f, "utf8"));
-    got.vectors.forEach((row, l) => row.forEach((v, k) => close(v, want.vectors[l][k], 1e-4, `vector ${i} (${t.name}, ${t.spec}) layer ${l} [${k}]`)));
+    sameVectors(got, JSON.parse(readFileSync(f, "utf8")));
   });
 
   // Steering: add-normalized × 0.75 at layers 1–3, every token, 6 tokens, side by side.
