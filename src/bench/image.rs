@@ -4,6 +4,8 @@
 use super::{median, probe_matrix};
 use crate::error::{Error, Result};
 use crate::loader::LoadedModel;
+use crate::model::device::on_host;
+use crate::model::vision::EncoderPhases;
 use crate::model::{Intervention, KvCache, argmax_last, read_f32};
 use crate::taskvec::{Engine, Prompt, Task};
 
@@ -37,6 +39,9 @@ pub struct ImageBenchReport {
     pub estimated_apply_ms: f64,
     /// Timed runs per figure (median reported).
     pub runs: usize,
+    /// Where one more encoding's time goes (CPU backends; `None` on WebGPU, whose queue the
+    /// clock does not wait for).
+    pub vision_phases: Option<EncoderPhases>,
 }
 
 /// Multiply-adds ×2 of the vision encoder on one image: the layers' products and attention.
@@ -115,6 +120,13 @@ pub async fn image_bench(
         }
     }
     let [pre, vis, prefill, first, apply] = t.map(median);
+    let vision_phases = match (&model.vision, on_host(model.text.device())) {
+        (Some(vm), true) => {
+            let px = crate::preprocess::load_image(image, v, m.longest_edge)?;
+            Some(vm.encode_phases(&px, now)?)
+        }
+        _ => None,
+    };
     let estimate = estimate_apply(m, now).await?.map_or(f64::NAN, |e| e.ms);
     Ok(ImageBenchReport {
         backend: backend.into(),
@@ -129,6 +141,7 @@ pub async fn image_bench(
         max_tokens,
         estimated_apply_ms: estimate,
         runs,
+        vision_phases,
     })
 }
 

@@ -211,6 +211,23 @@ pub fn run(cli: Cli) -> Result<()> {
                         r.apply_ms, r.max_tokens
                     );
                     println!("apply, estimated     {:.1} ms", r.estimated_apply_ms);
+                    if let Some(p) = &r.vision_phases {
+                        println!(
+                            "encoder parts (ms)   layer norms {:.0}, qkv {:.0} ({:.1} GFLOP/s), \
+                             attention {:.0} ({:.1}), out {:.0}, mlp up + gelu {:.0} ({:.1}), \
+                             mlp down {:.0} ({:.1})",
+                            p.layer_norms,
+                            p.qkv,
+                            p.qkv_gflops,
+                            p.attention,
+                            p.attention_gflops,
+                            p.out,
+                            p.mlp_up,
+                            p.mlp_up_gflops,
+                            p.mlp_down,
+                            p.mlp_down_gflops
+                        );
+                    }
                 }
                 return Ok(());
             }

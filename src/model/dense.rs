@@ -43,17 +43,63 @@ impl PanelMatrix {
     /// Packs the PyTorch `[out, in]` matrix `w` (`n` rows of `k` values).
     pub fn from_out_in(w: &[f32], n: usize, k: usize) -> Self {
         assert_eq!(w.len(), n * k, "weight of {n}×{k} has {} values", w.len());
+        Self::from_rows(w, n, k, k)
+    }
+
+    /// Packs `n` output rows of `k` values each, row `j` at `w[j · ld ..]` (`ld ≥ k`): an
+    /// `[out, in]` matrix that is a column slice of a wider one (an attention head's keys).
+    pub fn from_rows(w: &[f32], n: usize, k: usize, ld: usize) -> Self {
+        assert!(
+            n == 0 || (ld >= k && w.len() >= (n - 1) * ld + k),
+            "{n} rows of {k}, {ld} apart"
+        );
         let np = n.div_ceil(NR);
         let mut panels = vec![0f32; np * k * NR];
         for (p, panel) in panels.chunks_mut(k * NR).enumerate() {
             for j in 0..NR.min(n - p * NR) {
-                let col = &w[(p * NR + j) * k..(p * NR + j + 1) * k];
+                let col = &w[(p * NR + j) * ld..(p * NR + j) * ld + k];
                 for (kk, &v) in col.iter().enumerate() {
                     panel[kk * NR + j] = v;
                 }
             }
         }
         PanelMatrix { k, n, panels }
+    }
+
+    /// Packs `k` input rows of `n` values each, row `i` at `w[i · ld ..]` (`ld ≥ n`): an
+    /// `[in, out]` matrix that is a column slice of a wider one (an attention head's values).
+    pub fn from_cols(w: &[f32], k: usize, n: usize, ld: usize) -> Self {
+        assert!(
+            k == 0 || (ld >= n && w.len() >= (k - 1) * ld + n),
+            "{k} rows of {n}, {ld} apart"
+        );
+        let np = n.div_ceil(NR);
+        let mut panels = vec![0f32; np * k * NR];
+        for (p, panel) in panels.chunks_mut(k * NR).enumerate() {
+            let (c0, c1) = (p * NR, (p * NR + NR).min(n));
+            for (kk, dst) in panel.chunks_mut(NR).enumerate() {
+                dst[..c1 - c0].copy_from_slice(&w[kk * ld + c0..kk * ld + c1]);
+            }
+        }
+        PanelMatrix { k, n, panels }
+    }
+
+    /// The matrices side by side (`[in, Σ out]`): `None` unless they share their depth and all
+    /// but the last fill whole panels.
+    pub fn concat(parts: &[&PanelMatrix]) -> Option<PanelMatrix> {
+        let (first, rest) = parts.split_first()?;
+        let (_, but_last) = parts.split_last()?;
+        if rest.iter().any(|p| p.k != first.k) || but_last.iter().any(|p| p.n % NR != 0) {
+            return None;
+        }
+        Some(PanelMatrix {
+            k: first.k,
+            n: parts.iter().map(|p| p.n).sum(),
+            panels: parts
+                .iter()
+                .flat_map(|p| p.panels.iter().copied())
+                .collect(),
+        })
     }
 
     /// `[in, out]`.
@@ -66,86 +112,116 @@ impl PanelMatrix {
         self.panels.len() * 4
     }
 
-    /// `x · W` for `m` rows of `x` (`[m, in]` row-major) → `[m, out]`.
+    /// Output width with the last panel's padding: rows of a [`PanelMatrix::product`] are
+    /// at least this far apart.
+    pub fn padded_width(&self) -> usize {
+        self.n.div_ceil(NR) * NR
+    }
+
+    /// `x · W` for `m` rows of `x` (`[m, in]` row-major) → `[m, out]`, in parallel over row
+    /// blocks.
     pub fn matmul(&self, x: &[f32], m: usize) -> Vec<f32> {
         let (k, n) = (self.k, self.n);
         assert_eq!(x.len(), m * k, "{m} rows of {k} values");
         if m == 0 || n == 0 {
             return vec![0f32; m * n];
         }
-        let ldy = n.div_ceil(NR) * NR;
-        let np = ldy / NR;
+        let ldy = self.padded_width();
         let mut y = vec![0f32; m * ldy];
         par_chunks(&mut y, ldy * ROWS_PER_TASK, |task, yc| {
-            let r0 = task * ROWS_PER_TASK;
             let rows = yc.len() / ldy;
-            for k0 in (0..k).step_by(KC) {
-                let kc = KC.min(k - k0);
-                for p in 0..np {
-                    let panel = &self.panels[p * k * NR + k0 * NR..p * k * NR + (k0 + kc) * NR];
-                    for t in (0..rows).step_by(MR) {
-                        let xs = &x[(r0 + t) * k + k0..];
-                        let ys = &mut yc[t * ldy + p * NR..];
-                        let tile = Tile {
-                            x: xs,
-                            ldx: k,
-                            panel,
-                            kc,
-                            y: ys,
-                            ldy,
-                            first: k0 == 0,
-                        };
-                        match rows - t {
-                            r if r >= MR => tile.run::<MR>(),
-                            1 => tile.run::<1>(),
-                            2 => tile.run::<2>(),
-                            3 => tile.run::<3>(),
-                            4 => tile.run::<4>(),
-                            5 => tile.run::<5>(),
-                            6 => tile.run::<6>(),
-                            _ => tile.run::<7>(),
-                        }
-                    }
-                }
-            }
+            self.product(&x[task * ROWS_PER_TASK * k..], k, rows, yc, ldy);
         });
         if ldy == n {
             return y;
         }
         y.chunks(ldy).flat_map(|r| &r[..n]).copied().collect()
     }
+
+    /// `y = x · W` on this thread for `m` rows of `x` (row `i` at `x[i · ldx ..]`, `ldx ≥ in`)
+    /// into rows of `y` [`PanelMatrix::padded_width`] values wide, `ldy` apart (the padding
+    /// columns get zeros).
+    pub fn product(&self, x: &[f32], ldx: usize, m: usize, y: &mut [f32], ldy: usize) {
+        let k = self.k;
+        let np = self.n.div_ceil(NR);
+        if m == 0 || np == 0 {
+            return;
+        }
+        assert!(
+            ldx >= k && x.len() >= (m - 1) * ldx + k,
+            "{m} rows of {k} values"
+        );
+        assert!(
+            ldy >= np * NR && y.len() >= (m - 1) * ldy + np * NR,
+            "{m} output rows"
+        );
+        if k == 0 {
+            y.chunks_mut(ldy).for_each(|r| r[..np * NR].fill(0.0));
+            return;
+        }
+        // The block's rows of x, packed tile by tile ([tile][depth][MR], rows past m zero):
+        // the kernel then reads one contiguous stream instead of MR rows ldx apart.
+        let tiles = m.div_ceil(MR);
+        let mut xp = vec![0f32; tiles * KC.min(k) * MR];
+        for k0 in (0..k).step_by(KC) {
+            let kc = KC.min(k - k0);
+            for (r, row) in x.chunks(ldx).take(m).enumerate() {
+                let dst = &mut xp[(r / MR) * kc * MR + r % MR..];
+                for (kk, &v) in row[k0..k0 + kc].iter().enumerate() {
+                    dst[kk * MR] = v;
+                }
+            }
+            for p in 0..np {
+                let panel = &self.panels[p * k * NR + k0 * NR..p * k * NR + (k0 + kc) * NR];
+                for t in 0..tiles {
+                    Tile {
+                        x: &xp[t * kc * MR..(t + 1) * kc * MR],
+                        panel,
+                        kc,
+                        y: &mut y[t * MR * ldy + p * NR..],
+                        ldy,
+                        rows: MR.min(m - t * MR),
+                        first: k0 == 0,
+                    }
+                    .run();
+                }
+            }
+        }
+    }
 }
 
-/// One register tile: `y[R, NR] (+)= x[R, kc] · panel[kc, NR]`.
+/// One register tile: `y[rows, NR] (+)= x[MR, kc] · panel[kc, NR]`, the first `rows` of the
+/// tile's [`MR`] rows stored.
 struct Tile<'a> {
-    /// Row 0 of x at the block's first depth; rows `ldx` apart.
+    /// The tile's rows of x for this depth block, packed `[kc][MR]`.
     x: &'a [f32],
-    ldx: usize,
     /// The panel's `kc × NR` values for this depth block.
     panel: &'a [f32],
     kc: usize,
     /// Row 0 of the tile in y; rows `ldy` apart.
     y: &'a mut [f32],
     ldy: usize,
+    /// Rows to store (≤ [`MR`]).
+    rows: usize,
     /// The first depth block stores the sums; later ones add to them.
     first: bool,
 }
 
 impl Tile<'_> {
-    /// Runs the tile for `R` rows (≤ [`MR`]).
+    /// Runs the tile.
     #[inline(always)]
-    fn run<const R: usize>(self) {
-        assert!(R >= 1 && R <= MR && self.kc >= 1);
-        assert!(self.x.len() > (R - 1) * self.ldx + self.kc - 1);
-        assert!(self.y.len() >= (R - 1) * self.ldy + NR);
+    fn run(self) {
+        assert!(self.rows >= 1 && self.rows <= MR && self.kc >= 1);
+        assert_eq!(self.x.len(), self.kc * MR);
         assert_eq!(self.panel.len(), self.kc * NR);
+        assert!(self.y.len() >= (self.rows - 1) * self.ldy + NR);
         #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
         // SAFETY: the assertions above bound every access below.
         unsafe {
-            self.fma::<R>()
+            self.fma()
         }
         #[cfg(not(all(target_arch = "wasm32", target_feature = "relaxed-simd")))]
-        self.portable::<R>()
+        self.portable()
     }
 
     /// The reference kernel: multiply, then add, in depth order.
@@ -153,18 +229,16 @@ impl Tile<'_> {
         all(target_arch = "wasm32", target_feature = "relaxed-simd"),
         allow(dead_code)
     )]
-    fn portable<const R: usize>(self) {
-        let mut acc = [[0f32; NR]; R];
-        for kk in 0..self.kc {
-            let b = &self.panel[kk * NR..(kk + 1) * NR];
-            for (i, a) in acc.iter_mut().enumerate() {
-                let xv = self.x[i * self.ldx + kk];
+    fn portable(self) {
+        let mut acc = [[0f32; NR]; MR];
+        for (xs, b) in self.x.chunks_exact(MR).zip(self.panel.chunks_exact(NR)) {
+            for (a, &xv) in acc.iter_mut().zip(xs) {
                 for (s, w) in a.iter_mut().zip(b) {
                     *s += xv * w;
                 }
             }
         }
-        for (i, a) in acc.iter().enumerate() {
+        for (i, a) in acc.iter().take(self.rows).enumerate() {
             let row = &mut self.y[i * self.ldy..i * self.ldy + NR];
             for (o, s) in row.iter_mut().zip(a) {
                 *o = if self.first { *s } else { *o + s };
@@ -172,33 +246,34 @@ impl Tile<'_> {
         }
     }
 
-    /// The relaxed-SIMD kernel: `R × V` vectors of sums, one fused multiply-add per weight
+    /// The relaxed-SIMD kernel: `MR × V` vectors of sums, one fused multiply-add per weight
     /// vector and row per depth step.
     ///
     /// # Safety
     /// The bounds asserted in [`Tile::run`].
     #[cfg(all(target_arch = "wasm32", target_feature = "relaxed-simd"))]
     #[inline(always)]
-    unsafe fn fma<const R: usize>(self) {
+    unsafe fn fma(self) {
         use core::arch::wasm32::*;
-        let mut acc = [[f32x4_splat(0.0); V]; R];
-        let (xp, bp) = (self.x.as_ptr(), self.panel.as_ptr());
-        for kk in 0..self.kc {
-            // SAFETY: kk < kc, so the panel row kk (NR values) and x[i·ldx + kk] are in bounds.
+        let mut acc = [[f32x4_splat(0.0); V]; MR];
+        let (mut xp, mut bp) = (self.x.as_ptr(), self.panel.as_ptr() as *const v128);
+        for _ in 0..self.kc {
+            // SAFETY: kc steps of MR x values and V weight vectors stay in the packed slices.
             unsafe {
-                let b = bp.add(kk * NR) as *const v128;
-                let bv: [v128; V] = core::array::from_fn(|j| v128_load(b.add(j)));
+                let bv: [v128; V] = core::array::from_fn(|j| v128_load(bp.add(j)));
                 for (i, a) in acc.iter_mut().enumerate() {
-                    let xv = f32x4_splat(*xp.add(i * self.ldx + kk));
+                    let xv = v128_load32_splat(xp.add(i) as *const u32);
                     for (s, w) in a.iter_mut().zip(&bv) {
                         *s = f32x4_relaxed_madd(xv, *w, *s);
                     }
                 }
+                xp = xp.add(MR);
+                bp = bp.add(V);
             }
         }
         let yp = self.y.as_mut_ptr();
-        for (i, a) in acc.iter().enumerate() {
-            // SAFETY: row i of the tile has NR values in y.
+        for (i, a) in acc.iter().take(self.rows).enumerate() {
+            // SAFETY: row i < rows of the tile has NR values in y.
             unsafe {
                 let o = yp.add(i * self.ldy) as *mut v128;
                 for (j, s) in a.iter().enumerate() {
@@ -260,6 +335,20 @@ mod tests {
         let p = PanelMatrix::from_out_in(&[0.5; 6], 2, 3);
         assert_eq!(p.dims(), [3, 2]);
         assert_eq!(p.matmul(&[1.0, 2.0, 3.0], 1), vec![3.0, 3.0]);
+        // Side by side: the product of the concatenation is the products next to each other.
+        let w: Vec<f32> = (0..40 * 7).map(|i| (i % 13) as f32 - 6.0).collect();
+        let (a, b) = (
+            PanelMatrix::from_out_in(&w[..16 * 7], 16, 7),
+            PanelMatrix::from_out_in(&w[16 * 7..], 24, 7),
+        );
+        let x: Vec<f32> = (0..3 * 7).map(|i| (i % 5) as f32).collect();
+        let ab = PanelMatrix::concat(&[&a, &b]).expect("whole panels");
+        assert_eq!(
+            ab.matmul(&x, 3),
+            PanelMatrix::from_out_in(&w, 40, 7).matmul(&x, 3)
+        );
+        let odd = PanelMatrix::from_out_in(&w[..5 * 7], 5, 7);
+        assert!(PanelMatrix::concat(&[&odd, &a]).is_none());
         assert!(
             PanelMatrix::from_out_in(&[], 0, 4)
                 .matmul(&[0.0; 8], 2)

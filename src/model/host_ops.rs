@@ -133,15 +133,16 @@ pub fn masked_softmax(x: Tensor<3>, mask: Option<&Tensor<2>>) -> Tensor<3> {
                         .zip(&m[r * t..(r + 1) * t])
                         .for_each(|(v, m)| *v += m);
                 }
-                softmax_row(row);
+                softmax_row(row, 1.0);
             }
         });
     }
     Tensor::from_data(TensorData::new(v, [h, s, t]), &device)
 }
 
-/// Softmax of one row in place (a row of only `-inf` gives NaN, as in PyTorch).
-fn softmax_row(row: &mut [f32]) {
+/// `softmax(scale · row)` in place, `scale > 0` (a row of only `-inf` gives NaN, as in
+/// PyTorch).
+pub fn softmax_row(row: &mut [f32], scale: f32) {
     let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
     let mut sum = 0f32;
     // Eight partial sums let the loop vectorize; the order differs from a serial sum by ~1 ulp.
@@ -149,12 +150,12 @@ fn softmax_row(row: &mut [f32]) {
     let mut chunks = row.chunks_exact_mut(8);
     for c in &mut chunks {
         for (v, p) in c.iter_mut().zip(part.iter_mut()) {
-            *v = exp(*v - max);
+            *v = exp((*v - max) * scale);
             *p += *v;
         }
     }
     for v in chunks.into_remainder() {
-        *v = exp(*v - max);
+        *v = exp((*v - max) * scale);
         sum += *v;
     }
     sum += part.iter().sum::<f32>();
@@ -255,7 +256,7 @@ mod tests {
         let m = row.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b as f64));
         let e: Vec<f64> = row.iter().map(|&v| (v as f64 - m).exp()).collect();
         let z: f64 = e.iter().sum();
-        softmax_row(&mut row);
+        softmax_row(&mut row, 1.0);
         for (a, b) in row.iter().zip(&e) {
             assert!(
                 (*a as f64 - b / z).abs() <= 1e-6 * (b / z) + 1e-12,

@@ -9,6 +9,7 @@ use super::dense::{self, PanelMatrix};
 use super::device::{bytes, download, on_host, upload};
 use super::host_ops;
 use super::packed::PackedMatrix;
+use super::panel_attention;
 use super::qmatmul::QuantMatrix;
 use crate::error::Result;
 use crate::weights::{HostTensor, Part, TensorSource, blocks};
@@ -203,8 +204,12 @@ impl Linear {
     }
 
     /// One layer computing all of `parts` (the same input, outputs side by side), when they
-    /// are bias-free host blocks of one type; `None` otherwise.
+    /// are bias-free host blocks of one type, or f32 panels ([`dense`]) with or without biases
+    /// alike; `None` otherwise.
     pub fn fuse(parts: &[Linear]) -> Option<Linear> {
+        if let Some(Matrix::Panels(_)) = parts.first().map(|p| &p.weight) {
+            return Self::fuse_panels(parts);
+        }
         let mut qs = Vec::with_capacity(parts.len());
         for p in parts {
             match (&p.weight, &p.bias) {
@@ -219,8 +224,40 @@ impl Linear {
         })
     }
 
+    fn fuse_panels(parts: &[Linear]) -> Option<Linear> {
+        let mut ws = Vec::with_capacity(parts.len());
+        let mut bs = Vec::with_capacity(parts.len());
+        for p in parts {
+            match &p.weight {
+                Matrix::Panels(w) => ws.push(w.as_ref()),
+                _ => return None,
+            }
+            bs.extend(p.bias.clone());
+        }
+        if !bs.is_empty() && bs.len() != parts.len() {
+            return None;
+        }
+        let w = PanelMatrix::concat(&ws)?;
+        let bias = (!bs.is_empty()).then(|| Tensor::cat(bs, 0));
+        Some(Linear {
+            weight: Matrix::Panels(Arc::new(w)),
+            bias,
+        })
+    }
+
     /// Applies the layer to rows of `x` ([rows, in] → [rows, out]).
     pub fn forward(&self, x: Tensor<2>) -> Tensor<2> {
+        // Panels: the bias added to the host rows (no second pass as a tensor op).
+        if let (Matrix::Panels(p), Some(b)) = (&self.weight, &self.bias) {
+            let b = download(b.clone());
+            return on_rows(x, p.dims()[1], |xs, m| {
+                let mut y = p.matmul(xs, m);
+                for row in y.chunks_exact_mut(b.len()) {
+                    row.iter_mut().zip(&b).for_each(|(v, b)| *v += b);
+                }
+                y
+            });
+        }
         let y = self.weight.apply(x);
         match &self.bias {
             Some(b) => y + b.clone().unsqueeze_dim::<2>(0),
@@ -304,6 +341,43 @@ impl LayerNorm {
         c * (var + self.eps).sqrt().recip() * self.weight.clone().unsqueeze_dim::<2>(0)
             + self.bias.clone().unsqueeze_dim::<2>(0)
     }
+}
+
+/// Unmasked self-attention over `heads` heads for rows `q` ([S, H·d]) and `k`, `v` ([T, H·d]),
+/// heads side by side in the columns: returns [S, H·d]. Where [`dense`]'s kernel is the fast
+/// product (the threaded browser build) and the tensors are host memory, the whole attention
+/// runs on it ([`panel_attention`]); elsewhere through [`attention`].
+pub fn self_attention(q: Tensor<2>, k: Tensor<2>, v: Tensor<2>, heads: usize) -> Tensor<2> {
+    let ([s, w], t) = (q.dims(), k.dims()[0]);
+    let d = w / heads;
+    if dense::preferred() && on_host(&q.device()) {
+        let device = q.device();
+        let [q, k, v] = [q, k, v].map(download);
+        let r = |data| panel_attention::Rows { data, ld: w };
+        let o = panel_attention::attention_rows(r(&q[..]), r(&k[..]), r(&v[..]), [s, t], heads, d);
+        return Tensor::from_data(TensorData::new(o, [s, w]), &device);
+    }
+    let split = |x: Tensor<2>, n: usize| x.reshape([n, heads, d]).swap_dims(0, 1);
+    attention(split(q, s), split(k, t), split(v, t), None)
+}
+
+/// [`self_attention`] on one `[S, 3·H·d]` matrix of queries, keys and values side by side
+/// (a fused projection's output).
+pub fn self_attention_fused(qkv: Tensor<2>, heads: usize) -> Tensor<2> {
+    let [s, w3] = qkv.dims();
+    let w = w3 / 3;
+    if dense::preferred() && on_host(&qkv.device()) {
+        let device = qkv.device();
+        let x = download(qkv);
+        let r = |o: usize| panel_attention::Rows {
+            data: &x[o..],
+            ld: w3,
+        };
+        let o = panel_attention::attention_rows(r(0), r(w), r(2 * w), [s, s], heads, w / heads);
+        return Tensor::from_data(TensorData::new(o, [s, w]), &device);
+    }
+    let part = |i: usize| qkv.clone().slice([0..s, i * w..(i + 1) * w]);
+    self_attention(part(0), part(1), part(2), heads)
 }
 
 /// Scaled dot-product attention for one sequence: q [H, S, d], k/v [H, T, d], optional additive

@@ -13,6 +13,7 @@ pub mod host_ops;
 pub mod intervention;
 pub mod layers;
 pub mod packed;
+pub mod panel_attention;
 pub mod par;
 pub mod qmatmul;
 pub mod text;
