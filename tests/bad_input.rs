@@ -2,7 +2,7 @@
 //! never a panic (exit 101), a hang or a huge allocation. Each case names the class, the input
 //! and a phrase the message must contain.
 
-mod common;
+use super::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,7 +1,7 @@
 //! The CLI's fixed contracts, run as a user would: `generate`, `hidden`, `sweep --json`,
 //! `bench --json` (and `--image`), and a clear error with a non-zero exit (never a panic) on bad input.
 
-mod common;
+use super::common;
 
 use std::process::Command;
 

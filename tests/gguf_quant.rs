@@ -1,7 +1,7 @@
 //! GGUF parsing and dequantization of every supported storage type against gguf-py's
 //! reference dequantizer (`tests/fixtures/make_quant_blocks.py`).
 
-mod common;
+use super::common;
 
 use common::*;
 use taskvec::weights::GgufSource;

@@ -5,7 +5,7 @@
 //! 8-bit levels). 16-bit levels keep every layer's cosine ≥ 0.9999; llama.cpp's 8-bit levels do
 //! not (0.9985 at the last layer, measured), which is why they are not the default.
 
-mod common;
+use super::common;
 
 use common::*;
 use taskvec::loader::{LoadOptions, LoadedModel};

@@ -3,7 +3,7 @@
 //! distinct image), the read position, image-demonstration vectors against states captured
 //! directly, the built-in paired data, refusals, and the real SmolLM2's text rows.
 
-mod common;
+use super::common;
 
 use std::collections::HashSet;
 

@@ -2,7 +2,7 @@
 //! f32 reference — on the real SmolLM2 (its own Q4_1/Q8_0 blocks, and requantized to Q8_0 /
 //! Q4_0 / Q4_1) and on the tiny VLM (quantized on load from f32 safetensors).
 
-mod common;
+use super::common;
 
 use common::*;
 use taskvec::loader::{LoadOptions, LoadedModel};

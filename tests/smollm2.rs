@@ -2,7 +2,7 @@
 //! `tests/fixtures/make_smollm2_ref.py`): tokenizer ids, every layer's last-position hidden
 //! state, logits and greedy continuations (the task-vector protocol on it: `tests/paper.rs`).
 
-mod common;
+use super::common;
 
 use common::*;
 use taskvec::model::{Intervention, KvCache, read_f32};

@@ -2,7 +2,7 @@
 //! random SmolVLM against transformers forward hooks (tests/fixtures/make_steering_ref.py), and
 //! the identities: add at scale 0 is the unpatched run, replace at scale 1 is the paper's patch.
 
-mod common;
+use super::common;
 
 use burn::tensor::Device;
 use common::*;

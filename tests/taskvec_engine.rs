@@ -3,7 +3,7 @@
 //! transformers hook, the fast sweep equals the naive one at every layer, and the JSON format
 //! round-trips and refuses every kind of bad file.
 
-mod common;
+use super::common;
 
 use burn::tensor::Device;
 use common::*;

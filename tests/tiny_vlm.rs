@@ -3,7 +3,7 @@
 //! logits, a patched forward, greedy generation, tokenizer ids and image preprocessing.
 //! Fixtures: `tests/fixtures/make_tiny_vlm.py`.
 
-mod common;
+use super::common;
 
 use burn::tensor::Device;
 use common::*;

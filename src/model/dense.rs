@@ -53,14 +53,21 @@ impl PanelMatrix {
             n == 0 || (ld >= k && w.len() >= (n - 1) * ld + k),
             "{n} rows of {k}, {ld} apart"
         );
+        Self::from_row_fn(n, k, |j, row| row.copy_from_slice(&w[j * ld..j * ld + k]))
+    }
+
+    /// Packs `n` output rows of `k` values each, `fill(j, row)` writing row `j` (`k` values,
+    /// a buffer that stays in cache) before it is spread into its panel: a quantized matrix
+    /// dequantized straight into panels.
+    pub fn from_row_fn(n: usize, k: usize, mut fill: impl FnMut(usize, &mut [f32])) -> Self {
         let np = n.div_ceil(NR);
         let mut panels = vec![0f32; np * k * NR];
-        for (p, panel) in panels.chunks_mut(k * NR).enumerate() {
-            for j in 0..NR.min(n - p * NR) {
-                let col = &w[(p * NR + j) * ld..(p * NR + j) * ld + k];
-                for (kk, &v) in col.iter().enumerate() {
-                    panel[kk * NR + j] = v;
-                }
+        let mut row = vec![0f32; k];
+        for j in 0..n {
+            fill(j, &mut row);
+            let panel = &mut panels[(j / NR) * k * NR + j % NR..];
+            for (kk, &v) in row.iter().enumerate() {
+                panel[kk * NR] = v;
             }
         }
         PanelMatrix { k, n, panels }

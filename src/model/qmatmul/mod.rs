@@ -236,6 +236,23 @@ impl QuantMatrix {
         quant::dequantize(self.layout.ty, data)
     }
 
+    /// Rows `r0..r0 + rows`, dequantized straight into [`dense`]'s panels, one row at a time.
+    fn panels(&self, r0: usize, rows: usize) -> PanelMatrix {
+        let rb = self.row_bytes();
+        match &self.store {
+            Store::Rows(d) => PanelMatrix::from_row_fn(rows, self.cols, |j, out| {
+                let r = &d[(r0 + j) * rb..(r0 + j + 1) * rb];
+                for (blk, o) in r
+                    .chunks_exact(self.layout.bytes)
+                    .zip(out.chunks_exact_mut(BLOCK))
+                {
+                    self.layout.dequantize(blk, o);
+                }
+            }),
+            _ => PanelMatrix::from_out_in(&self.dequant_rows(r0, rows), rows, self.cols),
+        }
+    }
+
     /// Rows `ids`, dequantized, row-major `[ids.len(), cols]` (an embedding lookup).
     pub fn gather(&self, ids: &[usize]) -> Vec<f32> {
         let mut out = Vec::with_capacity(ids.len() * self.cols);
@@ -290,10 +307,10 @@ impl QuantMatrix {
         let parts: Vec<Vec<f32>> = par_map(panels, |p| {
             let r0 = p * PANEL;
             let w = (n - r0).min(PANEL);
-            let panel = self.dequant_rows(r0, w);
             if dense::preferred() {
-                return PanelMatrix::from_out_in(&panel, w, k).matmul(x, m);
+                return self.panels(r0, w).matmul(x, m);
             }
+            let panel = self.dequant_rows(r0, w);
             let mut dst = vec![0f32; m * w];
             // SAFETY: every pointer/stride pair stays inside its buffer: dst is [m, w] row-major,
             // x is [m, k] row-major, and the panel ([w, k] row-major) is read as [k, w].

@@ -56,6 +56,15 @@ fn both_kernels_equal_a_product_with_the_dequantized_matrix() {
         }
         assert_eq!(q.gather(&[7, 0])[..k], dense[7 * k..8 * k]);
         assert_eq!(int.gather(&[7, 0])[..k], dense[7 * k..8 * k]);
+        // Dequantized straight into panels (the threaded browser build's prefill): the panels
+        // of the dequantized rows, exactly.
+        let x = values(5 * k, 3);
+        for m in [&q, &int] {
+            assert_eq!(
+                m.panels(13, 21).matmul(&x, 5),
+                PanelMatrix::from_out_in(&dense[13 * k..34 * k], 21, k).matmul(&x, 5)
+            );
+        }
         // The portable kernel (wasm, CPUs without AVX2) agrees with the dispatched one.
         let x = values(2 * k, 5);
         let xsum: Vec<f32> = x.chunks_exact(BLOCK).map(|c| c.iter().sum()).collect();
