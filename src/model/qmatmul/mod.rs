@@ -246,6 +246,9 @@ impl QuantMatrix {
                     .chunks_exact(self.layout.bytes)
                     .zip(out.chunks_exact_mut(BLOCK))
                 {
+                    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+                    simd128::dequantize(&self.layout, blk, o);
+                    #[cfg(not(all(target_arch = "wasm32", target_feature = "simd128")))]
                     self.layout.dequantize(blk, o);
                 }
             }),

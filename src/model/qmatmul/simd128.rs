@@ -38,6 +38,44 @@ fn widen_i8(v: v128) -> [v128; 4] {
     ]
 }
 
+/// [`Layout::dequantize`] of one block into `out` (32 values), the same operations lane by
+/// lane: `q · d + m` with a minimum, `(q − bias) · d` without.
+#[inline(always)]
+pub fn dequantize(l: &Layout, blk: &[u8], out: &mut [f32]) {
+    assert!(blk.len() >= l.bytes && out.len() >= BLOCK);
+    assert!(l.levels_at + if l.bits == 8 { 32 } else { 16 } <= l.bytes);
+    // SAFETY: the level bytes end at `bytes` (asserted), out has 32 values; wasm loads and
+    // stores may be unaligned.
+    let q: [v128; 8] = unsafe {
+        let p = blk.as_ptr().add(l.levels_at) as *const v128;
+        if l.bits == 8 {
+            let [a, b, c, e] = widen_i8(v128_load(p));
+            let [f, g, h, i] = widen_i8(v128_load(p.add(1)));
+            [a, b, c, e, f, g, h, i]
+        } else {
+            let q = v128_load(p);
+            let [a, b, c, e] = widen_u8(v128_and(q, u8x16_splat(0x0F)));
+            let [f, g, h, i] = widen_u8(u8x16_shr(q, 4));
+            [a, b, c, e, f, g, h, i]
+        }
+    };
+    let (d, m, bias) = (
+        f32x4_splat(l.scale(blk)),
+        f32x4_splat(l.min(blk)),
+        f32x4_splat(l.bias),
+    );
+    let op = out.as_mut_ptr() as *mut v128;
+    for (k, q) in q.into_iter().enumerate() {
+        let v = if l.has_min {
+            f32x4_add(f32x4_mul(q, d), m)
+        } else {
+            f32x4_mul(f32x4_sub(q, bias), d)
+        };
+        // SAFETY: k < 8: values 4k .. 4k + 4 of out's 32.
+        unsafe { v128_store(op.add(k), v) };
+    }
+}
+
 /// One weight row dotted with `x` (see [`super::portable::row_dot`]).
 #[inline(always)]
 pub fn row_dot(l: &Layout, row: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
