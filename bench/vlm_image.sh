@@ -59,6 +59,17 @@ for (const r of rows) {
   const be = r.config.startsWith("native") ? "burn flex (x86, AVX2/AVX-512 via gemm)" : r.config.startsWith("webgpu") ? "WebGPU (SwiftShader: emulated on the CPU)" : r.build === "single" ? "wasm CPU, single-threaded fallback build (simd128, gemm)" : "wasm CPU, threaded build (relaxed SIMD, panel kernel)";
   o.push(`| ${where} | ${be} | ${r.threads ?? "–"} | ${f(p.vision_ms)} | ${p.vision_gflops.toFixed(1)} | ${f(p.image_prefill_ms)} | ${f(p.first_token_ms)} | ${f(p.apply_ms)} | ${f(p.estimated_apply_ms)} |`);
 }
+const withParts = rows.filter((r) => r.ok && r.report.vision_phases && !r.earlier);
+if (withParts.length) {
+  o.push("", "Where one more encoding's time goes (`vision_phases`: ms summed over the 12 layers, and GFLOP/s of each part's products; CPU backends only):", "");
+  o.push("| where | threads | layer norms | q, k, v | attention | out | MLP up + GELU | MLP down |");
+  o.push("|---|---:|---:|---:|---:|---:|---:|---:|");
+  const ms = (x) => x.toFixed(0), rate = (x, g) => `${ms(x)} (${g.toFixed(1)})`;
+  for (const r of withParts) {
+    const p = r.report.vision_phases;
+    o.push(`| ${r.config.startsWith("native") ? "native" : r.build === "single" ? "page, fallback build" : "page, threaded build"} | ${r.threads ?? "–"} | ${ms(p.layer_norms)} | ${rate(p.qkv, p.qkv_gflops)} | ${rate(p.attention, p.attention_gflops)} | ${ms(p.out)} | ${rate(p.mlp_up, p.mlp_up_gflops)} | ${rate(p.mlp_down, p.mlp_down_gflops)} |`);
+  }
+}
 const get = (c) => rows.find((r) => r.config === c && r.ok);
 const n1 = get("native:auto:1"), n2 = get("native:auto:2"), w1 = get("cpu:auto:1"), w2 = get("cpu:auto:2"), ws = get("cpu:auto:1:single");
 o.push("");
