@@ -38,15 +38,14 @@ fn widen_i8(v: v128) -> [v128; 4] {
     ]
 }
 
-/// [`Layout::dequantize`] of one block into `out` (32 values), the same operations lane by
-/// lane: `q · d + m` with a minimum, `(q − bias) · d` without.
+/// The block's 32 levels as stored (unbiased), in value order, as eight f32x4 vectors
+/// ([`Layout::levels`]).
 #[inline(always)]
-pub fn dequantize(l: &Layout, blk: &[u8], out: &mut [f32]) {
-    assert!(blk.len() >= l.bytes && out.len() >= BLOCK);
-    assert!(l.levels_at + if l.bits == 8 { 32 } else { 16 } <= l.bytes);
-    // SAFETY: the level bytes end at `bytes` (asserted), out has 32 values; wasm loads and
-    // stores may be unaligned.
-    let q: [v128; 8] = unsafe {
+fn levels(l: &Layout, blk: &[u8]) -> [v128; 8] {
+    assert!(blk.len() >= l.bytes && l.levels_at + if l.bits == 8 { 32 } else { 16 } <= l.bytes);
+    // SAFETY: the level bytes (32 for 8 bits, 16 for 4 bits) end inside `blk` (asserted); wasm
+    // loads may be unaligned.
+    unsafe {
         let p = blk.as_ptr().add(l.levels_at) as *const v128;
         if l.bits == 8 {
             let [a, b, c, e] = widen_i8(v128_load(p));
@@ -58,7 +57,15 @@ pub fn dequantize(l: &Layout, blk: &[u8], out: &mut [f32]) {
             let [f, g, h, i] = widen_u8(u8x16_shr(q, 4));
             [a, b, c, e, f, g, h, i]
         }
-    };
+    }
+}
+
+/// [`Layout::dequantize`] of one block into `out` (32 values), the same operations lane by
+/// lane: `q · d + m` with a minimum, `(q − bias) · d` without.
+#[inline(always)]
+pub fn dequantize(l: &Layout, blk: &[u8], out: &mut [f32]) {
+    assert!(out.len() >= BLOCK);
+    let q = levels(l, blk);
     let (d, m, bias) = (
         f32x4_splat(l.scale(blk)),
         f32x4_splat(l.min(blk)),
@@ -85,22 +92,9 @@ pub fn row_dot(l: &Layout, row: &[u8], x: &[f32], xsum: &[f32]) -> f32 {
     let mut offset = 0f32;
     for b in 0..nb {
         let blk = &row[b * bb..(b + 1) * bb];
-        // SAFETY: wasm loads may be unaligned; every load stays inside `blk` (its level bytes,
-        // 32 for 8 bits, 16 for 4 bits, end at `bb`) or inside x's 32 values of block b
-        // (asserted above).
-        let w: [v128; 8] = unsafe {
-            let p = blk.as_ptr().add(l.levels_at) as *const v128;
-            if l.bits == 8 {
-                let [a, b2, c, e] = widen_i8(v128_load(p));
-                let [f, g, h, i] = widen_i8(v128_load(p.add(1)));
-                [a, b2, c, e, f, g, h, i]
-            } else {
-                let q = v128_load(p);
-                let [a, b2, c, e] = widen_u8(v128_and(q, u8x16_splat(0x0F)));
-                let [f, g, h, i] = widen_u8(u8x16_shr(q, 4));
-                [a, b2, c, e, f, g, h, i]
-            }
-        };
+        let w = levels(l, blk);
+        // SAFETY: wasm loads may be unaligned; the loads below stay inside x's 32 values of
+        // block b (asserted above).
         let xp = unsafe { x.as_ptr().add(b * BLOCK) } as *const v128;
         let mut p = [f32x4_splat(0.0); 2];
         for (k, wk) in w.iter().enumerate() {
