@@ -119,6 +119,68 @@ fn fast_sweep_equals_naive_sweep_at_every_layer() {
     }
 }
 
+#[test]
+fn answers_branching_from_one_prefill_equal_whole_runs() {
+    use taskvec::model::{Intervention, KvCache, Operator};
+    use taskvec::taskvec::Steering;
+    let m = tiny_vlm_safetensors(&Device::flex());
+    let e = Engine::new(&m);
+    let v = some_vector(&m);
+    let steer = Steering {
+        op: Operator::Add,
+        scale: -8.0,
+        layers: Some([0, 3]),
+        every_token: true,
+    };
+    for q in [
+        Prompt::zero_shot(&png("image_a.png")),
+        Prompt::zero_shot(&Input::Text("Germany".into())),
+    ] {
+        let refs: Vec<&[u8]> = q.images.iter().map(Vec::as_slice).collect();
+        let (ids, x) = m.embed_prompt(&q.text, &refs).unwrap();
+        let prefix = e.prefix(&q).unwrap();
+        assert_eq!(prefix.len, ids.len());
+        let mut runs = Vec::new();
+        for s in [None, Some(Steering::at(2)), Some(steer.clone())] {
+            let mut iv = Intervention::default();
+            if let Some(s) = &s {
+                iv.patches = s.patches(&v, s.layers.unwrap(), ids.len() - 1);
+                iv.every_token = s.every_token;
+            }
+            // The whole prompt in one pass, then greedy decoding (no early stop).
+            let whole = m.model.forward(x.clone(), KvCache::new(4), &iv).unwrap();
+            let want = pollster::block_on(m.model.continue_streaming(
+                whole.logits,
+                whole.cache,
+                &iv,
+                6,
+                &[],
+                &mut |_| {},
+            ))
+            .unwrap();
+            // Twice from the same prefix: branching must leave it as it was.
+            for _ in 0..2 {
+                let got = pollster::block_on(e.continuation_from(
+                    &prefix,
+                    s.as_ref().map(|s| (&v, s)),
+                    6,
+                    false,
+                    &mut |_| {},
+                ))
+                .unwrap();
+                assert_eq!(got.ids, want, "steering {s:?}");
+            }
+            runs.push(want);
+        }
+        // The steered runs must differ from the plain one, or this would test nothing.
+        assert_ne!(runs[0], runs[2], "steering changed nothing");
+        let a = pollster::block_on(e.first_token(&q)).unwrap();
+        let b = pollster::block_on(e.first_token_from(&prefix)).unwrap();
+        assert_eq!(a.token, b.token);
+        assert!((a.prob - b.prob).abs() < 1e-5, "{} vs {}", a.prob, b.prob);
+    }
+}
+
 fn file_for(m: &taskvec::loader::LoadedModel, v: &TaskVector) -> VectorFile {
     let rec = TaskRecord {
         name: "<img src=x onerror=alert(1)>".into(),

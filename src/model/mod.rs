@@ -376,11 +376,26 @@ impl Model {
         stop: &[u32],
         on_token: &mut dyn FnMut(&[u32]),
     ) -> Result<Vec<u32>> {
-        let mut iv = iv.clone();
-        iv.all_logits = false;
-        iv.capture.clear();
-        let out = self.forward(x, KvCache::new(self.num_layers()), &iv)?;
-        let (mut logits, mut cache) = (out.logits, out.cache);
+        let mut run = iv.clone();
+        run.all_logits = false;
+        run.capture.clear();
+        let out = self.forward(x, KvCache::new(self.num_layers()), &run)?;
+        self.continue_streaming(out.logits, out.cache, iv, max_new, stop, on_token)
+            .await
+    }
+
+    /// Greedy decoding after a forward pass that left `logits` (its last row picks the first
+    /// new token) and `cache`: appends up to `max_new` tokens, stopping after any id in `stop`.
+    /// With `iv.every_token` each new position gets the patches of `iv`'s last patched one.
+    pub async fn continue_streaming(
+        &self,
+        mut logits: Tensor<2>,
+        mut cache: KvCache,
+        iv: &Intervention,
+        max_new: usize,
+        stop: &[u32],
+        on_token: &mut dyn FnMut(&[u32]),
+    ) -> Result<Vec<u32>> {
         let mut new = Vec::new();
         while new.len() < max_new {
             let next = argmax_last(logits).await?;

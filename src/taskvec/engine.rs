@@ -40,6 +40,17 @@ pub fn top_k(v: &[f32], k: usize) -> Vec<usize> {
     idx
 }
 
+/// A prompt run up to its last token ([`Engine::prefix`]): the keys and values of every
+/// earlier position and the last position's input row, to branch from without re-running.
+pub struct Prefix {
+    /// Tokens in the whole prompt.
+    pub len: usize,
+    /// The last position's input embedding, [1, hidden].
+    last: Tensor<2>,
+    /// Keys and values of positions `0..len - 1` (cloning shares them).
+    cache: KvCache,
+}
+
 /// Task-vector operations on one loaded model.
 pub struct Engine<'a> {
     /// The model.
@@ -290,19 +301,57 @@ impl<'a> Engine<'a> {
         stop_at_eos: bool,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Answer> {
+        let q = self.prefix(prompt)?;
+        self.continuation_from(&q, steer, max_new, stop_at_eos, on_text)
+            .await
+    }
+
+    /// Runs `prompt` up to (not including) its last token: every continuation, first token
+    /// and sweep of that prompt can branch from the result, since patches and steering touch
+    /// only the last position and later ones (attention is causal).
+    pub fn prefix(&self, prompt: &Prompt) -> Result<Prefix> {
         let (ids, x) = self.embed(prompt)?;
+        let (n, d) = (ids.len(), self.m.model.hidden_size());
+        if n == 0 {
+            return Err(Error::TaskVector("the prompt is empty".into()));
+        }
+        let cache = if n > 1 {
+            self.m
+                .model
+                .forward(
+                    x.clone().slice([0..n - 1, 0..d]),
+                    KvCache::new(self.m.model.num_layers()),
+                    &Intervention::default(),
+                )?
+                .cache
+        } else {
+            KvCache::new(self.m.model.num_layers())
+        };
+        Ok(Prefix {
+            len: n,
+            last: x.slice([n - 1..n, 0..d]),
+            cache,
+        })
+    }
+
+    /// [`Self::continuation_streaming`] branching from a [`Prefix`] (left unchanged).
+    pub async fn continuation_from(
+        &self,
+        q: &Prefix,
+        steer: Option<(&TaskVector, &Steering)>,
+        max_new: usize,
+        stop_at_eos: bool,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Answer> {
         let mut iv = Intervention::default();
         if let Some((v, s)) = steer {
             self.check_vector(v)?;
             let layers = s.resolve(usize::MAX, v.num_layers())?;
-            iv.patches = s.patches(v, layers, ids.len() - 1);
+            iv.patches = s.patches(v, layers, q.len - 1);
             iv.every_token = s.every_token;
         }
-        let first =
-            self.m
-                .model
-                .forward(x.clone(), KvCache::new(self.m.model.num_layers()), &iv)?;
-        let probs = softmax(&read_f32(first.logits).await?);
+        let first = self.m.model.forward(q.last.clone(), q.cache.clone(), &iv)?;
+        let probs = softmax(&read_f32(first.logits.clone()).await?);
         let top = top_k(&probs, 5)
             .into_iter()
             .map(|i| Ok((self.m.tokenizer.decode(&[i as u32])?, probs[i])))
@@ -321,7 +370,7 @@ impl<'a> Engine<'a> {
         let mut new = self
             .m
             .model
-            .generate_streaming(x, &iv, max_new, stop, &mut stream)
+            .continue_streaming(first.logits, first.cache, &iv, max_new, stop, &mut stream)
             .await?;
         if stop_at_eos && new.last().is_some_and(|t| self.m.tokenizer.eos.contains(t)) {
             new.pop();
@@ -348,27 +397,17 @@ impl<'a> Engine<'a> {
     /// last token, then the last token once per patch layer, all layers batched in one pass.
     pub async fn sweep(&self, prompt: &Prompt, v: &TaskVector) -> Result<Vec<LayerPrediction>> {
         self.check_vector(v)?;
-        let (ids, x) = self.embed(prompt)?;
-        let n = ids.len();
-        let d = self.m.model.hidden_size();
-        let cache = if n > 1 {
-            let prefix = x.clone().slice([0..n - 1, 0..d]);
+        self.sweep_from(&self.prefix(prompt)?, v).await
+    }
+
+    /// [`Self::sweep`] branching from a [`Prefix`].
+    pub async fn sweep_from(&self, q: &Prefix, v: &TaskVector) -> Result<Vec<LayerPrediction>> {
+        self.check_vector(v)?;
+        let logits = read_f32(
             self.m
                 .model
-                .forward(
-                    prefix,
-                    KvCache::new(self.m.model.num_layers()),
-                    &Intervention::default(),
-                )?
-                .cache
-        } else {
-            KvCache::new(self.m.model.num_layers())
-        };
-        let logits = read_f32(self.m.model.sweep_next(
-            x.slice([n - 1..n, 0..d]),
-            &v.layers,
-            &cache,
-        )?)
+                .sweep_next(q.last.clone(), &v.layers, &q.cache)?,
+        )
         .await?;
         let vocab = logits.len() / v.num_layers();
         logits
@@ -376,6 +415,15 @@ impl<'a> Engine<'a> {
             .enumerate()
             .map(|(l, row)| self.prediction(l, row))
             .collect()
+    }
+
+    /// Greedy first token of an unpatched prompt, branching from a [`Prefix`].
+    pub async fn first_token_from(&self, q: &Prefix) -> Result<LayerPrediction> {
+        let o = self
+            .m
+            .model
+            .forward(q.last.clone(), q.cache.clone(), &Intervention::default())?;
+        self.prediction(usize::MAX, &read_f32(o.logits).await?)
     }
 
     /// The same as [`Engine::sweep`] by one full patched forward pass per layer (the paper's
@@ -444,16 +492,17 @@ impl<'a> Engine<'a> {
             layers: Some(layers),
             ..steer.clone()
         };
-        let q = Prompt::zero_shot(input);
+        // The patched and zero-shot answers and the sweep all branch from one prefill.
+        let q = self.prefix(&Prompt::zero_shot(input))?;
         // The paper's patch answers and stops; steering shows both continuations at full length.
         let stop = steering.is_paper();
         let patched = self
-            .continuation_streaming(&q, Some((&v, &steering)), max_new, stop, &mut |t| {
+            .continuation_from(&q, Some((&v, &steering)), max_new, stop, &mut |t| {
                 on_text("patched", t)
             })
             .await?;
         let zero_shot = self
-            .continuation_streaming(&q, None, max_new, stop, &mut |t| on_text("zero_shot", t))
+            .continuation_from(&q, None, max_new, stop, &mut |t| on_text("zero_shot", t))
             .await?;
         let demos: Vec<Example> = f
             .task
@@ -478,7 +527,7 @@ impl<'a> Engine<'a> {
                 .await?,
             )
         };
-        let sweep = self.sweep(&q, &v).await?;
+        let sweep = self.sweep_from(&q, &v).await?;
         Ok(ApplyReport {
             layer: layers[0],
             steering,

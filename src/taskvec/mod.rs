@@ -17,7 +17,7 @@ pub mod task;
 pub mod vector;
 
 pub use dataset::{Item, Modality, PairedTask};
-pub use engine::{Answer, ApplyReport, Engine, LayerPrediction, ReadAt, TaskVector};
+pub use engine::{Answer, ApplyReport, Engine, LayerPrediction, Prefix, ReadAt, TaskVector};
 pub use format::VectorFile;
 pub use protocol::{Extraction, Spec, SweepReport, evaluate};
 pub use steer::Steering;

@@ -20,7 +20,7 @@ use rand::rngs::StdRng;
 use sha2::{Digest, Sha256};
 
 use super::dataset::{Item, Modality, PairedTask};
-use super::engine::{DEMOS, Engine, ReadAt, TaskVector};
+use super::engine::{DEMOS, Engine, Prefix, ReadAt, TaskVector};
 use super::task::{Example, Input, Prompt, draw_demos, is_correct};
 use crate::error::{Error, Result};
 
@@ -155,10 +155,13 @@ pub type Progress<'a> = &'a mut dyn FnMut(usize, usize, &str);
 
 /// Remembers first tokens and sweeps by prompt (and vector), so rows, seeds and experiments
 /// that share a measurement compute it once.
+/// The latest swept query's prefill is kept too, so that its zero-shot first token branches
+/// from it instead of running the prompt again.
 #[derive(Default)]
 pub struct Memo {
     first: HashMap<[u8; 32], String>,
     sweeps: HashMap<([u8; 32], [u8; 32]), Vec<String>>,
+    prefix: Option<([u8; 32], Prefix)>,
 }
 
 fn prompt_key(p: &Prompt) -> [u8; 32] {
@@ -187,7 +190,10 @@ impl Memo {
         if let Some(t) = self.first.get(&k) {
             return Ok(t.clone());
         }
-        let t = e.first_token(p).await?.text;
+        let t = match &self.prefix {
+            Some((pk, q)) if *pk == k => e.first_token_from(q).await?.text,
+            _ => e.first_token(p).await?.text,
+        };
         self.first.insert(k, t.clone());
         Ok(t)
     }
@@ -197,7 +203,17 @@ impl Memo {
         if let Some(t) = self.sweeps.get(&k) {
             return Ok(t.clone());
         }
-        let t: Vec<String> = e.sweep(p, v).await?.into_iter().map(|p| p.text).collect();
+        let pk = prompt_key(p);
+        if self.prefix.as_ref().is_none_or(|(k, _)| *k != pk) {
+            self.prefix = Some((pk, e.prefix(p)?));
+        }
+        let q = &self.prefix.as_ref().expect("just set").1;
+        let t: Vec<String> = e
+            .sweep_from(q, v)
+            .await?
+            .into_iter()
+            .map(|p| p.text)
+            .collect();
         self.sweeps.insert(k, t.clone());
         Ok(t)
     }
@@ -386,6 +402,13 @@ pub async fn run_seed(
     for (i, it) in test.iter().enumerate() {
         let qi = it.input(exp.target).expect("usable");
         let q = Prompt::zero_shot(&qi);
+        // The sweep first: the zero-shot first token then branches from its prefill.
+        if let Some(v) = &v {
+            for (l, t) in memo.sweep(target, &q, v).await?.iter().enumerate() {
+                patched[l].push(is_correct(t, &it.output, ic));
+            }
+            tick("patched", 1);
+        }
         if needs.base {
             base.push(is_correct(&memo.first(target, &q).await?, &it.output, ic));
             tick("no context", 1);
@@ -394,12 +417,6 @@ pub async fn run_seed(
             let p = Prompt::few_shot(&draw_demos(&pool, Some(i), &qi, DEMOS, &mut rng), &qi);
             icl.push(is_correct(&memo.first(target, &p).await?, &it.output, ic));
             tick("in context", 1);
-        }
-        if let Some(v) = &v {
-            for (l, t) in memo.sweep(target, &q, v).await?.iter().enumerate() {
-                patched[l].push(is_correct(t, &it.output, ic));
-            }
-            tick("patched", 1);
         }
     }
     let run = SeedRun {
