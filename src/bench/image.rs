@@ -150,7 +150,7 @@ pub async fn image_bench(
 /// [`ImageBenchReport::apply_ms`] divided by a measured matrix-product rate.
 #[derive(Debug, serde::Serialize)]
 pub struct ApplyEstimate {
-    /// Arithmetic of one image apply, GFLOP (vision encoder; three prompts, 24 decoded tokens
+    /// Arithmetic of one image apply, GFLOP (vision encoder; two prompts, 24 decoded tokens
     /// and the sweep through the text model).
     pub gflop: f64,
     /// Rate of a `[1024, 768] · [768, 768]` product (a vision layer's shape) on this device,
@@ -185,9 +185,10 @@ pub async fn estimate_apply(
     let (d, f) = (c.hidden_size as f64, c.intermediate_size as f64);
     let kv = (c.num_kv_heads * c.head_dim) as f64;
     let per_token = c.num_layers as f64 * (2.0 * d * d + 2.0 * d * kv + 3.0 * d * f);
-    // Three prompts of the image + ~10 text tokens (the in-context one ~40 more), 3 × 8
+    // Two prompts of the image + ~10 text tokens (the query, whose prefill the patched and
+    // zero-shot answers and the sweep share, and the in-context one with ~40 more), 3 × 8
     // decoded tokens, and the sweep's one branch row per layer; the LM head on ~30 rows.
-    let tokens = 3.0 * (v.tokens_per_image() as f64 + 10.0) + 40.0 + 24.0 + c.num_layers as f64;
+    let tokens = 2.0 * (v.tokens_per_image() as f64 + 10.0) + 40.0 + 24.0 + c.num_layers as f64;
     let flop = vision_flops(v) + 2.0 * per_token * tokens + 2.0 * 60.0 * d * c.vocab_size as f64;
     let dev = m.model.text.device();
     let (a, b) = (probe_matrix(1024, 768, dev), probe_matrix(768, 768, dev));

@@ -123,10 +123,10 @@ impl Model {
     /// The vision encoder + connector output for one preprocessed image:
     /// [tokens_per_image, hidden].
     pub fn image_features(&self, pixels: &[f32]) -> Result<Tensor<2>> {
-        self.vision
-            .as_ref()
-            .ok_or_else(|| Error::model("this model has no vision encoder: it cannot take images"))?
-            .features(pixels)
+        let v = self.vision.as_ref().ok_or_else(|| {
+            Error::model("this model has no vision encoder: it cannot take images")
+        })?;
+        self.on_pool(|| v.features(pixels))
     }
 
     /// Input embeddings from token ids and already computed image features (one
@@ -223,6 +223,24 @@ impl Model {
     /// a fresh prompt), applying the intervention. Captured positions and patch positions are
     /// absolute; captured positions must lie in this run.
     pub fn forward(
+        &self,
+        x: Tensor<2>,
+        cache: KvCache,
+        iv: &Intervention,
+    ) -> Result<ForwardOutput> {
+        self.on_pool(|| self.forward_here(x, cache, iv))
+    }
+
+    /// Runs `f` on the CPU thread pool when the model computes on the host ([`par::pooled`]).
+    fn on_pool<R: Send>(&self, f: impl FnOnce() -> R + Send) -> R {
+        if device::on_host(self.device()) {
+            par::pooled(f)
+        } else {
+            f()
+        }
+    }
+
+    fn forward_here(
         &self,
         x: Tensor<2>,
         cache: KvCache,
@@ -335,9 +353,11 @@ impl Model {
                 vector: Tensor::from_data(TensorData::new(v.clone(), [d]), self.device()),
             })
             .collect();
-        Ok(self
-            .text
-            .logits(self.text.run_sweep(next, cache, &replace)?))
+        self.on_pool(|| {
+            Ok(self
+                .text
+                .logits(self.text.run_sweep(next, cache, &replace)?))
+        })
     }
 
     /// Logit lens: final norm + LM head applied to residual-stream rows ([n][hidden]), giving

@@ -40,3 +40,15 @@ pub fn par_map<T: Send>(n: usize, f: impl Fn(usize) -> T + Sync + Send) -> Vec<T
     #[cfg(all(target_arch = "wasm32", not(feature = "threads")))]
     (0..n).map(f).collect()
 }
+
+/// Runs `f` on one of the pool's threads (at once if this is one), so that the parallel loops
+/// inside split their work between the pool's threads directly. From any other thread each loop
+/// is handed to the pool and waited for, two thread switches per loop: in a decoding step's
+/// hundreds of small products that cost as much as the products themselves.
+pub fn pooled<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    #[cfg(any(not(target_arch = "wasm32"), feature = "threads"))]
+    if rayon::current_thread_index().is_none() {
+        return rayon::scope(|_| f());
+    }
+    f()
+}
