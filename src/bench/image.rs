@@ -164,13 +164,16 @@ pub struct ApplyEstimate {
 /// How much longer an apply takes than its products alone would at the measured rate:
 /// normalization, softmax, GELU, attention's products, the text model's quantized products and
 /// reads. Measured on a 2-core x86 machine with the random real-size SmolVLM-256M
-/// (bench/VLM_IMAGE.md, 2026-12-07): 1.43× in the page's threaded build (1 and 2 threads, the
-/// rate being its panel kernel's), 1.27× in the single-threaded fallback build, 2.6× natively
-/// (whose f32 products are so fast that the rest weighs more).
-const OTHER_WORK: f64 = if cfg!(target_arch = "wasm32") {
-    1.4
+/// (bench/VLM_IMAGE.md, 2026-12-07, after the apply's answers came to share one prefill):
+/// 1.23× (1 thread) and 1.40× (2 threads) in the page's threaded build, the rate being its
+/// panel kernel's; 1.08× in the single-threaded fallback build; 1.9–2.2× natively (whose f32
+/// products are so fast that the rest weighs more).
+const OTHER_WORK: f64 = if cfg!(all(target_arch = "wasm32", feature = "threads")) {
+    1.3
+} else if cfg!(target_arch = "wasm32") {
+    1.1
 } else {
-    2.6
+    2.0
 };
 
 /// Estimates an image apply on `m` (None for a text-only model): see [`ApplyEstimate`].
