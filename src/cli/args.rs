@@ -26,13 +26,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-impl Cli {
-    /// Whether the command is `serve` (a server, which computes nothing itself).
-    pub fn serves(&self) -> bool {
-        matches!(self.command, Command::Serve { .. })
-    }
-}
-
 /// Where the model comes from.
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {

@@ -203,9 +203,8 @@ impl Memo {
         if let Some(t) = self.sweeps.get(&k) {
             return Ok(t.clone());
         }
-        let pk = prompt_key(p);
-        if self.prefix.as_ref().is_none_or(|(k, _)| *k != pk) {
-            self.prefix = Some((pk, e.prefix(p)?));
+        if self.prefix.as_ref().is_none_or(|(pk, _)| *pk != k.1) {
+            self.prefix = Some((k.1, e.prefix(p)?));
         }
         let q = &self.prefix.as_ref().expect("just set").1;
         let t: Vec<String> = e
