@@ -108,9 +108,11 @@ fn country_capital_sweep_is_unchanged_by_integer_products() {
     );
     // (mode, largest difference): one item of the 52-item validation split is 0.019. The default,
     // int16, keeps every figure within one item; llama.cpp's 8-bit levels (not the default, and
-    // below the cosine bar above) move a layer by two items (layer 3, measured after flex's f32
-    // products, attention's among them, moved to gemm's AVX-512 kernels, which round differently).
-    for (mode, tol) in [(Activations::Int16, 0.02), (Activations::Int8, 0.04)] {
+    // below the cosine bar above) move a layer by up to three items: they follow any change of
+    // rounding elsewhere (two after flex's f32 products moved to gemm's AVX-512 kernels; three,
+    // at layer 29, after the softmax went from eight partial sums to sixteen), while int16 and
+    // f32 stay identical.
+    for (mode, tol) in [(Activations::Int16, 0.02), (Activations::Int8, 0.06)] {
         let int = run(mode);
         eprintln!(
             "{}: zero-shot {:.3} icl {:.3} per layer {:?}",

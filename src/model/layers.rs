@@ -7,9 +7,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData, activation::gelu_approximate
 
 use super::dense::{self, PanelMatrix};
 use super::device::{bytes, download, on_host, upload};
+use super::host_attention::{self, Kernel};
 use super::host_ops;
 use super::packed::PackedMatrix;
-use super::panel_attention;
 use super::qmatmul::QuantMatrix;
 use crate::error::Result;
 use crate::weights::{HostTensor, Part, TensorSource, blocks};
@@ -344,17 +344,24 @@ impl LayerNorm {
 }
 
 /// Unmasked self-attention over `heads` heads for rows `q` ([S, H·d]) and `k`, `v` ([T, H·d]),
-/// heads side by side in the columns: returns [S, H·d]. Where [`dense`]'s kernel is the fast
-/// product (the threaded browser build) and the tensors are host memory, the whole attention
-/// runs on it ([`panel_attention`]); elsewhere through [`attention`].
+/// heads side by side in the columns: returns [S, H·d]. On the host, a block of query rows at a
+/// time on this build's fast kernel ([`host_attention`]); on a GPU through [`attention`].
 pub fn self_attention(q: Tensor<2>, k: Tensor<2>, v: Tensor<2>, heads: usize) -> Tensor<2> {
     let ([s, w], t) = (q.dims(), k.dims()[0]);
     let d = w / heads;
-    if dense::preferred() && on_host(&q.device()) {
+    if on_host(&q.device()) {
         let device = q.device();
         let [q, k, v] = [q, k, v].map(download);
-        let r = |data| panel_attention::Rows { data, ld: w };
-        let o = panel_attention::attention_rows(r(&q[..]), r(&k[..]), r(&v[..]), [s, t], heads, d);
+        let r = |data| host_attention::Rows { data, ld: w };
+        let o = host_attention::attention_rows(
+            r(&q[..]),
+            r(&k[..]),
+            r(&v[..]),
+            [s, t],
+            heads,
+            d,
+            Kernel::preferred(),
+        );
         return Tensor::from_data(TensorData::new(o, [s, w]), &device);
     }
     let split = |x: Tensor<2>, n: usize| x.reshape([n, heads, d]).swap_dims(0, 1);
@@ -366,14 +373,15 @@ pub fn self_attention(q: Tensor<2>, k: Tensor<2>, v: Tensor<2>, heads: usize) ->
 pub fn self_attention_fused(qkv: Tensor<2>, heads: usize) -> Tensor<2> {
     let [s, w3] = qkv.dims();
     let w = w3 / 3;
-    if dense::preferred() && on_host(&qkv.device()) {
+    if on_host(&qkv.device()) {
         let device = qkv.device();
         let x = download(qkv);
-        let r = |o: usize| panel_attention::Rows {
+        let r = |o: usize| host_attention::Rows {
             data: &x[o..],
             ld: w3,
         };
-        let o = panel_attention::attention_rows(r(0), r(w), r(2 * w), [s, s], heads, w / heads);
+        let (d, kernel) = (w / heads, Kernel::preferred());
+        let o = host_attention::attention_rows(r(0), r(w), r(2 * w), [s, s], heads, d, kernel);
         return Tensor::from_data(TensorData::new(o, [s, w]), &device);
     }
     let part = |i: usize| qkv.clone().slice([0..s, i * w..(i + 1) * w]);
@@ -385,18 +393,6 @@ pub fn self_attention_fused(qkv: Tensor<2>, heads: usize) -> Tensor<2> {
 /// vision encoder was 11 % slower in the threaded build.)
 pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, mask: Option<Tensor<2>>) -> Tensor<2> {
     let [h, s, d] = q.dims();
-    // Natively, the vision encoder's (unmasked, long) goes through flex's fused attention, which
-    // tiles the keys with an online softmax instead of writing [H, S, T] scores to memory and
-    // reading them back twice: 20 % off the encoder. Not in the browser: in the threaded build
-    // it was slower (page apply 13.8 s against 10.7 s, 2 threads), and in the WebGPU build the
-    // call compiles in the WebGPU backend's attention kernels (+165 KiB gzipped, past 4 MiB).
-    // Not for short sequences either (a decoding step's query row is faster without the trip).
-    #[cfg(not(target_arch = "wasm32"))]
-    if mask.is_none() && s * k.dims()[1] >= 1 << 16 && on_host(&q.device()) {
-        let [q, k, v] = [q, k, v].map(|t| t.unsqueeze_dim::<4>(0));
-        let o = burn::tensor::module::attention(q, k, v, None, None, Default::default());
-        return o.reshape([h, s, d]).swap_dims(0, 1).reshape([s, h * d]);
-    }
     // Scaling q before the product touches S·d values instead of S·T (exact for d = 64: 1/8).
     let scale = 1.0 / (d as f64).sqrt();
     let scores = (q * scale).matmul(k.swap_dims(1, 2));

@@ -9,11 +9,11 @@ pub mod dense;
 pub mod device;
 #[cfg(feature = "wgpu")]
 pub mod fused;
+pub mod host_attention;
 pub mod host_ops;
 pub mod intervention;
 pub mod layers;
 pub mod packed;
-pub mod panel_attention;
 pub mod par;
 pub mod qmatmul;
 pub mod text;

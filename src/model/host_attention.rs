@@ -1,0 +1,312 @@
+//! Unmasked multi-head attention on host rows, a block of query rows at a time: the vision
+//! encoder's attention on the CPU backends.
+//!
+//! Each task takes a block of query rows and, head by head, computes its `[rows, T]` scores (in
+//! cache, never the whole `[H, S, T]` tensor), their softmax and the product with the values,
+//! writing the heads side by side as transformers' attention output `[S, H·d]`. The heads never
+//! get their own copies of the queries: the kernels read them in place, `H·d` values apart. The
+//! products run on [`PanelMatrix`]'s kernel where it is the fast one (the threaded browser build:
+//! each head's keys and values packed once) and on `gemm` elsewhere (natively: 3.4× flex's
+//! fused attention on the vision encoder, one thread).
+
+use super::dense::{self, PanelMatrix};
+use super::host_ops::softmax_row;
+use super::par::{par_chunks, par_map};
+
+/// Which kernel multiplies the blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernel {
+    /// [`PanelMatrix`]: keys and values packed once per head.
+    Panel,
+    /// `gemm` on the rows in place (it packs what it needs per call).
+    Gemm,
+}
+
+impl Kernel {
+    /// This build's fast kernel.
+    pub const fn preferred() -> Kernel {
+        if dense::preferred() {
+            Kernel::Panel
+        } else {
+            Kernel::Gemm
+        }
+    }
+
+    /// Query rows per task: the panel kernel's tiles are small; `gemm` repacks the head's keys
+    /// and values on every call, so it gets more rows to amortize that over.
+    const fn rows_per_task(self) -> usize {
+        match self {
+            Kernel::Panel => 32,
+            Kernel::Gemm => 64,
+        }
+    }
+}
+
+/// Rows of `heads · d` values (head `h` in columns `h·d .. (h+1)·d`), row `i` at
+/// `data[i · ld ..]`: queries, keys or values, alone or side by side in one wider matrix.
+#[derive(Debug, Clone, Copy)]
+pub struct Rows<'a> {
+    /// The values, from row 0's first.
+    pub data: &'a [f32],
+    /// Distance between rows (≥ heads · d).
+    pub ld: usize,
+}
+
+/// `softmax(q_h k_hᵀ / √d) v_h` for every head `h`, side by side: `s` rows of queries, `t`
+/// of keys and of values; returns `[s, heads·d]` row-major.
+pub fn attention_rows(
+    q: Rows,
+    k: Rows,
+    v: Rows,
+    [s, t]: [usize; 2],
+    heads: usize,
+    d: usize,
+    kernel: Kernel,
+) -> Vec<f32> {
+    let w = heads * d;
+    for (name, r, n) in [("queries", q, s), ("keys", k, t), ("values", v, t)] {
+        assert!(
+            n == 0 || (r.ld >= w && r.data.len() >= (n - 1) * r.ld + w),
+            "{name}: {n} rows of {w}, {} apart, in {} values",
+            r.ld,
+            r.data.len()
+        );
+    }
+    let mut out = vec![0f32; s * w];
+    if s == 0 || w == 0 || t == 0 {
+        return out;
+    }
+    let scale = 1.0 / (d as f32).sqrt();
+    let per_task = kernel.rows_per_task();
+    if kernel == Kernel::Gemm {
+        let q_ld = q.ld;
+        par_chunks(&mut out, per_task * w, |task, out| {
+            let rows = out.len() / w;
+            let q = &q.data[task * per_task * q_ld..];
+            let mut scores = vec![0f32; rows * t];
+            for h in 0..heads {
+                let (qh, kh, vh) = (&q[h * d..], &k.data[h * d..], &v.data[h * d..]);
+                // SAFETY (both products): every pointer/stride pair stays inside its slice:
+                // scores is [rows, t] row-major; the queries are `rows` rows of `d` values from
+                // qh, q.ld apart; the keys (read as [d, t]) and the values ([t, d]) are `t` rows
+                // of `d` values, k.ld / v.ld apart (checked above); out is [rows, w] row-major
+                // and the head writes its `d` columns from h·d.
+                unsafe {
+                    gemm_f32(
+                        [rows, t, d],
+                        (scores.as_mut_ptr(), 1, t as isize),
+                        (qh.as_ptr(), 1, q_ld as isize),
+                        (kh.as_ptr(), k.ld as isize, 1),
+                    );
+                }
+                scores.chunks_mut(t).for_each(|row| softmax_row(row, scale));
+                unsafe {
+                    gemm_f32(
+                        [rows, d, t],
+                        (out[h * d..].as_mut_ptr(), 1, w as isize),
+                        (scores.as_ptr(), 1, t as isize),
+                        (vh.as_ptr(), 1, v.ld as isize),
+                    );
+                }
+            }
+        });
+        return out;
+    }
+    let packed: Vec<(PanelMatrix, PanelMatrix)> = par_map(heads, |h| {
+        (
+            PanelMatrix::from_rows(&k.data[h * d..], t, d, k.ld),
+            PanelMatrix::from_cols(&v.data[h * d..], t, d, v.ld),
+        )
+    });
+    let q_ld = q.ld;
+    par_chunks(&mut out, per_task * w, |task, out| {
+        let rows = out.len() / w;
+        let q = &q.data[task * per_task * q.ld..];
+        let (ldp, ldo) = (packed[0].0.padded_width(), packed[0].1.padded_width());
+        let mut scores = vec![0f32; rows * ldp];
+        let mut o = vec![0f32; rows * ldo];
+        for (h, (kp, vp)) in packed.iter().enumerate() {
+            kp.product(&q[h * d..], q_ld, rows, &mut scores, ldp);
+            scores
+                .chunks_mut(ldp)
+                .for_each(|row| softmax_row(&mut row[..t], scale));
+            vp.product(&scores, ldp, rows, &mut o, ldo);
+            for (dst, src) in out.chunks_mut(w).zip(o.chunks(ldo)) {
+                dst[h * d..(h + 1) * d].copy_from_slice(&src[..d]);
+            }
+        }
+    });
+    out
+}
+
+/// `dst[m, n] = lhs[m, k] · rhs[k, n]` with `gemm` on one thread, each operand given as
+/// (pointer, column stride, row stride).
+///
+/// # Safety
+/// Every element the strides reach must lie inside its operand's allocation, and `dst` must not
+/// overlap the others.
+unsafe fn gemm_f32(
+    [m, n, k]: [usize; 3],
+    dst: (*mut f32, isize, isize),
+    lhs: (*const f32, isize, isize),
+    rhs: (*const f32, isize, isize),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.1,
+            dst.2,
+            false,
+            lhs.0,
+            lhs.1,
+            lhs.2,
+            rhs.0,
+            rhs.1,
+            rhs.2,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The same attention in f64, one head and query at a time.
+    fn reference(
+        q: &[f32],
+        k: &[f32],
+        v: &[f32],
+        s: usize,
+        t: usize,
+        h: usize,
+        d: usize,
+    ) -> Vec<f64> {
+        let w = h * d;
+        let mut out = vec![0f64; s * w];
+        for hh in 0..h {
+            for i in 0..s {
+                let sc: Vec<f64> = (0..t)
+                    .map(|j| {
+                        (0..d)
+                            .map(|e| q[i * w + hh * d + e] as f64 * k[j * w + hh * d + e] as f64)
+                            .sum::<f64>()
+                            / (d as f64).sqrt()
+                    })
+                    .collect();
+                let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let e: Vec<f64> = sc.iter().map(|x| (x - m).exp()).collect();
+                let z: f64 = e.iter().sum();
+                for c in 0..d {
+                    out[i * w + hh * d + c] = (0..t)
+                        .map(|j| e[j] / z * v[j * w + hh * d + c] as f64)
+                        .sum();
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn equals_attention_in_f64_on_ragged_shapes() {
+        // Rows not a multiple of a task or a tile, keys not a multiple of a panel, a head
+        // width not a multiple of a panel, and the vision encoder's head width.
+        for (s, t, h, d) in [
+            (1, 1, 1, 1),
+            (37, 21, 3, 5),
+            (70, 70, 2, 64),
+            (5, 300, 4, 12),
+            (130, 129, 3, 64),
+        ] {
+            let w = h * d;
+            let f = |n: usize, a: usize| -> Vec<f32> {
+                (0..n)
+                    .map(|i| ((i * a % 199) as f32 - 99.0) / 61.0)
+                    .collect()
+            };
+            let (q, k, v) = (f(s * w, 7919), f(t * w, 104_729), f(t * w, 15_485_863));
+            let want = reference(&q, &k, &v, s, t, h, d);
+            for kernel in [Kernel::Panel, Kernel::Gemm] {
+                let r = |data| Rows { data, ld: w };
+                let got = attention_rows(r(&q[..]), r(&k[..]), r(&v[..]), [s, t], h, d, kernel);
+                // The same from one [t, 3w] matrix of queries, keys and values side by side.
+                if s == t {
+                    let qkv: Vec<f32> = (0..s)
+                        .flat_map(|i| [&q, &k, &v].map(|m| &m[i * w..(i + 1) * w]))
+                        .flatten()
+                        .copied()
+                        .collect();
+                    let r = |o: usize| Rows {
+                        data: &qkv[o..],
+                        ld: 3 * w,
+                    };
+                    assert_eq!(
+                        attention_rows(r(0), r(w), r(2 * w), [s, t], h, d, kernel),
+                        got
+                    );
+                }
+                let err = got
+                    .iter()
+                    .zip(&want)
+                    .map(|(&a, b)| (a as f64 - b).abs())
+                    .fold(0f64, f64::max);
+                assert!(
+                    err < 2e-6,
+                    "{kernel:?}, {s}×{t}, {h} heads of {d}: error {err:e}"
+                );
+            }
+        }
+        let e = Rows { data: &[], ld: 8 };
+        for kernel in [Kernel::Panel, Kernel::Gemm] {
+            assert!(attention_rows(e, e, e, [0, 0], 2, 4, kernel).is_empty());
+        }
+    }
+
+    /// Times both kernels at the vision encoder's shape (`cargo test --release --lib
+    /// attention_speed -- --ignored --nocapture`).
+    #[test]
+    #[ignore]
+    fn attention_speed() {
+        let (s, h, d) = (1024, 12, 64);
+        let w = h * d;
+        let x: Vec<f32> = (0..s * 3 * w)
+            .map(|i| ((i * 7919 % 199) as f32 - 99.0) / 61.0)
+            .collect();
+        let r = |o: usize| Rows {
+            data: &x[o..],
+            ld: 3 * w,
+        };
+        let mut rows = x[..64 * 1024].to_vec();
+        let t0 = std::time::Instant::now();
+        for _ in 0..12 * 16 {
+            rows.chunks_mut(1024).for_each(|r| softmax_row(r, 0.125));
+        }
+        println!(
+            "softmax of 12·1024 rows of 1024: {:.1} ms",
+            t0.elapsed().as_secs_f64() * 1e3
+        );
+        for kernel in [Kernel::Panel, Kernel::Gemm] {
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let t0 = std::time::Instant::now();
+                std::hint::black_box(attention_rows(r(0), r(w), r(2 * w), [s, s], h, d, kernel));
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            let flop = 4.0 * (s * s * w) as f64;
+            println!(
+                "{kernel:?}: {:.1} ms, {:.1} GFLOP/s",
+                best * 1e3,
+                flop / best / 1e9
+            );
+        }
+    }
+}
