@@ -31,6 +31,26 @@ pub struct FusedCase {
     pub matrix_bytes: [usize; 2],
 }
 
+/// The shapes `(m, n, k)` and timed runs of a [`fused_check`] size set: `check` (small shapes
+/// reaching every kernel branch, untimed) or `bench` (SmolVLM-size products, `runs` timed runs).
+/// Shared by the page (`taskvecDebug.fusedCheck`) and `taskvec bench --fused-check`.
+pub fn fused_shapes(sizes: &str, runs: usize) -> Result<(&'static [(usize, usize, usize)], usize)> {
+    Ok(match sizes {
+        // m = 1, 3 (rows kernel, partial), 5, 67 (tiled, partial tiles); n not a multiple of 8/64
+        "check" => (&[(1, 70, 96), (3, 70, 96), (5, 130, 64), (67, 70, 96)], 0),
+        // decode row, a prefill of 128 tokens, one vision-encoder product (1024 patches)
+        "bench" => (
+            &[(1, 1536, 576), (128, 1536, 576), (1024, 768, 768)],
+            runs.max(1),
+        ),
+        other => {
+            return Err(crate::error::Error::Unsupported(format!(
+                "unknown size set '{other}' (check or bench)"
+            )));
+        }
+    })
+}
+
 /// Checks [`crate::model::packed::PackedMatrix::matmul_t_fused`] against
 /// [`crate::model::packed::PackedMatrix::matmul_t_reference`] on `device` for each block type and
 /// each `(m, n, k)` shape, timing both (median of `runs` after one warm-up; 0 runs: no timing).

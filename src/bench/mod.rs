@@ -12,7 +12,7 @@ use crate::taskvec::{Engine, Prompt, Task, TaskVector};
 mod fused;
 mod image;
 #[cfg(feature = "wgpu")]
-pub use fused::{FusedCase, fused_check};
+pub use fused::{FusedCase, fused_check, fused_shapes};
 pub use image::{ApplyEstimate, ImageBenchReport, estimate_apply, image_bench};
 
 /// Benchmark figures.

@@ -311,6 +311,18 @@ pub enum Command {
         #[arg(long, value_name = "IMAGE")]
         image: Option<PathBuf>,
     },
+    /// Checks the fused quantized WebGPU kernel against the tensor-op path on the wgpu device
+    /// (`--device wgpu`, a build with the `wgpu` feature): one JSON line per block type and
+    /// shape, with the largest relative difference, times, dispatches and bytes.
+    FusedCheck {
+        /// `check` (small shapes reaching every kernel branch, untimed) or `bench`
+        /// (SmolVLM-size products, timed).
+        #[arg(long, default_value = "check")]
+        sizes: String,
+        /// Timed runs per product (`bench`).
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Serves the page (www/, pkg/, models/) on 127.0.0.1 with COOP/COEP and CSP headers.
     Serve {
         /// Port.

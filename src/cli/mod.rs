@@ -160,6 +160,12 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::FusedCheck { sizes, runs } => {
+            let t0 = std::time::Instant::now();
+            fused_check_command(&dev, &sizes, runs, &move || {
+                t0.elapsed().as_secs_f64() * 1e3
+            })
+        }
         Command::Bench {
             model,
             prefill,
@@ -269,3 +275,39 @@ use convert::{export_file, quantize_file};
 pub use files::{device, load_model, model_files, read, write, write_safetensors};
 use files::{f32_bytes, image_list};
 use tasks::run_task_command;
+
+/// `taskvec fused-check`: one JSON line per case ([`crate::bench::fused_check`]).
+#[cfg(feature = "wgpu")]
+fn fused_check_command(
+    dev: &burn::tensor::Device,
+    sizes: &str,
+    runs: usize,
+    now: &dyn Fn() -> f64,
+) -> Result<()> {
+    if crate::model::device::on_host(dev) {
+        return Err(crate::error::Error::Backend(
+            "fused-check runs on the wgpu device: add --device wgpu".into(),
+        ));
+    }
+    let (shapes, runs) = crate::bench::fused_shapes(sizes, runs)?;
+    for case in pollster::block_on(crate::bench::fused_check(dev, shapes, runs, now))? {
+        println!(
+            "{}",
+            serde_json::to_string(&case).expect("report serializes")
+        );
+    }
+    Ok(())
+}
+
+/// `taskvec fused-check` in a build without WebGPU.
+#[cfg(not(feature = "wgpu"))]
+fn fused_check_command(
+    _: &burn::tensor::Device,
+    _: &str,
+    _: usize,
+    _: &dyn Fn() -> f64,
+) -> Result<()> {
+    Err(crate::error::Error::Backend(
+        "this build has no wgpu backend (rebuild with --features wgpu)".into(),
+    ))
+}

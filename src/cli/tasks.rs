@@ -446,6 +446,7 @@ pub(super) fn run_task_command(cmd: Command, dev: &Device) -> Result<()> {
         | Command::Hidden { .. }
         | Command::Serve { .. }
         | Command::Bench { .. }
+        | Command::FusedCheck { .. }
         | Command::Info { .. }
         | Command::Quantize { .. }
         | Command::Export { .. }

@@ -165,16 +165,7 @@ pub(super) fn device(backend: Backend) -> Result<Device, JsError> {
 #[wasm_bindgen(js_name = fusedCheck)]
 pub async fn fused_check(sizes: String, runs: usize) -> Result<JsValue, JsError> {
     let dev = device(Backend::Wgpu)?;
-    let (shapes, runs): (&[(usize, usize, usize)], usize) = match sizes.as_str() {
-        // m = 1, 3 (rows kernel, partial), 5, 67 (tiled, partial tiles); n not a multiple of 8/64
-        "check" => (&[(1, 70, 96), (3, 70, 96), (5, 130, 64), (67, 70, 96)], 0),
-        // decode row, a prefill of 128 tokens, one vision-encoder product (1024 patches)
-        "bench" => (
-            &[(1, 1536, 576), (128, 1536, 576), (1024, 768, 768)],
-            runs.max(1),
-        ),
-        other => return Err(JsError::new(&format!("unknown size set '{other}'"))),
-    };
+    let (shapes, runs) = crate::bench::fused_shapes(&sizes, runs).map_err(js_err)?;
     let r = crate::bench::fused_check(&dev, shapes, runs, &perf_now)
         .await
         .map_err(js_err)?;
