@@ -296,6 +296,44 @@ impl Tile<'_> {
     }
 }
 
+/// `dst[m, n] = lhs[m, k] · rhs[k, n]` with `gemm` on one thread, each operand given as
+/// (pointer, column stride, row stride).
+///
+/// # Safety
+/// Every element the strides reach must lie inside its operand's allocation, and `dst` must not
+/// overlap the others.
+pub unsafe fn gemm_f32(
+    [m, n, k]: [usize; 3],
+    dst: (*mut f32, isize, isize),
+    lhs: (*const f32, isize, isize),
+    rhs: (*const f32, isize, isize),
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.0,
+            dst.1,
+            dst.2,
+            false,
+            lhs.0,
+            lhs.1,
+            lhs.2,
+            rhs.0,
+            rhs.1,
+            rhs.2,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
+}
+
 /// Shapes `(m, n, k)` that reach every branch: rows not a multiple of [`MR`] or of a task,
 /// columns not a multiple of [`NR`], depth over several blocks with a partial last one.
 pub const CHECK_SHAPES: [(usize, usize, usize); 5] = [

@@ -60,7 +60,8 @@ pub trait FusedQuant: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// `[m, n]` from `x` `[m, k]` and `words` `[n, …]`.
+/// `[m, n]` from `x` `[m, k]` and `words` `[n, …]` (read by the fusion backend's wrapper).
+#[cfg_attr(not(feature = "fusion"), allow(dead_code))]
 fn product_shape(x: &Shape, words: &Shape) -> Shape {
     Shape::new([x[0], words[0]])
 }

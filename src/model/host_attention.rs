@@ -9,7 +9,7 @@
 //! each head's keys and values packed once) and on `gemm` elsewhere (natively the encoder's
 //! attention took half the time of flex's fused attention, 1 thread: 1324 → ~660 ms).
 
-use super::dense::{self, PanelMatrix};
+use super::dense::{self, PanelMatrix, gemm_f32};
 use super::host_ops::softmax_row;
 use super::par::{par_chunks, par_map};
 
@@ -137,44 +137,6 @@ pub fn attention_rows(
         }
     });
     out
-}
-
-/// `dst[m, n] = lhs[m, k] · rhs[k, n]` with `gemm` on one thread, each operand given as
-/// (pointer, column stride, row stride).
-///
-/// # Safety
-/// Every element the strides reach must lie inside its operand's allocation, and `dst` must not
-/// overlap the others.
-unsafe fn gemm_f32(
-    [m, n, k]: [usize; 3],
-    dst: (*mut f32, isize, isize),
-    lhs: (*const f32, isize, isize),
-    rhs: (*const f32, isize, isize),
-) {
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst.0,
-            dst.1,
-            dst.2,
-            false,
-            lhs.0,
-            lhs.1,
-            lhs.2,
-            rhs.0,
-            rhs.1,
-            rhs.2,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
 }
 
 #[cfg(test)]

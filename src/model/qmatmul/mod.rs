@@ -318,26 +318,11 @@ impl QuantMatrix {
             // SAFETY: every pointer/stride pair stays inside its buffer: dst is [m, w] row-major,
             // x is [m, k] row-major, and the panel ([w, k] row-major) is read as [k, w].
             unsafe {
-                gemm::gemm(
-                    m,
-                    w,
-                    k,
-                    dst.as_mut_ptr(),
-                    1,
-                    w as isize,
-                    false,
-                    x.as_ptr(),
-                    1,
-                    k as isize,
-                    panel.as_ptr(),
-                    k as isize,
-                    1,
-                    0.0f32,
-                    1.0f32,
-                    false,
-                    false,
-                    false,
-                    gemm::Parallelism::None,
+                dense::gemm_f32(
+                    [m, w, k],
+                    (dst.as_mut_ptr(), 1, w as isize),
+                    (x.as_ptr(), 1, k as isize),
+                    (panel.as_ptr(), k as isize, 1),
                 );
             }
             dst
