@@ -33,7 +33,7 @@ pub struct FusedCase {
 
 /// The shapes `(m, n, k)` and timed runs of a [`fused_check`] size set: `check` (small shapes
 /// reaching every kernel branch, untimed) or `bench` (SmolVLM-size products, `runs` timed runs).
-/// Shared by the page (`taskvecDebug.fusedCheck`) and `taskvec bench --fused-check`.
+/// Shared by the page (`taskvecDebug.fusedCheck`) and `taskvec fused-check`.
 pub fn fused_shapes(sizes: &str, runs: usize) -> Result<(&'static [(usize, usize, usize)], usize)> {
     Ok(match sizes {
         // m = 1, 3 (rows kernel, partial), 5, 67 (tiled, partial tiles); n not a multiple of 8/64

@@ -276,38 +276,32 @@ pub use files::{device, load_model, model_files, read, write, write_safetensors}
 use files::{f32_bytes, image_list};
 use tasks::run_task_command;
 
-/// `taskvec fused-check`: one JSON line per case ([`crate::bench::fused_check`]).
-#[cfg(feature = "wgpu")]
+/// `taskvec fused-check`: one JSON line per case ([`crate::bench::fused_check`]) on the wgpu
+/// device; an error on the CPU device or in a build without WebGPU.
 fn fused_check_command(
     dev: &burn::tensor::Device,
     sizes: &str,
     runs: usize,
     now: &dyn Fn() -> f64,
 ) -> Result<()> {
-    if crate::model::device::on_host(dev) {
-        return Err(crate::error::Error::Backend(
-            "fused-check runs on the wgpu device: add --device wgpu".into(),
-        ));
+    #[cfg(feature = "wgpu")]
+    if !crate::model::device::on_host(dev) {
+        let (shapes, runs) = crate::bench::fused_shapes(sizes, runs)?;
+        for case in pollster::block_on(crate::bench::fused_check(dev, shapes, runs, now))? {
+            println!(
+                "{}",
+                serde_json::to_string(&case).expect("report serializes")
+            );
+        }
+        return Ok(());
     }
-    let (shapes, runs) = crate::bench::fused_shapes(sizes, runs)?;
-    for case in pollster::block_on(crate::bench::fused_check(dev, shapes, runs, now))? {
-        println!(
-            "{}",
-            serde_json::to_string(&case).expect("report serializes")
-        );
-    }
-    Ok(())
-}
-
-/// `taskvec fused-check` in a build without WebGPU.
-#[cfg(not(feature = "wgpu"))]
-fn fused_check_command(
-    _: &burn::tensor::Device,
-    _: &str,
-    _: usize,
-    _: &dyn Fn() -> f64,
-) -> Result<()> {
+    let _ = (dev, sizes, runs, now);
     Err(crate::error::Error::Backend(
-        "this build has no wgpu backend (rebuild with --features wgpu)".into(),
+        if cfg!(feature = "wgpu") {
+            "fused-check runs on the wgpu device: add --device wgpu"
+        } else {
+            "this build has no wgpu backend (rebuild with --features wgpu)"
+        }
+        .into(),
     ))
 }

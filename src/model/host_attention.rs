@@ -7,7 +7,8 @@
 //! get their own copies of the queries: the kernels read them in place, `H·d` values apart. The
 //! products run on [`PanelMatrix`]'s kernel where it is the fast one (the threaded browser build:
 //! each head's keys and values packed once) and on `gemm` elsewhere (natively the encoder's
-//! attention took half the time of flex's fused attention, 1 thread: 1324 → ~660 ms).
+//! attention took half the time of flex's fused attention, 1 thread: 1324 → 705 ms in
+//! bench/VLM_IMAGE.md).
 
 use super::dense::{self, PanelMatrix, gemm_f32};
 use super::host_ops::softmax_row;
@@ -77,9 +78,8 @@ pub fn attention_rows(
         return out;
     }
     let scale = 1.0 / (d as f32).sqrt();
-    let per_task = kernel.rows_per_task();
+    let (per_task, q_ld) = (kernel.rows_per_task(), q.ld);
     if kernel == Kernel::Gemm {
-        let q_ld = q.ld;
         par_chunks(&mut out, per_task * w, |task, out| {
             let rows = out.len() / w;
             let q = &q.data[task * per_task * q_ld..];
@@ -118,10 +118,9 @@ pub fn attention_rows(
             PanelMatrix::from_cols(&v.data[h * d..], t, d, v.ld),
         )
     });
-    let q_ld = q.ld;
     par_chunks(&mut out, per_task * w, |task, out| {
         let rows = out.len() / w;
-        let q = &q.data[task * per_task * q.ld..];
+        let q = &q.data[task * per_task * q_ld..];
         let (ldp, ldo) = (packed[0].0.padded_width(), packed[0].1.padded_width());
         let mut scores = vec![0f32; rows * ldp];
         let mut o = vec![0f32; rows * ldo];
