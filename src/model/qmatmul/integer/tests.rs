@@ -83,7 +83,8 @@ fn kernels_equal_the_exact_product<T: Acts>() {
         let l = blocks::layout(ty).unwrap();
         let data = quant::quantize(ty, &values(n * k, 11)).unwrap();
         let dense = quant::dequantize(ty, &data);
-        for m in [1, 2, 3, 4, 5, 11] {
+        // Tile heights 8 (512-bit), 4 and the remainders 1-3.
+        for m in [1, 2, 3, 4, 5, 11, 13, 16] {
             let x = values(m * k, m as u32);
             let xq = QRows::<T>::quantize(&x, m, k);
             let want: Vec<f64> = (0..m * n)

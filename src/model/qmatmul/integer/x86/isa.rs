@@ -12,6 +12,9 @@ pub trait Isa {
     type F: Copy;
     /// Lanes: rows per group.
     const LANES: usize;
+    /// Activation rows that share one pass over a group's blocks: as many as the vector
+    /// registers hold with their integer and f32 sums (16 registers: 4; 32 registers: 8).
+    const TILE: usize;
     /// What Q8_0 levels were shifted by (`shift · Σq` is taken off the integer sum).
     const Q8_SHIFT: i32;
     unsafe fn zero_i() -> Self::I;
@@ -113,6 +116,7 @@ impl<D: Dot256> Isa for Ymm<D> {
     type I = __m256i;
     type F = __m256;
     const LANES: usize = 8;
+    const TILE: usize = 4;
     const Q8_SHIFT: i32 = D::Q8_SHIFT;
     #[inline(always)]
     unsafe fn zero_i() -> __m256i {
@@ -211,6 +215,7 @@ impl Isa for Zmm {
     type I = __m512i;
     type F = __m512;
     const LANES: usize = 16;
+    const TILE: usize = 8;
     const Q8_SHIFT: i32 = 128;
     #[inline(always)]
     unsafe fn zero_i() -> __m512i {

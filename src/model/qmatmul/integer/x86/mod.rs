@@ -9,9 +9,6 @@ use crate::weights::blocks::BLOCK;
 mod isa;
 use isa::{Avx2, Isa, Vnni, Ymm, Zmm};
 
-/// Activation rows that share one pass over a group's blocks.
-const TILE: usize = 4;
-
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
 pub(super) unsafe fn group_zmm<T: BlockDot>(
     w: &Interleaved,
@@ -165,7 +162,7 @@ pub(super) unsafe fn quantize<T: BlockDot>(x: &[f32], out: &mut QRows<T>) {
     unsafe { T::quantize(x, out) }
 }
 
-/// Every activation row against group `g`, [`TILE`] rows at a time.
+/// Every activation row against group `g`, [`Isa::TILE`] rows at a time.
 #[inline(always)]
 unsafe fn group<V: Isa, T: BlockDot>(
     w: &Interleaved,
@@ -177,17 +174,24 @@ unsafe fn group<V: Isa, T: BlockDot>(
     assert_eq!(w.kernel.lanes(), V::LANES, "interleaved for another kernel");
     let blocks = w.group_blocks(g);
     let mut i = 0;
-    unsafe {
-        while i + TILE <= x.rows {
-            tile::<V, T, TILE>(w, blocks, x, i, &mut out[i * stride..], stride);
-            i += TILE;
+    // A plain loop, not a closure: a closure would not inherit the caller's target features.
+    while i < x.rows {
+        let c = match x.rows - i {
+            n if n >= 8 && V::TILE >= 8 => 8,
+            n => n.min(4),
+        };
+        let o = &mut out[i * stride..];
+        // SAFETY: as for `tile`: rows i..i + c exist, `o` holds their outputs.
+        unsafe {
+            match c {
+                8 => tile::<V, T, 8>(w, blocks, x, i, o, stride),
+                4 => tile::<V, T, 4>(w, blocks, x, i, o, stride),
+                3 => tile::<V, T, 3>(w, blocks, x, i, o, stride),
+                2 => tile::<V, T, 2>(w, blocks, x, i, o, stride),
+                _ => tile::<V, T, 1>(w, blocks, x, i, o, stride),
+            }
         }
-        match x.rows - i {
-            1 => tile::<V, T, 1>(w, blocks, x, i, &mut out[i * stride..], stride),
-            2 => tile::<V, T, 2>(w, blocks, x, i, &mut out[i * stride..], stride),
-            3 => tile::<V, T, 3>(w, blocks, x, i, &mut out[i * stride..], stride),
-            _ => {}
-        }
+        i += c;
     }
 }
 
