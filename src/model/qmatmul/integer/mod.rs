@@ -67,6 +67,8 @@ pub struct QRows<T> {
     s: Vec<f32>,
     /// Per block `Σq` (exact), for the 8-bit Q8_0 kernel's shift.
     sum: Vec<i32>,
+    /// 16-bit levels as two byte planes for the AMX kernel (empty when it is not used).
+    planes: Vec<u8>,
     rows: usize,
     cols: usize,
 }
@@ -81,6 +83,7 @@ impl<T: Acts> QRows<T> {
             d: vec![0.0; nb],
             s: vec![0.0; nb],
             sum: vec![0; nb],
+            planes: Vec::new(),
             rows,
             cols,
         };
@@ -88,6 +91,9 @@ impl<T: Acts> QRows<T> {
         if super::has_avx2_fma() {
             // SAFETY: the CPU has AVX2 and FMA (checked at run time).
             unsafe { x86::quantize(x, &mut out) };
+            if rows >= 16 && x86::amx_ready() {
+                out.planes = T::planes(&out);
+            }
             return out;
         }
         quantize_blocks(x, &mut out);
@@ -329,9 +335,12 @@ impl Kernel {
         Kernel::Portable
     }
 
-    /// Its name (`avx512-vnni`, `avx512-vnni-256`, `avx2`, `portable`).
+    /// Its name (`avx512-vnni`, `avx512-vnni+amx` where AMX tiles take 16 rows or more,
+    /// `avx512-vnni-256`, `avx2`, `portable`).
     pub fn name(self) -> &'static str {
         match self {
+            #[cfg(target_arch = "x86_64")]
+            Kernel::Vnni512 if x86::amx_ready() => "avx512-vnni+amx",
             Kernel::Vnni512 => "avx512-vnni",
             Kernel::Vnni256 => "avx512-vnni-256",
             Kernel::Avx2 => "avx2",

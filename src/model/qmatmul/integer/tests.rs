@@ -120,3 +120,37 @@ fn kernels_equal_the_exact_integer_product() {
     kernels_equal_the_exact_product::<i8>();
     kernels_equal_the_exact_product::<i16>();
 }
+
+/// The AMX tiles give the VNNI kernel's results bit for bit (16-row tiles plus a remainder),
+/// for both level types and every block type; skipped where the CPU or OS has no AMX.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn amx_tiles_equal_the_vnni_kernel_bit_for_bit() {
+    if Kernel::detect() != Kernel::Vnni512 || !x86::amx_ready() {
+        eprintln!("skipped: no AMX-INT8 here");
+        return;
+    }
+    fn check<T: Acts>() {
+        let (n, k) = (37, 160);
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+            let l = blocks::layout(ty).unwrap();
+            let data = quant::quantize(ty, &values(n * k, 7)).unwrap();
+            let w = Interleaved::new(l, n, k, &data, Kernel::Vnni512);
+            for m in [16, 35] {
+                let xq = QRows::<T>::quantize(&values(m * k, 5), m, k);
+                for g in 0..n.div_ceil(16) {
+                    let (mut amx, mut vnni) = (vec![0f32; m * 16], vec![1f32; m * 16]);
+                    // SAFETY: detect() found AVX512-VNNI and AMX is ready.
+                    unsafe {
+                        x86::group_zmm(&w, g, &xq, &mut amx, 16);
+                        x86::group_zmm_vnni(&w, g, &xq, &mut vnni, 16);
+                    }
+                    let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                    assert_eq!(bits(&amx), bits(&vnni), "{ty:?} m={m} group {g}");
+                }
+            }
+        }
+    }
+    check::<i8>();
+    check::<i16>();
+}

@@ -6,7 +6,9 @@ use core::arch::x86_64::*;
 use super::{Interleaved, Level, QRows};
 use crate::weights::blocks::BLOCK;
 
+mod amx;
 mod isa;
+pub(crate) use amx::ready as amx_ready;
 use isa::{Avx2, Isa, Vnni, Ymm, Zmm};
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -17,7 +19,29 @@ pub(super) unsafe fn group_zmm<T: BlockDot>(
     out: &mut [f32],
     stride: usize,
 ) {
-    unsafe { group::<Zmm, T>(w, g, x, out, stride) }
+    // Whole 16-row tiles on AMX where the CPU has it (the same sums, bit for bit), the rest
+    // here.
+    let done = if x.rows >= 16 && amx::ready() {
+        // SAFETY: AMX is ready and this function's features are enabled; `x.planes` is made by
+        // `QRows::quantize` whenever AMX is ready and there are 16 rows or more.
+        unsafe { amx::rows(w, g, x, &x.planes, out, stride) }
+    } else {
+        0
+    };
+    unsafe { group::<Zmm, T>(w, g, x, out, stride, done) }
+}
+
+/// [`group_zmm`] without AMX (the reference the AMX tiles are tested against).
+#[cfg(test)]
+#[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
+pub(super) unsafe fn group_zmm_vnni<T: BlockDot>(
+    w: &Interleaved,
+    g: usize,
+    x: &QRows<T>,
+    out: &mut [f32],
+    stride: usize,
+) {
+    unsafe { group::<Zmm, T>(w, g, x, out, stride, 0) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512vnni")]
@@ -28,7 +52,7 @@ pub(super) unsafe fn group_vnni<T: BlockDot>(
     out: &mut [f32],
     stride: usize,
 ) {
-    unsafe { group::<Ymm<Vnni>, T>(w, g, x, out, stride) }
+    unsafe { group::<Ymm<Vnni>, T>(w, g, x, out, stride, 0) }
 }
 
 #[target_feature(enable = "avx2,fma,f16c")]
@@ -39,7 +63,7 @@ pub(super) unsafe fn group_avx2<T: BlockDot>(
     out: &mut [f32],
     stride: usize,
 ) {
-    unsafe { group::<Ymm<Avx2>, T>(w, g, x, out, stride) }
+    unsafe { group::<Ymm<Avx2>, T>(w, g, x, out, stride, 0) }
 }
 
 /// How one activation level type meets a block's levels: the integer sums of `C`
@@ -57,6 +81,8 @@ pub trait BlockDot: Level {
     );
     /// [`super::quantize_blocks`] on this CPU (AVX2 + FMA).
     unsafe fn quantize(x: &[f32], out: &mut QRows<Self>);
+    /// The AMX kernel's activation byte planes (none for 8-bit levels: their own bytes).
+    fn planes(x: &QRows<Self>) -> Vec<u8>;
 }
 
 impl BlockDot for i8 {
@@ -99,6 +125,9 @@ impl BlockDot for i8 {
     }
     unsafe fn quantize(x: &[f32], out: &mut QRows<i8>) {
         unsafe { quantize_i8(x, out) }
+    }
+    fn planes(_: &QRows<i8>) -> Vec<u8> {
+        Vec::new()
     }
 }
 
@@ -149,6 +178,9 @@ impl BlockDot for i16 {
     unsafe fn quantize(x: &[f32], out: &mut QRows<i16>) {
         unsafe { quantize_auto(x, out) }
     }
+    fn planes(x: &QRows<i16>) -> Vec<u8> {
+        amx::planes(x)
+    }
 }
 
 /// The portable quantizer compiled for AVX2, where it vectorizes.
@@ -162,7 +194,7 @@ pub(super) unsafe fn quantize<T: BlockDot>(x: &[f32], out: &mut QRows<T>) {
     unsafe { T::quantize(x, out) }
 }
 
-/// Every activation row against group `g`, [`Isa::TILE`] rows at a time.
+/// Activation rows `from..` against group `g`, [`Isa::TILE`] rows at a time.
 #[inline(always)]
 unsafe fn group<V: Isa, T: BlockDot>(
     w: &Interleaved,
@@ -170,10 +202,11 @@ unsafe fn group<V: Isa, T: BlockDot>(
     x: &QRows<T>,
     out: &mut [f32],
     stride: usize,
+    from: usize,
 ) {
     assert_eq!(w.kernel.lanes(), V::LANES, "interleaved for another kernel");
     let blocks = w.group_blocks(g);
-    let mut i = 0;
+    let mut i = from;
     // A plain loop, not a closure: a closure would not inherit the caller's target features.
     while i < x.rows {
         let c = match x.rows - i {
