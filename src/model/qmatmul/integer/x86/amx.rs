@@ -46,8 +46,9 @@ fn os_grants_tiles() -> bool {
     false
 }
 
-/// The tile palette: tmm0/tmm1 the 16 × 16 i32 sums, tmm2/tmm3 16 activation rows × 32 bytes,
-/// tmm4 the group's block as 8 rows of 16 × 4 bytes.
+/// The tile palette: tmm0/tmm1 and tmm5/tmm6 the 16 × 16 i32 sums (two sets, for even and odd
+/// blocks), tmm2/tmm3 16 activation rows × 32 bytes, tmm4/tmm7 a block of the group as 8 rows of
+/// 16 × 4 bytes (even, odd).
 #[repr(C, align(64))]
 struct Config([u8; 64]);
 
@@ -56,7 +57,16 @@ impl Config {
         let mut c = [0u8; 64];
         c[0] = 1; // palette 1
         // colsb (bytes per row, u16 at 16 + 2·t), rows (u8 at 48 + t)
-        let tiles: [(u16, u8); 5] = [(64, 16), (64, 16), (32, 16), (32, 16), (64, 8)];
+        let tiles: [(u16, u8); 8] = [
+            (64, 16),
+            (64, 16),
+            (32, 16),
+            (32, 16),
+            (64, 8),
+            (64, 16),
+            (64, 16),
+            (64, 8),
+        ];
         for (t, (colsb, rows)) in tiles.into_iter().enumerate() {
             c[16 + 2 * t..18 + 2 * t].copy_from_slice(&colsb.to_le_bytes());
             c[48 + t] = rows;
@@ -105,17 +115,31 @@ pub(super) fn planes(x: &QRows<i16>) -> Vec<u8> {
     p
 }
 
-/// One tile product `tmm0 += tmm2 · tmm4` (`$op`: the signedness pair of A and B).
-macro_rules! dot_hi {
-    ($op:literal) => {
-        asm!(concat!($op, " tmm0, tmm2, tmm4"), options(nostack))
-    };
-}
-/// `tmm1 += tmm3 · tmm4`.
-macro_rules! dot_lo {
-    ($op:literal) => {
-        asm!(concat!($op, " tmm1, tmm3, tmm4"), options(nostack))
-    };
+/// One block's tile products into one set of sum tiles (`$hi`, `$lo`, with B tile `$b`):
+/// loads, zeroes, multiplies (`$op_hi`/`$op_lo`: the signedness pairs) and stores the sums.
+macro_rules! block_ops {
+    ($hi:literal, $lo:literal, $b:literal, $op_hi:literal, $op_lo:literal, $wide:expr,
+     $bt:expr, $ahi:expr, $alo:expr, $k:expr, $shi:expr, $slo:expr) => {{
+        asm!(
+            concat!("tileloadd ", $b, ", [{b} + {s64}]"),
+            "tileloadd tmm2, [{a} + {k}]",
+            concat!("tilezero ", $hi),
+            concat!($op_hi, " ", $hi, ", tmm2, ", $b),
+            concat!("tilestored [{p} + {s64}], ", $hi),
+            b = in(reg) $bt, s64 = in(reg) 64usize, a = in(reg) $ahi, k = in(reg) $k,
+            p = in(reg) $shi, options(nostack)
+        );
+        if $wide {
+            asm!(
+                "tileloadd tmm3, [{a} + {k}]",
+                concat!("tilezero ", $lo),
+                concat!($op_lo, " ", $lo, ", tmm3, ", $b),
+                concat!("tilestored [{p} + {s64}], ", $lo),
+                s64 = in(reg) 64usize, a = in(reg) $alo, k = in(reg) $k,
+                p = in(reg) $slo, options(nostack)
+            );
+        }
+    }};
 }
 
 /// Whole 16-row tiles of `x` against group `g` (outputs as [`super::group_zmm`]); returns the
@@ -170,19 +194,53 @@ pub(super) unsafe fn rows<T: BlockDot>(
                 }
             }
         }
+        // Two sets of sum tiles: block b's tile products run while the vector unit scales
+        // block b − 1's sums (a tile store is read back only one block later).
         sums.clear();
-        sums.resize(2, Sums([0; 256]));
-        let (hi_sums, lo_sums) = sums.split_at_mut(1);
-        let (hi_sums, lo_sums) = (hi_sums[0].0.as_mut_ptr(), lo_sums[0].0.as_mut_ptr());
+        sums.resize(4, Sums([0; 256]));
+        let set = |b: usize| (2 * (b % 2), 2 * (b % 2) + 1);
         // SAFETY: tile loads read 16 rows × 32 bytes of activations at row stride k inside the
         // planes / levels (rows m0..m0 + 16 ≤ x.rows), 8 × 64 bytes of a block's levels or of an
-        // unpacked tile; tile stores write the two sum tiles; vector loads stay in the blocks
+        // unpacked tile; tile stores write the four sum tiles; vector loads stay in the blocks
         // and sums, stores in `out` (asserted).
         unsafe {
             for m0 in (0..full).step_by(16) {
                 let mut acc = [Zmm::zero_f(); 16];
-                for b in 0..nb {
-                    let blk = blocks.as_ptr().add(b * bb);
+                for b in 0..=nb {
+                    if b < nb {
+                        let (h, o) = set(b);
+                        let bt = match tiles.get(b) {
+                            Some(t) if l.bits == 4 => t.0.as_ptr(),
+                            _ => blocks.as_ptr().add(b * bb + 16 * l.levels_at),
+                        };
+                        let at = m0 * k + b * BLOCK;
+                        let (ahi, alo) = (a_hi.add(at), a_lo.wrapping_add(at));
+                        let (shi, slo) = (sums[h].0.as_mut_ptr(), sums[o].0.as_mut_ptr());
+                        match (l.bits == 4, b % 2 == 0) {
+                            (true, true) => block_ops!(
+                                "tmm0", "tmm1", "tmm4", "tdpbsud", "tdpbuud", wide, bt, ahi, alo,
+                                k, shi, slo
+                            ),
+                            (true, false) => block_ops!(
+                                "tmm5", "tmm6", "tmm7", "tdpbsud", "tdpbuud", wide, bt, ahi, alo,
+                                k, shi, slo
+                            ),
+                            (false, true) => block_ops!(
+                                "tmm0", "tmm1", "tmm4", "tdpbssd", "tdpbusd", wide, bt, ahi, alo,
+                                k, shi, slo
+                            ),
+                            (false, false) => block_ops!(
+                                "tmm5", "tmm6", "tmm7", "tdpbssd", "tdpbusd", wide, bt, ahi, alo,
+                                k, shi, slo
+                            ),
+                        }
+                    }
+                    let Some(p) = b.checked_sub(1) else {
+                        continue;
+                    };
+                    let (h, o) = set(p);
+                    let (hi_sums, lo_sums) = (sums[h].0.as_ptr(), sums[o].0.as_ptr());
+                    let blk = blocks.as_ptr().add(p * bb);
                     let dw = Zmm::halves(blk);
                     let offset = if l.has_min {
                         Some(Zmm::halves(blk.add(32)))
@@ -191,48 +249,13 @@ pub(super) unsafe fn rows<T: BlockDot>(
                     } else {
                         None
                     };
-                    let bt = match tiles.get(b) {
-                        Some(t) if l.bits == 4 => t.0.as_ptr(),
-                        _ => blk.add(16 * l.levels_at),
-                    };
-                    let at = m0 * k + b * BLOCK;
-                    asm!(
-                        "tileloadd tmm4, [{b} + {s64}]",
-                        "tileloadd tmm2, [{a} + {k}]",
-                        "tilezero tmm0",
-                        b = in(reg) bt, s64 = in(reg) 64usize,
-                        a = in(reg) a_hi.add(at), k = in(reg) k,
-                        options(nostack)
-                    );
-                    if l.bits == 4 {
-                        dot_hi!("tdpbsud")
-                    } else {
-                        dot_hi!("tdpbssd")
-                    }
-                    asm!("tilestored [{p} + {s64}], tmm0", p = in(reg) hi_sums,
-                        s64 = in(reg) 64usize, options(nostack));
-                    if wide {
-                        asm!(
-                            "tileloadd tmm3, [{a} + {k}]",
-                            "tilezero tmm1",
-                            a = in(reg) a_lo.add(at), k = in(reg) k,
-                            options(nostack)
-                        );
-                        if l.bits == 4 {
-                            dot_lo!("tdpbuud")
-                        } else {
-                            dot_lo!("tdpbusd")
-                        }
-                        asm!("tilestored [{p} + {s64}], tmm1", p = in(reg) lo_sums,
-                            s64 = in(reg) 64usize, options(nostack));
-                    }
                     for (r, a) in acc.iter_mut().enumerate() {
                         let mut dot = _mm512_load_si512(hi_sums.add(16 * r) as *const __m512i);
                         if wide {
                             let lo = _mm512_load_si512(lo_sums.add(16 * r) as *const __m512i);
                             dot = _mm512_add_epi32(_mm512_slli_epi32(dot, 8), lo);
                         }
-                        let kb = (m0 + r) * nb + b;
+                        let kb = (m0 + r) * nb + p;
                         *a = Zmm::scaled(*a, dot, dw, *x.d.get_unchecked(kb));
                         if let Some(o) = offset {
                             *a = Zmm::fmadd(*a, o, *x.s.get_unchecked(kb));
