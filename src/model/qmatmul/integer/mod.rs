@@ -68,6 +68,7 @@ pub struct QRows<T> {
     /// Per block `Σq` (exact), for the 8-bit Q8_0 kernel's shift.
     sum: Vec<i32>,
     /// 16-bit levels as two byte planes for the AMX kernel (empty when it is not used).
+    #[cfg(target_arch = "x86_64")]
     planes: Vec<u8>,
     rows: usize,
     cols: usize,
@@ -83,6 +84,7 @@ impl<T: Acts> QRows<T> {
             d: vec![0.0; nb],
             s: vec![0.0; nb],
             sum: vec![0; nb],
+            #[cfg(target_arch = "x86_64")]
             planes: Vec::new(),
             rows,
             cols,

@@ -6,9 +6,11 @@
 //!
 //! 16-bit activation levels go in as two byte planes, `q = 256·hi + lo` (`hi` signed, `lo`
 //! unsigned), two tile products per block, so the integer sums stay exact. 8-bit levels are one
-//! plane. Q4 levels are unpacked into the B tile (unsigned bytes); Q8_0's stored bytes already
-//! are one (signed). Stable Rust has no AMX intrinsics: the tile instructions are inline
-//! assembly. Linux hands out the tile state only on request (`arch_prctl`), asked once.
+//! plane. Q4 levels are unpacked once per group into B tiles (unsigned bytes); Q8_0's stored
+//! bytes already are one (signed). Even and odd blocks use their own sum and B tiles, so one
+//! block's tile products run while the previous block is scaled. Stable Rust has no AMX
+//! intrinsics: the tile instructions are inline assembly. Linux hands out the tile state only
+//! on request (`arch_prctl`), asked once.
 
 use core::arch::asm;
 use core::arch::x86_64::*;
