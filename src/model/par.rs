@@ -65,13 +65,6 @@ pub fn pooled<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     f()
 }
 
-/// Threads taskvec's own kernels use natively (the calling thread included): rayon's count,
-/// which follows `RAYON_NUM_THREADS` and otherwise the machine's cores.
-#[cfg(not(target_arch = "wasm32"))]
-pub fn threads() -> usize {
-    rayon::current_num_threads()
-}
-
 #[cfg(not(target_arch = "wasm32"))]
 mod native {
     use std::sync::OnceLock;
@@ -83,11 +76,12 @@ mod native {
     /// between requests.
     const SPIN_ROUNDS: usize = 12000;
 
-    /// The pool: [`super::threads`] − 1 workers beside the calling thread; none for one thread.
+    /// The pool: one worker fewer than rayon's thread count (which follows `RAYON_NUM_THREADS`,
+    /// else the machine's cores), beside the calling thread; none for one thread.
     pub(super) fn pool() -> Option<&'static ThreadPool> {
         static POOL: OnceLock<Option<ThreadPool>> = OnceLock::new();
         POOL.get_or_init(|| {
-            let workers = super::threads().saturating_sub(1);
+            let workers = rayon::current_num_threads().saturating_sub(1);
             (workers > 0).then(|| {
                 ThreadPoolBuilder::default()
                     .num_threads(workers)

@@ -182,7 +182,7 @@ pub(super) unsafe fn rows<T: BlockDot>(
     });
     SCRATCH.with_borrow_mut(|(tiles, sums)| {
         if l.bits == 4 {
-            tiles.clear();
+            // Every tile is written whole below: no need to clear the previous group's.
             tiles.resize(nb, Tile([0; 512]));
             for (b, t) in tiles.iter_mut().enumerate() {
                 // SAFETY: block b's 4 × 64 level bytes are inside `blocks` (asserted).
@@ -198,7 +198,6 @@ pub(super) unsafe fn rows<T: BlockDot>(
         }
         // Two sets of sum tiles: block b's tile products run while the vector unit scales
         // block b − 1's sums (a tile store is read back only one block later).
-        sums.clear();
         sums.resize(4, Sums([0; 256]));
         let set = |b: usize| (2 * (b % 2), 2 * (b % 2) + 1);
         // SAFETY: tile loads read 16 rows × 32 bytes of activations at row stride k inside the
@@ -242,15 +241,7 @@ pub(super) unsafe fn rows<T: BlockDot>(
                     };
                     let (h, o) = set(p);
                     let (hi_sums, lo_sums) = (sums[h].0.as_ptr(), sums[o].0.as_ptr());
-                    let blk = blocks.as_ptr().add(p * bb);
-                    let dw = Zmm::halves(blk);
-                    let offset = if l.has_min {
-                        Some(Zmm::halves(blk.add(32)))
-                    } else if l.bits == 4 {
-                        Some(Zmm::mul(dw, -l.bias))
-                    } else {
-                        None
-                    };
+                    let (dw, offset) = super::block_scales::<Zmm>(l, blocks.as_ptr().add(p * bb));
                     for (r, a) in acc.iter_mut().enumerate() {
                         let mut dot = _mm512_load_si512(hi_sums.add(16 * r) as *const __m512i);
                         if wide {

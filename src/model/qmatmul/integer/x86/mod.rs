@@ -4,7 +4,7 @@
 use core::arch::x86_64::*;
 
 use super::{Interleaved, Level, QRows};
-use crate::weights::blocks::BLOCK;
+use crate::weights::blocks::{BLOCK, Layout};
 
 mod amx;
 mod isa;
@@ -228,6 +228,24 @@ unsafe fn group<V: Isa, T: BlockDot>(
     }
 }
 
+/// A group's block scales `d_w` and offsets `o_w` (Q4_1's minimums, Q4_0's `−8·d_w`; none for
+/// Q8_0), read from the interleaved block at `blk`.
+#[inline(always)]
+unsafe fn block_scales<V: Isa>(l: &Layout, blk: *const u8) -> (V::F, Option<V::F>) {
+    // SAFETY: `blk` starts a group block: LANES f16 scales, then LANES f16 minimums (Q4_1).
+    unsafe {
+        let dw = V::halves(blk);
+        let offset = if l.has_min {
+            Some(V::halves(blk.add(2 * V::LANES)))
+        } else if l.bits == 4 {
+            Some(V::mul(dw, -l.bias))
+        } else {
+            None
+        };
+        (dw, offset)
+    }
+}
+
 /// Activation rows `i0..i0 + C` against one group's blocks.
 #[inline(always)]
 unsafe fn tile<V: Isa, T: BlockDot, const C: usize>(
@@ -251,14 +269,7 @@ unsafe fn tile<V: Isa, T: BlockDot, const C: usize>(
         let mut acc = [V::zero_f(); C];
         for b in 0..nb {
             let blk = blocks.as_ptr().add(b * bb);
-            let dw = V::halves(blk);
-            let offset = if l.has_min {
-                Some(V::halves(blk.add(2 * lanes)))
-            } else if l.bits == 4 {
-                Some(V::mul(dw, -l.bias))
-            } else {
-                None
-            };
+            let (dw, offset) = block_scales::<V>(l, blk);
             let xs: [*const T; C] =
                 core::array::from_fn(|c| x.q.as_ptr().add((i0 + c) * k + b * BLOCK));
             let mut dots = [V::zero_i(); C];
