@@ -138,6 +138,115 @@ pub fn attention_rows(
     out
 }
 
+/// Which keys each of `s` queries sees when the queries are the last `s` of `t` positions
+/// (`start = t − s` positions before them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Visible {
+    /// Every key (one query, or no mask).
+    All,
+    /// Keys up to its own position: query `i` sees `0..=start + i` (prefill).
+    Causal,
+    /// The `start` earlier keys and its own: the layer sweep's branches, all at one position.
+    Branches,
+}
+
+/// Query rows per task of [`attention_grouped`]: enough to amortize a head's key and value
+/// loads, few enough that a short prompt's heads still split between threads.
+const GROUPED_ROWS: usize = 32;
+
+/// Grouped-query attention on head-major rows, the text decoder's on the CPU backends:
+/// queries `q` `[heads, s, d]`, keys and values `k`, `v` `[kv, t, d]` (query head `h` reads
+/// key/value head `h / (heads / kv)`), the queries being the last `s` of the `t` positions, each
+/// seeing the keys `visible` says. Returns `[s, heads·d]` row-major, heads side by side.
+/// Scores are `q·k` and the softmax takes `1/√d` inside its exponent, as
+/// [`attention_rows`]; tasks are (head, run of query rows) pairs.
+pub fn attention_grouped(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    [heads, s, t, kv, d]: [usize; 5],
+    visible: Visible,
+) -> Vec<f32> {
+    assert!(
+        kv > 0 && heads.is_multiple_of(kv) && t >= s,
+        "attention shapes"
+    );
+    assert!(q.len() == heads * s * d && k.len() == kv * t * d && v.len() == kv * t * d);
+    let w = heads * d;
+    let mut out = vec![0f32; s * w];
+    if s == 0 || d == 0 {
+        return out;
+    }
+    let (group, start) = (heads / kv, t - s);
+    let scale = 1.0 / (d as f32).sqrt();
+    let runs = s.div_ceil(GROUPED_ROWS);
+    let task = |task: usize| {
+        let (h, r0) = (task / runs, task % runs * GROUPED_ROWS);
+        let rows = GROUPED_ROWS.min(s - r0);
+        let qh = &q[(h * s + r0) * d..];
+        let (kh, vh) = (&k[h / group * t * d..], &v[h / group * t * d..]);
+        // Causal rows see no key after the run's last position: those scores are not made.
+        let keys = match visible {
+            Visible::Causal => start + r0 + rows,
+            _ => t,
+        };
+        let mut scores = vec![0f32; rows * keys];
+        let mut o = vec![0f32; rows * d];
+        // SAFETY (both products): scores is [rows, keys] and o [rows, d] row-major; the
+        // queries are `rows` rows of d values from qh (rows r0.. of head h, asserted sizes);
+        // the keys, read as [d, keys], and the values, [keys, d], are the first keys ≤ t rows
+        // of d values of head h / group.
+        unsafe {
+            gemm_f32(
+                [rows, keys, d],
+                (scores.as_mut_ptr(), 1, keys as isize),
+                (qh.as_ptr(), 1, d as isize),
+                (kh.as_ptr(), d as isize, 1),
+            );
+        }
+        for (i, row) in scores.chunks_mut(keys).enumerate() {
+            let own = start + r0 + i;
+            match visible {
+                Visible::All => softmax_row(row, scale),
+                Visible::Causal => {
+                    softmax_row(&mut row[..=own], scale);
+                    row[own + 1..].fill(0.0);
+                }
+                Visible::Branches => {
+                    for (j, x) in row.iter_mut().enumerate().skip(start) {
+                        if j != own {
+                            *x = f32::NEG_INFINITY;
+                        }
+                    }
+                    softmax_row(row, scale);
+                }
+            }
+        }
+        unsafe {
+            gemm_f32(
+                [rows, d, keys],
+                (o.as_mut_ptr(), 1, d as isize),
+                (scores.as_ptr(), 1, keys as isize),
+                (vh.as_ptr(), 1, d as isize),
+            );
+        }
+        o
+    };
+    // A decoding step's few products are not worth waking threads for.
+    let parts: Vec<Vec<f32>> = if heads * s * t * d < 1 << 18 {
+        (0..heads * runs).map(task).collect()
+    } else {
+        par_map(heads * runs, task)
+    };
+    for (task, o) in parts.iter().enumerate() {
+        let (h, r0) = (task / runs, task % runs * GROUPED_ROWS);
+        for (i, row) in o.chunks_exact(d).enumerate() {
+            out[(r0 + i) * w + h * d..][..d].copy_from_slice(row);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,6 +338,69 @@ mod tests {
         let e = Rows { data: &[], ld: 8 };
         for kernel in [Kernel::Panel, Kernel::Gemm] {
             assert!(attention_rows(e, e, e, [0, 0], 2, 4, kernel).is_empty());
+        }
+    }
+
+    /// [`attention_grouped`] against the same attention in f64 with explicit masks.
+    #[test]
+    fn grouped_attention_equals_masked_attention_in_f64() {
+        for (s, t, heads, kv, d, visible) in [
+            (1, 1, 1, 1, 4, Visible::All),
+            (1, 9, 6, 2, 8, Visible::All),
+            (7, 7, 4, 2, 8, Visible::Causal),
+            (40, 45, 9, 3, 16, Visible::Causal),
+            (5, 12, 3, 3, 8, Visible::Branches),
+            (35, 50, 2, 1, 8, Visible::Branches),
+        ] {
+            let f = |n: usize, a: usize| -> Vec<f32> {
+                (0..n)
+                    .map(|i| ((i * a % 199) as f32 - 99.0) / 61.0)
+                    .collect()
+            };
+            let (q, k, v) = (
+                f(heads * s * d, 7919),
+                f(kv * t * d, 104_729),
+                f(kv * t * d, 15_485_863),
+            );
+            let got = attention_grouped(&q, &k, &v, [heads, s, t, kv, d], visible);
+            let start = t - s;
+            let sees = |i: usize, j: usize| match visible {
+                Visible::All => true,
+                Visible::Causal => j <= start + i,
+                Visible::Branches => j < start || j == start + i,
+            };
+            let mut err = 0f64;
+            for h in 0..heads {
+                let kh = h / (heads / kv);
+                for i in 0..s {
+                    let sc: Vec<f64> = (0..t)
+                        .map(|j| {
+                            if !sees(i, j) {
+                                return f64::NEG_INFINITY;
+                            }
+                            (0..d)
+                                .map(|e| {
+                                    q[(h * s + i) * d + e] as f64 * k[(kh * t + j) * d + e] as f64
+                                })
+                                .sum::<f64>()
+                                / (d as f64).sqrt()
+                        })
+                        .collect();
+                    let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                    let e: Vec<f64> = sc.iter().map(|x| (x - m).exp()).collect();
+                    let z: f64 = e.iter().sum();
+                    for c in 0..d {
+                        let want: f64 = (0..t)
+                            .map(|j| e[j] / z * v[(kh * t + j) * d + c] as f64)
+                            .sum();
+                        err = err.max((got[i * heads * d + h * d + c] as f64 - want).abs());
+                    }
+                }
+            }
+            assert!(
+                err < 2e-6,
+                "{s}×{t}, {heads}/{kv} heads of {d}, {visible:?}: error {err:e}"
+            );
         }
     }
 

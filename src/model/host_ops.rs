@@ -139,51 +139,6 @@ pub fn swiglu(x: Tensor<2>) -> Tensor<2> {
     Tensor::from_data(TensorData::new(out, [rows, n]), &device)
 }
 
-/// Rotate-half RoPE on `x` ([heads, len, d]) with per-position tables `cos`, `sin` ([len, d],
-/// or [1, d] for every position): `x · cos + rotate_half(x) · sin`, `rotate_half(x) = [−x₂, x₁]`.
-pub fn rope(x: Tensor<3>, cos: &[f32], sin: &[f32]) -> Tensor<3> {
-    let device = x.device();
-    let [h, len, d] = x.dims();
-    let v = download(x);
-    let mut out = vec![0f32; v.len()];
-    let half = d / 2;
-    // One table row serves every position (the sweep's branches share theirs).
-    let rows = cos.len() / d.max(1);
-    for (r, (o, x)) in out.chunks_exact_mut(d).zip(v.chunks_exact(d)).enumerate() {
-        let p = if rows == 1 { 0 } else { r % len };
-        let (c, s) = (&cos[p * d..(p + 1) * d], &sin[p * d..(p + 1) * d]);
-        for j in 0..half {
-            o[j] = x[j] * c[j] - x[j + half] * s[j];
-            o[j + half] = x[j + half] * c[j + half] + x[j] * s[j + half];
-        }
-    }
-    Tensor::from_data(TensorData::new(out, [h, len, d]), &device)
-}
-
-/// `softmax(x + mask)` over the last dimension of `x` ([H, S, T]), the additive `mask` ([S, T],
-/// if any) broadcast over H. One pass for the maximum, one for the exponentials and their sum,
-/// one to scale, per row; the exponential is [`exp`], which vectorizes.
-pub fn masked_softmax(x: Tensor<3>, mask: Option<&Tensor<2>>) -> Tensor<3> {
-    let [h, s, t] = x.dims();
-    let mask = mask.cloned().map(download);
-    let device = x.device();
-    let mut v = download(x);
-    if t > 0 {
-        par_chunks(&mut v, t * ROWS_PER_TASK, |task, chunk| {
-            for (i, row) in chunk.chunks_mut(t).enumerate() {
-                if let Some(m) = &mask {
-                    let r = (task * ROWS_PER_TASK + i) % s;
-                    row.iter_mut()
-                        .zip(&m[r * t..(r + 1) * t])
-                        .for_each(|(v, m)| *v += m);
-                }
-                softmax_row(row, 1.0);
-            }
-        });
-    }
-    Tensor::from_data(TensorData::new(v, [h, s, t]), &device)
-}
-
 widest! {
     /// `softmax(scale · row)` in place, `scale > 0` (a row of only `-inf` gives NaN, as in
     /// PyTorch), compiled for the widest vectors the CPU has.

@@ -396,14 +396,10 @@ pub fn attention(q: Tensor<3>, k: Tensor<3>, v: Tensor<3>, mask: Option<Tensor<2
     // Scaling q before the product touches S·d values instead of S·T (exact for d = 64: 1/8).
     let scale = 1.0 / (d as f64).sqrt();
     let scores = (q * scale).matmul(k.swap_dims(1, 2));
-    let probs = if on_host(&scores.device()) {
-        host_ops::masked_softmax(scores, mask.as_ref())
-    } else {
-        let scores = match mask {
-            Some(m) => scores + m.unsqueeze_dim::<3>(0),
-            None => scores,
-        };
-        burn::tensor::activation::softmax(scores, 2)
+    let scores = match mask {
+        Some(m) => scores + m.unsqueeze_dim::<3>(0),
+        None => scores,
     };
+    let probs = burn::tensor::activation::softmax(scores, 2);
     probs.matmul(v).swap_dims(0, 1).reshape([s, h * d])
 }

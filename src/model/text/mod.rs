@@ -9,11 +9,12 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 mod parts;
 mod sweep;
 
-use parts::{Chunk, Projections, RopeTables, repeat_kv, select_rows};
+use parts::{Chunk, Projections, RopeTables, heads_host, repeat_kv, select_rows};
 
 use super::cache::KvCache;
 use super::config::TextConfig;
-use super::device::{bytes, upload};
+use super::device::{bytes, download, on_host, upload};
+use super::host_attention::{self, Visible};
 use super::layers::{Linear, Matrix, attention, load_vec, rms_norm};
 use crate::error::{Error, Result};
 use crate::weights::{Part, TensorSource};
@@ -355,7 +356,16 @@ impl TextModel {
             }
             Tensor::<2>::from_data(TensorData::new(m, [len, total]), &self.device)
         });
-        Chunk { rope, mask }
+        let visible = if mask.is_some() {
+            Visible::Causal
+        } else {
+            Visible::All
+        };
+        Chunk {
+            rope,
+            mask,
+            visible,
+        }
     }
 
     /// Q, K, V of rows `x` at layer `l`, RoPE applied: [heads, rows, d] and [kv, rows, d] ×2.
@@ -369,6 +379,25 @@ impl TextModel {
         let q = chunk.rope.apply(heads(q, c.num_heads));
         let k = chunk.rope.apply(heads(k, c.num_kv_heads));
         (q, k, heads(v, c.num_kv_heads))
+    }
+
+    /// [`Self::qkv`] on the CPU backend: the projections read back once, the heads split out
+    /// (and rotated) by one host pass each. Queries head-major `[heads, rows, d]` in host
+    /// memory; keys and values as tensors `[kv, rows, d]` for the cache.
+    fn qkv_host(&self, l: usize, x: &Tensor<2>, chunk: &Chunk) -> (Vec<f32>, Tensor<3>, Tensor<3>) {
+        let c = &self.config;
+        let b = &self.blocks[l];
+        let h = rms_norm(x.clone(), &b.attn_norm, c.rms_norm_eps);
+        let y = b.qkv.forward_whole(h);
+        let [s, ld] = y.dims();
+        let y = download(y);
+        let (nq, nk, d) = (c.num_heads, c.num_kv_heads, c.head_dim);
+        let rope = Some(&chunk.rope);
+        let q = heads_host(&y, [s, ld], 0, nq, d, rope);
+        let k = heads_host(&y, [s, ld], nq * d, nk, d, rope);
+        let v = heads_host(&y, [s, ld], (nq + nk) * d, nk, d, None);
+        let kv = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [nk, s, d]), &self.device);
+        (q, kv(k), kv(v))
     }
 
     /// Output projection, residual add and the SwiGLU MLP of layer `l`.
@@ -389,9 +418,25 @@ impl TextModel {
         cache: &mut KvCache,
         mode: CacheMode,
     ) -> Tensor<2> {
+        let c = &self.config;
+        if on_host(&self.device) {
+            let (q, k, v) = self.qkv_host(l, &x, chunk);
+            let (k, v) = cache.extend(l, k, v, mode == CacheMode::Store);
+            // Heads read their key/value head in place: no repeated copies, no mask tensor.
+            let ([kv, total, d], s) = (k.dims(), x.dims()[0]);
+            let o = host_attention::attention_grouped(
+                &q,
+                &download(k),
+                &download(v),
+                [c.num_heads, s, total, kv, d],
+                chunk.visible,
+            );
+            let a = Tensor::from_data(TensorData::new(o, [s, c.num_heads * d]), &self.device);
+            return self.finish(l, x, a);
+        }
         let (q, k, v) = self.qkv(l, &x, chunk);
         let (k, v) = cache.extend(l, k, v, mode == CacheMode::Store);
-        let group = self.config.num_heads / self.config.num_kv_heads;
+        let group = c.num_heads / c.num_kv_heads;
         let a = attention(
             q,
             repeat_kv(k, group),

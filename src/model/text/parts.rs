@@ -51,6 +51,17 @@ impl Projections {
         }
     }
 
+    /// The parts' outputs side by side in one `[rows, Σ widths]` tensor (the fused product's
+    /// own output, else the parts concatenated).
+    pub(super) fn forward_whole(&self, x: Tensor<2>) -> Tensor<2> {
+        match self {
+            Projections::Fused(l, _) => l.forward(x),
+            Projections::Each(ls) => {
+                Tensor::cat(ls.iter().map(|l| l.forward(x.clone())).collect(), 1)
+            }
+        }
+    }
+
     /// `silu(gate) · up` of the two parts (one fused pass over the fused product's rows on
     /// the CPU backend).
     pub(super) fn swiglu(&self, x: Tensor<2>) -> Tensor<2> {
@@ -83,6 +94,8 @@ impl Projections {
 pub(super) struct Chunk {
     pub(super) rope: RopeTables,
     pub(super) mask: Option<Tensor<2>>,
+    /// The same mask for the CPU backend's attention.
+    pub(super) visible: crate::model::host_attention::Visible,
 }
 
 /// RoPE's cos and sin for a chunk's positions: `[1, len, head_dim]` tensors, and the same
@@ -97,15 +110,56 @@ pub(super) struct RopeTables {
 impl RopeTables {
     /// Rotate-half RoPE on [heads, len, d].
     pub(super) fn apply(&self, x: Tensor<3>) -> Tensor<3> {
-        if on_host(&x.device()) {
-            return host_ops::rope(x, &self.cos, &self.sin);
-        }
         let [h, len, d] = x.dims();
         let x1 = x.clone().slice([0..h, 0..len, 0..d / 2]);
         let x2 = x.clone().slice([0..h, 0..len, d / 2..d]);
         let rot = Tensor::cat(vec![x2.neg(), x1], 2);
         x * self.cos_t.clone() + rot * self.sin_t.clone()
     }
+}
+
+/// Heads `n` of `d` values from column `col` of host rows `x` (`[s, ld]` row-major) as
+/// head-major `[n, s, d]`, rotated by `rope` (as [`RopeTables::apply`]) if given; heads in
+/// parallel.
+pub(super) fn heads_host(
+    x: &[f32],
+    [s, ld]: [usize; 2],
+    col: usize,
+    n: usize,
+    d: usize,
+    rope: Option<&RopeTables>,
+) -> Vec<f32> {
+    assert!(col + n * d <= ld && x.len() >= s * ld);
+    let mut out = vec![0f32; n * s * d];
+    if out.is_empty() {
+        return out;
+    }
+    let half = d / 2;
+    let head = |h: usize, head: &mut [f32]| {
+        for (i, o) in head.chunks_exact_mut(d).enumerate() {
+            let src = &x[i * ld + col + h * d..][..d];
+            let Some(r) = rope else {
+                o.copy_from_slice(src);
+                continue;
+            };
+            // One table row serves every position (the sweep's branches share theirs).
+            let p = if r.cos.len() == d { 0 } else { i };
+            let (c, sn) = (&r.cos[p * d..(p + 1) * d], &r.sin[p * d..(p + 1) * d]);
+            for j in 0..half {
+                o[j] = src[j] * c[j] - src[j + half] * sn[j];
+                o[j + half] = src[j + half] * c[j + half] + src[j] * sn[j + half];
+            }
+        }
+    };
+    // One decoded row is not worth waking threads for.
+    if s * n * d < 1 << 14 {
+        out.chunks_mut(s * d)
+            .enumerate()
+            .for_each(|(h, o)| head(h, o));
+    } else {
+        crate::model::par::par_chunks(&mut out, s * d, head);
+    }
+    out
 }
 
 /// Rows `pos` of `x` as a new [pos.len(), hidden] tensor.

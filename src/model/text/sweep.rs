@@ -5,6 +5,7 @@ use burn::tensor::{Tensor, TensorData};
 use super::{CacheMode, Replace, TextModel};
 use crate::error::{Error, Result};
 use crate::model::cache::KvCache;
+use crate::model::host_attention::Visible;
 
 impl TextModel {
     /// The layer sweep's pass: the next position (after `cache`; input row `x`, [1, hidden]) with
@@ -56,7 +57,7 @@ impl TextModel {
         let mut chunk = self.chunk(start, 1, false);
         for l in 0..=last.layer {
             let n = rows.dims()[0];
-            chunk.mask = self.branch_mask(start, n);
+            (chunk.mask, chunk.visible) = self.branch_mask(start, n);
             rows = self.block(l, rows, &chunk, &mut cache, CacheMode::ReadOnly);
             let Some(p) = patches.get(next).filter(|p| p.layer == l) else {
                 continue;
@@ -75,7 +76,7 @@ impl TextModel {
             rows = Tensor::cat(parts, 0);
         }
         // Branches patched before the last layer continue through the remaining layers.
-        chunk.mask = self.branch_mask(start, rows.dims()[0]);
+        (chunk.mask, chunk.visible) = self.branch_mask(start, rows.dims()[0]);
         for l in last.layer + 1..c.num_layers {
             rows = self.block(l, rows, &chunk, &mut cache, CacheMode::ReadOnly);
         }
@@ -83,9 +84,14 @@ impl TextModel {
     }
 
     /// The mask of `n` rows all at position `start`: each sees the `start` cached positions and
-    /// itself (none needed for one row).
-    fn branch_mask(&self, start: usize, n: usize) -> Option<Tensor<2>> {
-        (n > 1).then(|| {
+    /// itself (none needed for one row), and the same for the CPU backend's attention.
+    fn branch_mask(&self, start: usize, n: usize) -> (Option<Tensor<2>>, Visible) {
+        let visible = if n > 1 {
+            Visible::Branches
+        } else {
+            Visible::All
+        };
+        let mask = (n > 1).then(|| {
             let total = start + n;
             let mut m = vec![f32::NEG_INFINITY; n * total];
             for i in 0..n {
@@ -93,6 +99,7 @@ impl TextModel {
                 m[i * total + start + i] = 0.0;
             }
             Tensor::from_data(TensorData::new(m, [n, total]), &self.device)
-        })
+        });
+        (mask, visible)
     }
 }

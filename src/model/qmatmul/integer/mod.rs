@@ -26,6 +26,8 @@ use crate::weights::blocks::{BLOCK, Layout, f16_to_f32};
 pub trait Level: Copy + Default + Send + Sync + 'static {
     /// The largest level (127, 32767).
     const MAX: f32;
+    /// Whether the AMX kernel takes these levels as two byte planes (16-bit levels).
+    const PLANES: bool;
     /// Where value `t` of each 4-value group is stored: in order for `i8`; `[0, 2, 1, 3]` for
     /// `i16`, so that one 32-bit broadcast holds the pair that meets a lane's even (or odd)
     /// weight bytes.
@@ -38,6 +40,7 @@ pub trait Level: Copy + Default + Send + Sync + 'static {
 
 impl Level for i8 {
     const MAX: f32 = 127.0;
+    const PLANES: bool = false;
     const ORDER: [usize; 4] = [0, 1, 2, 3];
     fn level(v: f32) -> Self {
         v as i8
@@ -49,6 +52,7 @@ impl Level for i8 {
 
 impl Level for i16 {
     const MAX: f32 = 32767.0;
+    const PLANES: bool = true;
     const ORDER: [usize; 4] = [0, 2, 1, 3];
     fn level(v: f32) -> Self {
         v as i16
@@ -74,31 +78,86 @@ pub struct QRows<T> {
     cols: usize,
 }
 
+/// One run of rows' share of a [`QRows`] being filled: their levels, per-block scales, sums
+/// and (for the AMX kernel, else empty) their 16-bit levels' byte planes.
+pub struct RowBlocks<'a, T> {
+    q: &'a mut [T],
+    d: &'a mut [f32],
+    s: &'a mut [f32],
+    sum: &'a mut [i32],
+    /// High bytes (signed) of 16-bit levels, in natural order; empty when not wanted.
+    hi: &'a mut [u8],
+    /// Low bytes (unsigned), likewise.
+    lo: &'a mut [u8],
+}
+
+/// Activation values per quantizing task: below about this many one thread does it all.
+const QUANTIZE_TASK: usize = 1 << 12;
+
 impl<T: Acts> QRows<T> {
-    /// Quantizes row-major `x` (`[rows, cols]`, `cols` a multiple of 32).
+    /// Quantizes row-major `x` (`[rows, cols]`, `cols` a multiple of 32), runs of rows in
+    /// parallel when there are many.
     pub fn quantize(x: &[f32], rows: usize, cols: usize) -> Self {
         assert!(x.len() == rows * cols && cols.is_multiple_of(BLOCK));
         let nb = rows * cols / BLOCK;
+        #[cfg(target_arch = "x86_64")]
+        let (fast, planes) = {
+            let fast = super::has_avx2_fma();
+            (fast, fast && T::PLANES && rows >= 16 && x86::amx_ready())
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (fast, planes) = (false, false);
         let mut out = QRows {
             q: vec![T::default(); rows * cols],
             d: vec![0.0; nb],
             s: vec![0.0; nb],
             sum: vec![0; nb],
             #[cfg(target_arch = "x86_64")]
-            planes: Vec::new(),
+            planes: vec![0; if planes { 2 * rows * cols } else { 0 }],
             rows,
             cols,
         };
+        let per_task = QUANTIZE_TASK.div_ceil(cols).clamp(1, rows.max(1));
+        let (bq, bb) = (per_task * cols, per_task * cols / BLOCK);
         #[cfg(target_arch = "x86_64")]
-        if super::has_avx2_fma() {
-            // SAFETY: the CPU has AVX2 and FMA (checked at run time).
-            unsafe { x86::quantize(x, &mut out) };
-            if rows >= 16 && x86::amx_ready() {
-                out.planes = T::planes(&out);
+        let (hi, lo) = out
+            .planes
+            .split_at_mut(if planes { rows * cols } else { 0 });
+        #[cfg(not(target_arch = "x86_64"))]
+        let (hi, lo): (&mut [u8], &mut [u8]) = (&mut [], &mut []);
+        let tasks = rows.div_ceil(per_task);
+        let mut tasks: Vec<(&[f32], RowBlocks<T>)> = x
+            .chunks(bq)
+            .zip(out.q.chunks_mut(bq))
+            .zip(out.d.chunks_mut(bb))
+            .zip(out.s.chunks_mut(bb))
+            .zip(out.sum.chunks_mut(bb))
+            .zip(plane_chunks(hi, bq, tasks).zip(plane_chunks(lo, bq, tasks)))
+            .map(|(((((x, q), d), s), sum), (hi, lo))| {
+                (
+                    x,
+                    RowBlocks {
+                        q,
+                        d,
+                        s,
+                        sum,
+                        hi,
+                        lo,
+                    },
+                )
+            })
+            .collect();
+        super::par_chunks(&mut tasks, 1, |_, t| {
+            let (x, blocks) = &mut t[0];
+            #[cfg(target_arch = "x86_64")]
+            if fast {
+                // SAFETY: the CPU has AVX2 and FMA (checked at run time).
+                unsafe { x86::quantize(x, blocks) };
+                return;
             }
-            return out;
-        }
-        quantize_blocks(x, &mut out);
+            let _ = fast;
+            quantize_blocks(x, blocks);
+        });
         out
     }
 
@@ -106,30 +165,70 @@ impl<T: Acts> QRows<T> {
     pub fn rows(&self) -> usize {
         self.rows
     }
+
+    /// Every row's share, to fill again (tests compare quantizers on it).
+    #[cfg(test)]
+    fn all_blocks(&mut self) -> RowBlocks<'_, T> {
+        #[cfg(target_arch = "x86_64")]
+        let (hi, lo) = {
+            let n = self.planes.len() / 2;
+            self.planes.split_at_mut(n)
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let (hi, lo): (&mut [u8], &mut [u8]) = (&mut [], &mut []);
+        RowBlocks {
+            q: &mut self.q,
+            d: &mut self.d,
+            s: &mut self.s,
+            sum: &mut self.sum,
+            hi,
+            lo,
+        }
+    }
 }
 
-/// The portable quantizer (the reference for the x86 one).
+/// A byte plane in `n` pieces of `len` (empty pieces for an empty plane).
+fn plane_chunks(p: &mut [u8], len: usize, n: usize) -> impl Iterator<Item = &mut [u8]> {
+    let pieces = if p.is_empty() {
+        n
+    } else {
+        p.len().div_ceil(len)
+    };
+    p.chunks_mut(len)
+        .chain(std::iter::repeat_with(<&mut [u8]>::default))
+        .take(pieces)
+}
+
+/// The portable quantizer (the reference for the x86 one); fills the byte planes too when
+/// `out` has them.
 #[inline(always)]
-fn quantize_blocks<T: Level>(x: &[f32], out: &mut QRows<T>) {
+fn quantize_blocks<T: Level>(x: &[f32], out: &mut RowBlocks<T>) {
     // Adding and subtracting 1.5·2²³ rounds |v| ≤ 2²² to the nearest integer (ties to even), as
     // llama.cpp's SIMD quantizers do.
     const MAGIC: f32 = 12_582_912.0;
-    for ((((xb, qb), d), s), total) in x
+    let planes = !out.hi.is_empty();
+    for (b, ((((xb, qb), d), s), total)) in x
         .chunks_exact(BLOCK)
         .zip(out.q.chunks_exact_mut(BLOCK))
-        .zip(&mut out.d)
-        .zip(&mut out.s)
-        .zip(&mut out.sum)
+        .zip(out.d.iter_mut())
+        .zip(out.s.iter_mut())
+        .zip(out.sum.iter_mut())
+        .enumerate()
     {
         let amax = xb.iter().fold(0f32, |a, v| a.max(v.abs()));
         let scale = amax / T::MAX;
         let inv = if scale > 0.0 { 1.0 / scale } else { 0.0 };
         let mut sum = 0i32;
-        for (qg, xg) in qb.chunks_exact_mut(4).zip(xb.chunks_exact(4)) {
+        for (g, (qg, xg)) in qb.chunks_exact_mut(4).zip(xb.chunks_exact(4)).enumerate() {
             for (t, &v) in xg.iter().enumerate() {
                 let r = T::level((v * inv + MAGIC) - MAGIC);
                 qg[T::ORDER[t]] = r;
                 sum += r.wide();
+                if planes {
+                    let at = b * BLOCK + 4 * g + t;
+                    out.hi[at] = (r.wide() >> 8) as u8;
+                    out.lo[at] = r.wide() as u8;
+                }
             }
         }
         *d = scale;
@@ -260,17 +359,30 @@ impl Interleaved {
             }
             part
         });
-        let mut out = vec![0f32; m * n];
-        for (t, part) in parts.iter().enumerate() {
-            let c0 = t * per_task * g;
-            let width = part.len() / m;
-            let keep = width.min(n - c0);
-            for i in 0..m {
-                out[i * n + c0..i * n + c0 + keep]
-                    .copy_from_slice(&part[i * width..i * width + keep]);
+        // The parts side by side, runs of rows in parallel, each output value written once.
+        let mut out: Vec<std::mem::MaybeUninit<f32>> = Vec::with_capacity(m * n);
+        // SAFETY: MaybeUninit needs no initialization; every element is written below.
+        unsafe { out.set_len(m * n) };
+        let rows_per_task = (1usize << 14).div_ceil(n).clamp(1, m.max(1));
+        super::par_chunks(&mut out, rows_per_task * n, |task, rows| {
+            for (r, row) in rows.chunks_mut(n).enumerate() {
+                let i = task * rows_per_task + r;
+                for (t, part) in parts.iter().enumerate() {
+                    let c0 = t * per_task * g;
+                    let width = part.len() / m;
+                    let keep = width.min(n - c0);
+                    for (o, &v) in row[c0..c0 + keep].iter_mut().zip(&part[i * width..]) {
+                        o.write(v);
+                    }
+                }
             }
+        });
+        // SAFETY: every one of the m·n elements was written (each row gets every part's
+        // columns, the parts cover 0..n); MaybeUninit<f32> has f32's layout.
+        unsafe {
+            let mut out = std::mem::ManuallyDrop::new(out);
+            Vec::from_raw_parts(out.as_mut_ptr() as *mut f32, out.len(), out.capacity())
         }
-        out
     }
 
     fn group_blocks(&self, g: usize) -> &[u8] {

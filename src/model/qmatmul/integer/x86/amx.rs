@@ -101,22 +101,6 @@ struct Sums([i32; 256]);
 #[repr(C, align(64))]
 struct Tile([u8; 512]);
 
-/// The byte planes of 16-bit levels (`hi` signed, `lo` unsigned, each `rows × cols` in natural
-/// order), from [`QRows<i16>`]'s pair order.
-pub(super) fn planes(x: &QRows<i16>) -> Vec<u8> {
-    let n = x.rows * x.cols;
-    let mut p = vec![0u8; 2 * n];
-    let (hi, lo) = p.split_at_mut(n);
-    for (g, q) in x.q.chunks_exact(4).enumerate() {
-        for t in 0..4 {
-            let v = q[<i16 as super::Level>::ORDER[t]];
-            hi[4 * g + t] = (v >> 8) as u8;
-            lo[4 * g + t] = v as u8;
-        }
-    }
-    p
-}
-
 /// One block's tile products into one set of sum tiles (`$hi`, `$lo`, with B tile `$b`):
 /// loads, zeroes, multiplies (`$op_hi`/`$op_lo`: the signedness pairs) and stores the sums.
 macro_rules! block_ops {
@@ -149,7 +133,7 @@ macro_rules! block_ops {
 ///
 /// # Safety
 /// [`ready()`] was true and the CPU has AVX-512F/BW/VL, F16C and FMA; `w` is interleaved for
-/// 16 lanes; `planes` is [`planes`] of `x` when `T` is `i16`.
+/// 16 lanes; `planes` is `x`'s byte planes when `T` is `i16`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
 pub(super) unsafe fn rows<T: BlockDot>(
     w: &Interleaved,

@@ -3,7 +3,7 @@
 
 use core::arch::x86_64::*;
 
-use super::{Interleaved, Level, QRows};
+use super::{Interleaved, Level, QRows, RowBlocks};
 use crate::weights::blocks::{BLOCK, Layout};
 
 mod amx;
@@ -80,9 +80,7 @@ pub trait BlockDot: Level {
         dots: &mut [V::I; C],
     );
     /// [`super::quantize_blocks`] on this CPU (AVX2 + FMA).
-    unsafe fn quantize(x: &[f32], out: &mut QRows<Self>);
-    /// The AMX kernel's activation byte planes (none for 8-bit levels: their own bytes).
-    fn planes(x: &QRows<Self>) -> Vec<u8>;
+    unsafe fn quantize(x: &[f32], out: &mut RowBlocks<Self>);
 }
 
 impl BlockDot for i8 {
@@ -123,11 +121,8 @@ impl BlockDot for i8 {
             }
         }
     }
-    unsafe fn quantize(x: &[f32], out: &mut QRows<i8>) {
+    unsafe fn quantize(x: &[f32], out: &mut RowBlocks<i8>) {
         unsafe { quantize_i8(x, out) }
-    }
-    fn planes(_: &QRows<i8>) -> Vec<u8> {
-        Vec::new()
     }
 }
 
@@ -175,22 +170,13 @@ impl BlockDot for i16 {
             }
         }
     }
-    unsafe fn quantize(x: &[f32], out: &mut QRows<i16>) {
-        unsafe { quantize_auto(x, out) }
+    unsafe fn quantize(x: &[f32], out: &mut RowBlocks<i16>) {
+        unsafe { quantize_i16(x, out) }
     }
-    fn planes(x: &QRows<i16>) -> Vec<u8> {
-        amx::planes(x)
-    }
-}
-
-/// The portable quantizer compiled for AVX2, where it vectorizes.
-#[target_feature(enable = "avx2,fma")]
-fn quantize_auto<T: Level>(x: &[f32], out: &mut QRows<T>) {
-    super::quantize_blocks(x, out)
 }
 
 /// The quantizer for this CPU.
-pub(super) unsafe fn quantize<T: BlockDot>(x: &[f32], out: &mut QRows<T>) {
+pub(super) unsafe fn quantize<T: BlockDot>(x: &[f32], out: &mut RowBlocks<T>) {
     unsafe { T::quantize(x, out) }
 }
 
@@ -292,43 +278,99 @@ unsafe fn tile<V: Isa, T: BlockDot, const C: usize>(
     }
 }
 
-/// [`super::quantize_blocks`] for 8-bit levels with AVX2 intrinsics: per block, the
-/// largest magnitude by a max tree, levels rounded to nearest even (`vcvtps2dq`), packed to
-/// bytes.
+/// A block of 32 values as four vectors, and their largest magnitude (a max tree).
+#[inline(always)]
+unsafe fn block_amax(p: *const f32) -> ([__m256; 4], f32) {
+    unsafe {
+        let v = [0, 8, 16, 24].map(|o| _mm256_loadu_ps(p.add(o)));
+        let sign = _mm256_set1_ps(-0.0);
+        let a = v.map(|v| _mm256_andnot_ps(sign, v));
+        let m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
+        let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        let m1 = _mm_max_ss(m2, _mm_movehdup_ps(m2));
+        (v, _mm_cvtss_f32(m1))
+    }
+}
+
+/// Levels of a block rounded to nearest even (`vcvtps2dq`) at scale `max|x| / top`, their sum
+/// and the scale.
+#[inline(always)]
+unsafe fn block_levels(p: *const f32, top: f32) -> ([__m256i; 4], i32, f32) {
+    unsafe {
+        let (v, amax) = block_amax(p);
+        let d = amax / top;
+        let inv = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+        let q = v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, inv)));
+        // Σq: the i32 lanes added, then horizontally.
+        let s8 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
+        let s2 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b01_00_11_10));
+        let sum = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0b00_00_00_01)));
+        (q, sum, d)
+    }
+}
+
+/// 32 i32 values in range packed to bytes in order (`unsigned`: saturating to 0..255).
+#[inline(always)]
+unsafe fn pack_bytes(q: [__m256i; 4], unsigned: bool) -> __m256i {
+    unsafe {
+        // i32 → i16 → i8 packs work per 128-bit lane: undo their interleaving.
+        let w16a = _mm256_packs_epi32(q[0], q[1]);
+        let w16b = _mm256_packs_epi32(q[2], q[3]);
+        let w8 = if unsigned {
+            _mm256_packus_epi16(w16a, w16b)
+        } else {
+            _mm256_packs_epi16(w16a, w16b)
+        };
+        _mm256_permutevar8x32_epi32(w8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+    }
+}
+
+/// [`super::quantize_blocks`] for 8-bit levels with AVX2 intrinsics.
 #[target_feature(enable = "avx2,fma")]
-fn quantize_i8(x: &[f32], out: &mut QRows<i8>) {
-    let sign = _mm256_set1_ps(-0.0);
+fn quantize_i8(x: &[f32], out: &mut RowBlocks<i8>) {
     for (b, xb) in x.chunks_exact(BLOCK).enumerate() {
         // SAFETY: `xb` holds 32 floats; the 32 stored bytes are block b's (q has one byte
         // per value of x).
         unsafe {
-            let p = xb.as_ptr();
-            let v = [
-                _mm256_loadu_ps(p),
-                _mm256_loadu_ps(p.add(8)),
-                _mm256_loadu_ps(p.add(16)),
-                _mm256_loadu_ps(p.add(24)),
-            ];
-            let a = v.map(|v| _mm256_andnot_ps(sign, v));
-            let m = _mm256_max_ps(_mm256_max_ps(a[0], a[1]), _mm256_max_ps(a[2], a[3]));
-            let m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-            let m2 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-            let m1 = _mm_max_ss(m2, _mm_movehdup_ps(m2));
-            let amax = _mm_cvtss_f32(m1);
-            let d = amax / 127.0;
-            let inv = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
-            let q = v.map(|v| _mm256_cvtps_epi32(_mm256_mul_ps(v, inv)));
-            // Σq: the i32 lanes added, then horizontally.
-            let s8 = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
-            let s4 = _mm_add_epi32(_mm256_castsi256_si128(s8), _mm256_extracti128_si256(s8, 1));
-            let s2 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0b01_00_11_10));
-            let sum = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 0b00_00_00_01)));
-            // i32 → i16 → i8 packs work per 128-bit lane: undo their interleaving.
-            let w16a = _mm256_packs_epi32(q[0], q[1]);
-            let w16b = _mm256_packs_epi32(q[2], q[3]);
-            let w8 = _mm256_packs_epi16(w16a, w16b);
-            let fixed = _mm256_permutevar8x32_epi32(w8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
-            _mm256_storeu_si256(out.q.as_mut_ptr().add(b * BLOCK) as *mut __m256i, fixed);
+            let (q, sum, d) = block_levels(xb.as_ptr(), 127.0);
+            let bytes = pack_bytes(q, false);
+            _mm256_storeu_si256(out.q.as_mut_ptr().add(b * BLOCK) as *mut __m256i, bytes);
+            out.d[b] = d;
+            out.s[b] = d * sum as f32;
+            out.sum[b] = sum;
+        }
+    }
+}
+
+/// [`super::quantize_blocks`] for 16-bit levels with AVX2 intrinsics: the levels in
+/// [`Level::ORDER`]'s pair order, and the byte planes when `out` has them.
+#[target_feature(enable = "avx2,fma")]
+fn quantize_i16(x: &[f32], out: &mut RowBlocks<i16>) {
+    let planes = !out.hi.is_empty();
+    assert!(!planes || (out.hi.len() >= x.len() && out.lo.len() >= x.len()));
+    for (b, xb) in x.chunks_exact(BLOCK).enumerate() {
+        // SAFETY: `xb` holds 32 floats; the stored 32 levels (64 bytes) and 32 plane bytes
+        // each are block b's (q has one level per value of x, the planes one byte, asserted).
+        unsafe {
+            let (q, sum, d) = block_levels(xb.as_ptr(), 32767.0);
+            // Each 4-value group as values 0, 2, 1, 3; i32 → i16 packs per 128-bit lane, so
+            // the 64-bit quarters are put back in order.
+            let ord = _mm256_setr_epi32(0, 2, 1, 3, 4, 6, 5, 7);
+            let p = q.map(|v| _mm256_permutevar8x32_epi32(v, ord));
+            let dst = out.q.as_mut_ptr().add(b * BLOCK) as *mut __m256i;
+            for h in 0..2 {
+                let w = _mm256_packs_epi32(p[2 * h], p[2 * h + 1]);
+                _mm256_storeu_si256(dst.add(h), _mm256_permute4x64_epi64(w, 0b11_01_10_00));
+            }
+            if planes {
+                let hi = pack_bytes(q.map(|v| _mm256_srai_epi32(v, 8)), false);
+                let mask = _mm256_set1_epi32(0xFF);
+                let lo = pack_bytes(q.map(|v| _mm256_and_si256(v, mask)), true);
+                _mm256_storeu_si256(out.hi.as_mut_ptr().add(b * BLOCK) as *mut __m256i, hi);
+                _mm256_storeu_si256(out.lo.as_mut_ptr().add(b * BLOCK) as *mut __m256i, lo);
+            }
             out.d[b] = d;
             out.s[b] = d * sum as f32;
             out.sum[b] = sum;
