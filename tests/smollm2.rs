@@ -5,6 +5,8 @@
 use super::common;
 
 use common::*;
+use taskvec::loader::LoadOptions;
+use taskvec::model::qmatmul::Activations;
 use taskvec::model::{Intervention, KvCache, read_f32};
 
 #[test]
@@ -32,45 +34,63 @@ fn tokenizer_ids_equal_transformers() {
     );
 }
 
+/// Every layer's last-position state and the logits against transformers on the file's own
+/// blocks (dequantized in the fixture), for the default 12-bit integer activations and for the
+/// f32-activation reference path, each with its bar: (lowest cosine, largest relative error).
+/// Measured: f32 cosine 1.0000000, relative error 3.8e-6 (logits 5.4e-6); int16 cosine
+/// 0.9999945, relative error 2.9e-3 (logits 3.3e-3).
 #[test]
 fn every_layer_matches_transformers() {
-    let m = smollm2();
     let f = read(&fixture("smollm2/hidden_ref.safetensors"));
-    let d = m.model.hidden_size();
-    let mut worst_cos = 1f64;
-    let mut worst_rel = 0f64;
-    let mut k = 0;
-    while let Ok(st) = safetensors::SafeTensors::deserialize(&f) {
-        if st.tensor(&format!("p{k}.input_ids")).is_err() {
-            break;
+    for (activations, min_cos, max_rel) in [
+        (Activations::Int16, 0.99999, 5e-3),
+        (Activations::F32, 0.9999999, 2e-5),
+    ] {
+        let m = smollm2_opts(LoadOptions {
+            activations,
+            ..LoadOptions::default()
+        });
+        let d = m.model.hidden_size();
+        let (mut worst_cos, mut worst_rel, mut worst_logits) = (1f64, 0f64, 0f64);
+        let mut k = 0;
+        while let Ok(st) = safetensors::SafeTensors::deserialize(&f) {
+            if st.tensor(&format!("p{k}.input_ids")).is_err() {
+                break;
+            }
+            let ids = ids(&f, &format!("p{k}.input_ids"));
+            let (_, want) = tensor(&f, &format!("p{k}.last_hidden"));
+            let (_, want_logits) = tensor(&f, &format!("p{k}.last_logits"));
+            let x = m.model.embed(&ids, &[]).unwrap();
+            let iv = Intervention {
+                capture: vec![ids.len() - 1],
+                ..Default::default()
+            };
+            let o = m.model.forward(x, KvCache::new(30), &iv).unwrap();
+            let got = pollster::block_on(read_f32(o.hidden.unwrap())).unwrap();
+            let logits = pollster::block_on(read_f32(o.logits)).unwrap();
+            for l in 0..=m.model.num_layers() {
+                let c = cosine(&got[l * d..(l + 1) * d], &want[l * d..(l + 1) * d]);
+                let r = rel_err(&got[l * d..(l + 1) * d], &want[l * d..(l + 1) * d]);
+                worst_cos = worst_cos.min(c);
+                worst_rel = worst_rel.max(r);
+                let name = activations.name();
+                assert!(c >= min_cos, "{name}: prompt {k} layer {l}: cosine {c}");
+                assert!(
+                    r < max_rel,
+                    "{name}: prompt {k} layer {l}: relative error {r}"
+                );
+            }
+            let e = rel_err(&logits, &want_logits);
+            worst_logits = worst_logits.max(e);
+            assert!(e < max_rel, "prompt {k}: logits relative error {e}");
+            k += 1;
         }
-        let ids = ids(&f, &format!("p{k}.input_ids"));
-        let (_, want) = tensor(&f, &format!("p{k}.last_hidden"));
-        let (_, want_logits) = tensor(&f, &format!("p{k}.last_logits"));
-        let x = m.model.embed(&ids, &[]).unwrap();
-        let iv = Intervention {
-            capture: vec![ids.len() - 1],
-            ..Default::default()
-        };
-        let o = m.model.forward(x, KvCache::new(30), &iv).unwrap();
-        let got = pollster::block_on(read_f32(o.hidden.unwrap())).unwrap();
-        let logits = pollster::block_on(read_f32(o.logits)).unwrap();
-        for l in 0..=m.model.num_layers() {
-            let c = cosine(&got[l * d..(l + 1) * d], &want[l * d..(l + 1) * d]);
-            let r = rel_err(&got[l * d..(l + 1) * d], &want[l * d..(l + 1) * d]);
-            worst_cos = worst_cos.min(c);
-            worst_rel = worst_rel.max(r);
-            assert!(c >= 0.999, "prompt {k} layer {l}: cosine {c}");
-            assert!(r < 1e-3, "prompt {k} layer {l}: relative error {r}");
-        }
-        let e = rel_err(&logits, &want_logits);
-        assert!(e < 1e-3, "prompt {k}: logits relative error {e}");
         eprintln!(
-            "prompt {k}: min layer cosine so far {worst_cos:.8}, max layer rel err {worst_rel:.2e}, logits rel err {e:.2e}"
+            "{}: min layer cosine {worst_cos:.8}, max layer rel err {worst_rel:.2e}, logits rel err {worst_logits:.2e}",
+            activations.name()
         );
-        k += 1;
+        assert!(k >= 3, "fixture has {k} prompts");
     }
-    assert!(k >= 3, "fixture has {k} prompts");
 }
 
 #[test]

@@ -42,7 +42,7 @@ pub struct ModelArgs {
     pub weights: WeightMode,
     /// What the CPU multiplies quantized weight blocks with: `int8` quantizes the activations
     /// to 8-bit blocks per product and takes integer dot products (llama.cpp's way; AVX2 or
-    /// AVX512-VNNI, chosen at run time), `int16` the same with 16-bit levels (256× finer),
+    /// AVX512-VNNI, chosen at run time), `int16` the same with 12-bit levels in 16-bit integers (16× finer),
     /// `f32` keeps them f32 (the reference). Elsewhere than x86-64 with AVX2 every mode is f32.
     #[arg(long, value_enum, default_value = "int16")]
     pub activations: Activations,

@@ -108,13 +108,35 @@ fn gelu_row_any(row: &mut [f32], bias: Option<&[f32]>) {
 /// squares accumulated in f64).
 pub fn rms_norm(x: Tensor<2>, w: &Tensor<1>, eps: f64) -> Tensor<2> {
     let w = download(w.clone());
-    map_rows(x, |row| {
-        let ms = row.iter().map(|&v| (v as f64) * (v as f64)).sum::<f64>() / row.len() as f64;
-        let inv = (1.0 / (ms + eps).sqrt()) as f32;
-        for (v, w) in row.iter_mut().zip(&w) {
-            *v = *v * inv * w;
+    map_rows(x, |row| rms_norm_row(row, &w, eps))
+}
+
+widest! {
+    /// [`rms_norm`] on one row.
+    fn rms_norm_row(row: &mut [f32], w: &[f32], eps: f64) => rms_norm_row_any
+}
+
+/// [`rms_norm_row`]'s body: eight partial f64 sums (each square is exact in f64, so the order
+/// moves the sum by ~1e-16 of itself, far below an f32 step).
+#[inline(always)]
+fn rms_norm_row_any(row: &mut [f32], w: &[f32], eps: f64) {
+    let mut part = [0f64; 8];
+    let mut chunks = row.chunks_exact(8);
+    for c in &mut chunks {
+        for (p, &v) in part.iter_mut().zip(c) {
+            *p += (v as f64) * (v as f64);
         }
-    })
+    }
+    let rest: f64 = chunks
+        .remainder()
+        .iter()
+        .map(|&v| (v as f64) * (v as f64))
+        .sum();
+    let ms = (part.iter().sum::<f64>() + rest) / row.len() as f64;
+    let inv = (1.0 / (ms + eps).sqrt()) as f32;
+    for (v, w) in row.iter_mut().zip(w) {
+        *v = *v * inv * w;
+    }
 }
 
 /// SwiGLU on side-by-side halves: rows `[gate | up]` ([rows, 2n]) → `silu(gate) · up`
@@ -130,13 +152,24 @@ pub fn swiglu(x: Tensor<2>) -> Tensor<2> {
             for (i, o) in chunk.chunks_mut(n).enumerate() {
                 let r = task * ROWS_PER_TASK + i;
                 let (g, u) = v[r * cols..(r + 1) * cols].split_at(n);
-                for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-                    *o = g / (1.0 + exp(-g)) * u;
-                }
+                swiglu_row(o, g, u);
             }
         });
     }
     Tensor::from_data(TensorData::new(out, [rows, n]), &device)
+}
+
+widest! {
+    /// [`swiglu`] on one row: `o = silu(g) · u`.
+    fn swiglu_row(o: &mut [f32], g: &[f32], u: &[f32]) => swiglu_row_any
+}
+
+/// [`swiglu_row`]'s body.
+#[inline(always)]
+fn swiglu_row_any(o: &mut [f32], g: &[f32], u: &[f32]) {
+    for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
+        *o = g / (1.0 + exp(-g)) * u;
+    }
 }
 
 widest! {

@@ -47,8 +47,8 @@ pub enum Activations {
     /// AVX512-VNNI); the f32 path elsewhere.
     #[cfg_attr(not(target_arch = "wasm32"), value(name = "int8"))]
     Int8,
-    /// The same with 16-bit activation levels: 256 times finer, half the products per
-    /// instruction.
+    /// The same with 12-bit activation levels (±2047) in 16-bit integers: 16 times finer, half
+    /// the products per instruction (AMX tiles: as many).
     #[default]
     #[cfg_attr(not(target_arch = "wasm32"), value(name = "int16"))]
     Int16,

@@ -47,12 +47,12 @@ fn both_kernels_equal_a_product_with_the_dequantized_matrix() {
             };
             let e = err(q.matmul_t(&x, m));
             assert!(e <= 1e-5 * scale, "{ty:?} m={m}: {e} vs {scale}");
-            // Integer products: the activations' 8-bit rounding (≤ d/2 per value) is the
-            // error; its exactness is int8.rs's test.
+            // Integer products: the activations' 8-bit (12-bit) rounding (≤ d/2 per value) is
+            // the error; the integer sums' exactness is integer/tests.rs's.
             let e = err(int.matmul_t(&x, m));
             assert!(e <= 1e-2 * scale, "{ty:?} int8 m={m}: {e} vs {scale}");
             let e = err(int16.matmul_t(&x, m));
-            assert!(e <= 1e-4 * scale, "{ty:?} int16 m={m}: {e} vs {scale}");
+            assert!(e <= 1e-3 * scale, "{ty:?} int16 m={m}: {e} vs {scale}");
         }
         assert_eq!(q.gather(&[7, 0])[..k], dense[7 * k..8 * k]);
         assert_eq!(int.gather(&[7, 0])[..k], dense[7 * k..8 * k]);

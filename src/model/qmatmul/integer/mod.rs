@@ -2,8 +2,12 @@
 //! quantizes its activation rows to integer blocks of 32 ([`QRows`]: levels, a scale `d` and
 //! `s = d·Σq` per block, GGML's Q8_1 arithmetic), then every weight block meets an activation
 //! block in integer multiply-adds (`Σ w·q` in i32, exact), scaled once per block pair in f32.
-//! The activation levels are 8-bit (`i8`: llama.cpp's choice, u8 × i8 products) or 16-bit
-//! (`i16`: 256 times finer, i16 × i16 products, half as many per instruction).
+//! The activation levels are 8-bit (`i8`: llama.cpp's choice, u8 × i8 products) or 12-bit
+//! levels held in 16-bit integers (`i16`: ±2047, 16 times finer, i16 × i16 products, half as
+//! many per instruction). 12 bits, not 16: split as `q = 16·hi + lo` (`hi` a signed byte, `lo`
+//! 0..15), a block of them meets a Q4 block in a single AMX tile product against `16·u` and `u`
+//! (both bytes), the cost of 8-bit levels; 16-bit levels took two tile products and two sum
+//! tiles per block. Every kernel uses the same levels, so their results stay identical.
 //!
 //! The weights are kept [`Interleaved`]: a group of rows side by side, four level bytes of each
 //! row next to each other, so that one integer multiply-add (AVX512-VNNI `vpdpbusd`/`vpdpwssd`
@@ -24,9 +28,9 @@ use crate::weights::blocks::{BLOCK, Layout, f16_to_f32};
 
 /// An activation level type: `i8` or `i16`.
 pub trait Level: Copy + Default + Send + Sync + 'static {
-    /// The largest level (127, 32767).
+    /// The largest level (127, 2047).
     const MAX: f32;
-    /// Whether the AMX kernel takes these levels as two byte planes (16-bit levels).
+    /// Whether the AMX kernel takes these levels split into two bytes (16-bit levels).
     const PLANES: bool;
     /// Where value `t` of each 4-value group is stored: in order for `i8`; `[0, 2, 1, 3]` for
     /// `i16`, so that one 32-bit broadcast holds the pair that meets a lane's even (or odd)
@@ -51,7 +55,7 @@ impl Level for i8 {
 }
 
 impl Level for i16 {
-    const MAX: f32 = 32767.0;
+    const MAX: f32 = 2047.0;
     const PLANES: bool = true;
     const ORDER: [usize; 4] = [0, 2, 1, 3];
     fn level(v: f32) -> Self {
@@ -71,7 +75,8 @@ pub struct QRows<T> {
     s: Vec<f32>,
     /// Per block `Σq` (exact), for the 8-bit Q8_0 kernel's shift.
     sum: Vec<i32>,
-    /// 16-bit levels as two byte planes for the AMX kernel (empty when it is not used).
+    /// 16-bit levels split for the AMX kernel (empty when it is not used): per row and block
+    /// of 32, the 32 high parts `q >> 4` (signed bytes), then the 32 low parts `q & 15`.
     #[cfg(target_arch = "x86_64")]
     planes: Vec<u8>,
     rows: usize,
@@ -79,16 +84,14 @@ pub struct QRows<T> {
 }
 
 /// One run of rows' share of a [`QRows`] being filled: their levels, per-block scales, sums
-/// and (for the AMX kernel, else empty) their 16-bit levels' byte planes.
+/// and (for the AMX kernel, else empty) their 16-bit levels split into bytes.
 pub struct RowBlocks<'a, T> {
     q: &'a mut [T],
     d: &'a mut [f32],
     s: &'a mut [f32],
     sum: &'a mut [i32],
-    /// High bytes (signed) of 16-bit levels, in natural order; empty when not wanted.
-    hi: &'a mut [u8],
-    /// Low bytes (unsigned), likewise.
-    lo: &'a mut [u8],
+    /// The split levels ([`QRows`]' `planes`), 64 bytes per block; empty when not wanted.
+    planes: &'a mut [u8],
 }
 
 /// Activation values per quantizing task: below about this many one thread does it all.
@@ -106,7 +109,7 @@ impl<T: Acts> QRows<T> {
             (fast, fast && T::PLANES && rows >= 16 && x86::amx_ready())
         };
         #[cfg(not(target_arch = "x86_64"))]
-        let (fast, planes) = (false, false);
+        let fast = false;
         let mut out = QRows {
             q: vec![T::default(); rows * cols],
             d: vec![0.0; nb],
@@ -120,11 +123,9 @@ impl<T: Acts> QRows<T> {
         let per_task = QUANTIZE_TASK.div_ceil(cols).clamp(1, rows.max(1));
         let (bq, bb) = (per_task * cols, per_task * cols / BLOCK);
         #[cfg(target_arch = "x86_64")]
-        let (hi, lo) = out
-            .planes
-            .split_at_mut(if planes { rows * cols } else { 0 });
+        let planes = &mut out.planes[..];
         #[cfg(not(target_arch = "x86_64"))]
-        let (hi, lo): (&mut [u8], &mut [u8]) = (&mut [], &mut []);
+        let planes: &mut [u8] = &mut [];
         let tasks = rows.div_ceil(per_task);
         let mut tasks: Vec<(&[f32], RowBlocks<T>)> = x
             .chunks(bq)
@@ -132,8 +133,8 @@ impl<T: Acts> QRows<T> {
             .zip(out.d.chunks_mut(bb))
             .zip(out.s.chunks_mut(bb))
             .zip(out.sum.chunks_mut(bb))
-            .zip(plane_chunks(hi, bq, tasks).zip(plane_chunks(lo, bq, tasks)))
-            .map(|(((((x, q), d), s), sum), (hi, lo))| {
+            .zip(plane_chunks(planes, 2 * bq, tasks))
+            .map(|(((((x, q), d), s), sum), planes)| {
                 (
                     x,
                     RowBlocks {
@@ -141,8 +142,7 @@ impl<T: Acts> QRows<T> {
                         d,
                         s,
                         sum,
-                        hi,
-                        lo,
+                        planes,
                     },
                 )
             })
@@ -170,24 +170,20 @@ impl<T: Acts> QRows<T> {
     #[cfg(test)]
     fn all_blocks(&mut self) -> RowBlocks<'_, T> {
         #[cfg(target_arch = "x86_64")]
-        let (hi, lo) = {
-            let n = self.planes.len() / 2;
-            self.planes.split_at_mut(n)
-        };
+        let planes = &mut self.planes[..];
         #[cfg(not(target_arch = "x86_64"))]
-        let (hi, lo): (&mut [u8], &mut [u8]) = (&mut [], &mut []);
+        let planes: &mut [u8] = &mut [];
         RowBlocks {
             q: &mut self.q,
             d: &mut self.d,
             s: &mut self.s,
             sum: &mut self.sum,
-            hi,
-            lo,
+            planes,
         }
     }
 }
 
-/// A byte plane in `n` pieces of `len` (empty pieces for an empty plane).
+/// Split levels in `n` pieces of `len` bytes (empty pieces when there are none).
 fn plane_chunks(p: &mut [u8], len: usize, n: usize) -> impl Iterator<Item = &mut [u8]> {
     let pieces = if p.is_empty() {
         n
@@ -206,7 +202,7 @@ fn quantize_blocks<T: Level>(x: &[f32], out: &mut RowBlocks<T>) {
     // Adding and subtracting 1.5·2²³ rounds |v| ≤ 2²² to the nearest integer (ties to even), as
     // llama.cpp's SIMD quantizers do.
     const MAGIC: f32 = 12_582_912.0;
-    let planes = !out.hi.is_empty();
+    let planes = !out.planes.is_empty();
     for (b, ((((xb, qb), d), s), total)) in x
         .chunks_exact(BLOCK)
         .zip(out.q.chunks_exact_mut(BLOCK))
@@ -225,9 +221,9 @@ fn quantize_blocks<T: Level>(x: &[f32], out: &mut RowBlocks<T>) {
                 qg[T::ORDER[t]] = r;
                 sum += r.wide();
                 if planes {
-                    let at = b * BLOCK + 4 * g + t;
-                    out.hi[at] = (r.wide() >> 8) as u8;
-                    out.lo[at] = r.wide() as u8;
+                    let at = 2 * b * BLOCK + 4 * g + t;
+                    out.planes[at] = (r.wide() >> 4) as u8;
+                    out.planes[at + BLOCK] = (r.wide() & 15) as u8;
                 }
             }
         }

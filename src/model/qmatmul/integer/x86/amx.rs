@@ -4,8 +4,10 @@
 //! same f32 scaling as the VNNI kernel turns them into the outputs, block by block, in the same
 //! order: the results are bit for bit those of [`super::group_zmm`].
 //!
-//! 16-bit activation levels go in as two byte planes, `q = 256·hi + lo` (`hi` signed, `lo`
-//! unsigned), two tile products per block, so the integer sums stay exact. 8-bit levels are one
+//! 12-bit activation levels go in split, `q = 16·hi + lo` (`hi` a signed byte, `lo` 0..15), 64
+//! bytes per block: against Q4 blocks one tile product of K = 64 meets the high parts with
+//! `16·u` and the low parts with `u` (both unsigned bytes), `Σ(16·hi + lo)·u` exactly; against
+//! Q8_0 blocks two products (`Σhi·w`, `Σlo·w`) are combined as `16·H + L`. 8-bit levels are one
 //! plane. Q4 levels are unpacked once per group into B tiles (unsigned bytes); Q8_0's stored
 //! bytes already are one (signed). Even and odd blocks use their own sum and B tiles, so one
 //! block's tile products run while the previous block is scaled. Stable Rust has no AMX
@@ -128,12 +130,30 @@ macro_rules! block_ops {
     }};
 }
 
+/// One block of split 12-bit levels against a Q4 block's B tiles (`$bt`: 16 rows, `16·u`
+/// then `u`): one `tdpbsud` of 16 activation rows × 64 bytes (`16·hi` meets the high parts,
+/// `u` the low parts) into sum tile `$c`, stored at `$s`. tmm1 and tmm6 (16 × 64 bytes, the
+/// other paths' sum tiles) hold the activations and the weights.
+macro_rules! split_block {
+    ($c:literal, $bt:expr, $a:expr, $ld:expr, $s:expr) => {{
+        asm!(
+            "tileloadd tmm6, [{b} + {s64}]",
+            "tileloadd tmm1, [{a} + {ld}]",
+            concat!("tilezero ", $c),
+            concat!("tdpbsud ", $c, ", tmm1, tmm6"),
+            concat!("tilestored [{p} + {s64}], ", $c),
+            b = in(reg) $bt, s64 = in(reg) 64usize, a = in(reg) $a, ld = in(reg) $ld,
+            p = in(reg) $s, options(nostack)
+        );
+    }};
+}
+
 /// Whole 16-row tiles of `x` against group `g` (outputs as [`super::group_zmm`]); returns the
 /// rows done (a multiple of 16; the caller does the rest).
 ///
 /// # Safety
 /// [`ready()`] was true and the CPU has AVX-512F/BW/VL, F16C and FMA; `w` is interleaved for
-/// 16 lanes; `planes` is `x`'s byte planes when `T` is `i16`.
+/// 16 lanes; `planes` is `x`'s split levels when `T` is `i16`.
 #[target_feature(enable = "avx2,fma,f16c,avx512f,avx512bw,avx512vl")]
 pub(super) unsafe fn rows<T: BlockDot>(
     w: &Interleaved,
@@ -155,27 +175,41 @@ pub(super) unsafe fn rows<T: BlockDot>(
         return 0;
     }
     configure();
-    let (a_hi, a_lo) = if wide {
-        (planes.as_ptr(), planes[x.rows * k..].as_ptr())
+    // Split 12-bit levels against Q4 blocks: one tile product per block ([`split_block`]).
+    let split = wide && l.bits == 4;
+    // Activation rows: the split levels (64 bytes per block, 32 of high parts then 32 of low
+    // parts) or the 8-bit levels (32 bytes per block).
+    let (a, ld) = if wide {
+        (planes.as_ptr(), 2 * k)
     } else {
-        (x.q.as_ptr() as *const u8, core::ptr::null())
+        (x.q.as_ptr() as *const u8, k)
     };
-    // Q4 levels unpacked once per group into B tiles (unsigned bytes), for every row tile.
+    // Q4 levels unpacked once per group into B tiles (unsigned bytes), for every row tile:
+    // per block 8 rows of 16 × 4 levels `u`, or for split levels 8 rows of `16·u` then 8 of `u`.
     thread_local!(static SCRATCH: std::cell::RefCell<(Vec<Tile>, Vec<Sums>)> = const {
         std::cell::RefCell::new((Vec::new(), Vec::new()))
     });
     SCRATCH.with_borrow_mut(|(tiles, sums)| {
+        let per_block = if split { 2 } else { 1 };
         if l.bits == 4 {
             // Every tile is written whole below: no need to clear the previous group's.
-            tiles.resize(nb, Tile([0; 512]));
-            for (b, t) in tiles.iter_mut().enumerate() {
+            tiles.resize(per_block * nb, Tile([0; 512]));
+            for (b, t) in tiles.chunks_exact_mut(per_block).enumerate() {
                 // SAFETY: block b's 4 × 64 level bytes are inside `blocks` (asserted).
                 unsafe {
                     let lv = blocks.as_ptr().add(b * bb + 16 * l.levels_at);
                     for c in 0..4 {
                         let (lo, hi) = Zmm::nibbles(Zmm::load(lv.add(64 * c)));
-                        _mm512_store_si512(t.0.as_mut_ptr().add(64 * c) as *mut __m512i, lo);
-                        _mm512_store_si512(t.0.as_mut_ptr().add(256 + 64 * c) as *mut __m512i, hi);
+                        let u = t.last_mut().expect("a tile").0.as_mut_ptr();
+                        _mm512_store_si512(u.add(64 * c) as *mut __m512i, lo);
+                        _mm512_store_si512(u.add(256 + 64 * c) as *mut __m512i, hi);
+                        if split {
+                            // 16·u: each byte's nibble moved up (no carry between bytes).
+                            let u16 = t[0].0.as_mut_ptr();
+                            let (lo, hi) = (_mm512_slli_epi16(lo, 4), _mm512_slli_epi16(hi, 4));
+                            _mm512_store_si512(u16.add(64 * c) as *mut __m512i, lo);
+                            _mm512_store_si512(u16.add(256 + 64 * c) as *mut __m512i, hi);
+                        }
                     }
                 }
             }
@@ -184,39 +218,82 @@ pub(super) unsafe fn rows<T: BlockDot>(
         // block b − 1's sums (a tile store is read back only one block later).
         sums.resize(4, Sums([0; 256]));
         let set = |b: usize| (2 * (b % 2), 2 * (b % 2) + 1);
-        // SAFETY: tile loads read 16 rows × 32 bytes of activations at row stride k inside the
-        // planes / levels (rows m0..m0 + 16 ≤ x.rows), 8 × 64 bytes of a block's levels or of an
-        // unpacked tile; tile stores write the four sum tiles; vector loads stay in the blocks
-        // and sums, stores in `out` (asserted).
+        // Planes of 12-bit levels against Q8_0: `16·Σhi·w + Σlo·w`.
+        let two = wide && !split;
+        // SAFETY: tile loads read 16 rows of 32 (64 for split levels) bytes of activations at
+        // row stride ld inside the levels / planes (rows m0..m0 + 16 ≤ x.rows), 8 (16) × 64
+        // bytes of a block's levels or of its unpacked tiles; tile stores write the four sum
+        // tiles; vector loads stay in the blocks and sums, stores in `out` (asserted).
         unsafe {
             for m0 in (0..full).step_by(16) {
                 let mut acc = [Zmm::zero_f(); 16];
                 for b in 0..=nb {
                     if b < nb {
                         let (h, o) = set(b);
-                        let bt = match tiles.get(b) {
-                            Some(t) if l.bits == 4 => t.0.as_ptr(),
+                        let bt = match l.bits {
+                            4 => tiles[per_block * b].0.as_ptr(),
                             _ => blocks.as_ptr().add(b * bb + 16 * l.levels_at),
                         };
-                        let at = m0 * k + b * BLOCK;
-                        let (ahi, alo) = (a_hi.add(at), a_lo.wrapping_add(at));
+                        let at = a.add(m0 * ld + b * (ld / nb));
                         let (shi, slo) = (sums[h].0.as_mut_ptr(), sums[o].0.as_mut_ptr());
-                        match (l.bits == 4, b % 2 == 0) {
-                            (true, true) => block_ops!(
-                                "tmm0", "tmm1", "tmm4", "tdpbsud", "tdpbuud", wide, bt, ahi, alo,
-                                k, shi, slo
+                        match (split, l.bits == 4, b % 2 == 0) {
+                            (true, _, true) => split_block!("tmm0", bt, at, ld, shi),
+                            (true, _, false) => split_block!("tmm5", bt, at, ld, shi),
+                            (false, true, true) => block_ops!(
+                                "tmm0",
+                                "tmm1",
+                                "tmm4",
+                                "tdpbsud",
+                                "tdpbuud",
+                                two,
+                                bt,
+                                at,
+                                at.wrapping_add(BLOCK),
+                                ld,
+                                shi,
+                                slo
                             ),
-                            (true, false) => block_ops!(
-                                "tmm5", "tmm6", "tmm7", "tdpbsud", "tdpbuud", wide, bt, ahi, alo,
-                                k, shi, slo
+                            (false, true, false) => block_ops!(
+                                "tmm5",
+                                "tmm6",
+                                "tmm7",
+                                "tdpbsud",
+                                "tdpbuud",
+                                two,
+                                bt,
+                                at,
+                                at.wrapping_add(BLOCK),
+                                ld,
+                                shi,
+                                slo
                             ),
-                            (false, true) => block_ops!(
-                                "tmm0", "tmm1", "tmm4", "tdpbssd", "tdpbusd", wide, bt, ahi, alo,
-                                k, shi, slo
+                            (false, false, true) => block_ops!(
+                                "tmm0",
+                                "tmm1",
+                                "tmm4",
+                                "tdpbssd",
+                                "tdpbusd",
+                                two,
+                                bt,
+                                at,
+                                at.wrapping_add(BLOCK),
+                                ld,
+                                shi,
+                                slo
                             ),
-                            (false, false) => block_ops!(
-                                "tmm5", "tmm6", "tmm7", "tdpbssd", "tdpbusd", wide, bt, ahi, alo,
-                                k, shi, slo
+                            (false, false, false) => block_ops!(
+                                "tmm5",
+                                "tmm6",
+                                "tmm7",
+                                "tdpbssd",
+                                "tdpbusd",
+                                two,
+                                bt,
+                                at,
+                                at.wrapping_add(BLOCK),
+                                ld,
+                                shi,
+                                slo
                             ),
                         }
                     }
@@ -228,9 +305,9 @@ pub(super) unsafe fn rows<T: BlockDot>(
                     let (dw, offset) = super::block_scales::<Zmm>(l, blocks.as_ptr().add(p * bb));
                     for (r, a) in acc.iter_mut().enumerate() {
                         let mut dot = _mm512_load_si512(hi_sums.add(16 * r) as *const __m512i);
-                        if wide {
+                        if two {
                             let lo = _mm512_load_si512(lo_sums.add(16 * r) as *const __m512i);
-                            dot = _mm512_add_epi32(_mm512_slli_epi32(dot, 8), lo);
+                            dot = _mm512_add_epi32(_mm512_slli_epi32(dot, 4), lo);
                         }
                         let kb = (m0 + r) * nb + p;
                         *a = Zmm::scaled(*a, dot, dw, *x.d.get_unchecked(kb));

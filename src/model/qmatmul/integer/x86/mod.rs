@@ -345,16 +345,16 @@ fn quantize_i8(x: &[f32], out: &mut RowBlocks<i8>) {
 }
 
 /// [`super::quantize_blocks`] for 16-bit levels with AVX2 intrinsics: the levels in
-/// [`Level::ORDER`]'s pair order, and the byte planes when `out` has them.
+/// [`Level::ORDER`]'s pair order, and split for the AMX kernel when `out` wants them.
 #[target_feature(enable = "avx2,fma")]
 fn quantize_i16(x: &[f32], out: &mut RowBlocks<i16>) {
-    let planes = !out.hi.is_empty();
-    assert!(!planes || (out.hi.len() >= x.len() && out.lo.len() >= x.len()));
+    let planes = !out.planes.is_empty();
+    assert!(!planes || out.planes.len() >= 2 * x.len());
     for (b, xb) in x.chunks_exact(BLOCK).enumerate() {
-        // SAFETY: `xb` holds 32 floats; the stored 32 levels (64 bytes) and 32 plane bytes
-        // each are block b's (q has one level per value of x, the planes one byte, asserted).
+        // SAFETY: `xb` holds 32 floats; the stored 32 levels (64 bytes) and 64 split bytes are
+        // block b's (q has one level per value of x, the planes two bytes, asserted).
         unsafe {
-            let (q, sum, d) = block_levels(xb.as_ptr(), 32767.0);
+            let (q, sum, d) = block_levels(xb.as_ptr(), <i16 as Level>::MAX);
             // Each 4-value group as values 0, 2, 1, 3; i32 → i16 packs per 128-bit lane, so
             // the 64-bit quarters are put back in order.
             let ord = _mm256_setr_epi32(0, 2, 1, 3, 4, 6, 5, 7);
@@ -365,11 +365,12 @@ fn quantize_i16(x: &[f32], out: &mut RowBlocks<i16>) {
                 _mm256_storeu_si256(dst.add(h), _mm256_permute4x64_epi64(w, 0b11_01_10_00));
             }
             if planes {
-                let hi = pack_bytes(q.map(|v| _mm256_srai_epi32(v, 8)), false);
-                let mask = _mm256_set1_epi32(0xFF);
+                let hi = pack_bytes(q.map(|v| _mm256_srai_epi32(v, 4)), false);
+                let mask = _mm256_set1_epi32(15);
                 let lo = pack_bytes(q.map(|v| _mm256_and_si256(v, mask)), true);
-                _mm256_storeu_si256(out.hi.as_mut_ptr().add(b * BLOCK) as *mut __m256i, hi);
-                _mm256_storeu_si256(out.lo.as_mut_ptr().add(b * BLOCK) as *mut __m256i, lo);
+                let dst = out.planes.as_mut_ptr().add(2 * b * BLOCK) as *mut __m256i;
+                _mm256_storeu_si256(dst, hi);
+                _mm256_storeu_si256(dst.add(1), lo);
             }
             out.d[b] = d;
             out.s[b] = d * sum as f32;
