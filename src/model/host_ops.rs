@@ -159,6 +159,24 @@ pub fn swiglu(x: Tensor<2>) -> Tensor<2> {
     Tensor::from_data(TensorData::new(out, [rows, n]), &device)
 }
 
+/// `g = silu(g) · u` elementwise (SwiGLU of side-by-side products, in place).
+pub fn swiglu_in_place(g: &mut [f32], u: &[f32]) {
+    swiglu_same(g, u)
+}
+
+widest! {
+    /// [`swiglu_in_place`]'s loop.
+    fn swiglu_same(g: &mut [f32], u: &[f32]) => swiglu_same_any
+}
+
+/// [`swiglu_same`]'s body: the same arithmetic as [`swiglu_row_any`].
+#[inline(always)]
+fn swiglu_same_any(g: &mut [f32], u: &[f32]) {
+    for (g, &u) in g.iter_mut().zip(u) {
+        *g = *g / (1.0 + exp(-*g)) * u;
+    }
+}
+
 widest! {
     /// [`swiglu`] on one row: `o = silu(g) · u`.
     fn swiglu_row(o: &mut [f32], g: &[f32], u: &[f32]) => swiglu_row_any

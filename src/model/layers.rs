@@ -148,6 +148,23 @@ impl Matrix {
     }
 }
 
+impl Matrix {
+    /// `silu(x · G) · (x · U)` for this matrix `[G | U]` (gate and up side by side) in one
+    /// pass where the matrix's kernel takes it: the integer products on the host. `None`
+    /// otherwise (`x` is not consumed: callers fall back to [`Self::apply`]).
+    pub fn apply_swiglu(&self, x: &Tensor<2>) -> Option<Tensor<2>> {
+        let Matrix::Quant(q) = self else {
+            return None;
+        };
+        let (device, [m, _]) = (x.device(), x.dims());
+        let y = q.matmul_t_swiglu(&download(x.clone()), m)?;
+        Some(Tensor::from_data(
+            TensorData::new(y, [m, q.dims()[0] / 2]),
+            &device,
+        ))
+    }
+}
+
 /// `f(rows, m)` on the host values of `x` ([m, in]), giving `[m, out]` on `x`'s device.
 fn on_rows(x: Tensor<2>, out: usize, f: impl FnOnce(&[f32], usize) -> Vec<f32>) -> Tensor<2> {
     let device = x.device();

@@ -282,6 +282,17 @@ impl QuantMatrix {
         }
     }
 
+    /// `silu(x · Gᵀ) · (x · Uᵀ)` for this matrix `[G; U]` (SwiGLU's gate and up projections
+    /// side by side, `[m, rows / 2]`) in one pass, where the integer kernels take it (`None`:
+    /// take [`Self::matmul_t`] and combine the halves).
+    pub fn matmul_t_swiglu(&self, x: &[f32], m: usize) -> Option<Vec<f32>> {
+        match &self.store {
+            Store::Int8(w) => w.matmul_t_swiglu(&integer::QRows::<i8>::quantize(x, m, self.cols)),
+            Store::Int16(w) => w.matmul_t_swiglu(&integer::QRows::<i16>::quantize(x, m, self.cols)),
+            Store::Rows(_) => None,
+        }
+    }
+
     /// Few rows: per weight row, decode each block once and dot it with every row of `x`.
     fn matmul_direct(&self, x: &[f32], m: usize) -> Vec<f32> {
         let n = self.rows;

@@ -131,6 +131,39 @@ fn concatenated_matrices_multiply_as_their_parts() {
 }
 
 #[test]
+fn fused_swiglu_equals_the_product_then_swiglu() {
+    // Gate and up halves of 64 rows each (whole groups for every kernel).
+    let (n, k) = (128, 96);
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_1] {
+        let q = QuantMatrix::quantize(ty, n, k, &values(n * k, 4)).unwrap();
+        assert!(
+            q.matmul_t_swiglu(&values(k, 1), 1).is_none(),
+            "f32 activations"
+        );
+        for acts in [Activations::Int8, Activations::Int16] {
+            let q = q.clone().for_activations(acts);
+            for m in [1, 5, 16, 37] {
+                let x = values(m * k, m as u32);
+                let y = q.matmul_t(&x, m);
+                let want: Vec<f32> = (0..m)
+                    .flat_map(|i| {
+                        let (g, u) = y[i * n..(i + 1) * n].split_at(n / 2);
+                        let mut g = g.to_vec();
+                        crate::model::host_ops::swiglu_in_place(&mut g, u);
+                        g
+                    })
+                    .collect();
+                assert_eq!(
+                    q.matmul_t_swiglu(&x, m).unwrap(),
+                    want,
+                    "{ty:?} {acts:?} m={m}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
 fn refuses_mismatched_blocks() {
     assert!(QuantMatrix::new(GgmlType::Q8_0, 2, 32, vec![0; 67]).is_err());
     assert!(QuantMatrix::new(GgmlType::Q8_0, 2, 48, vec![0; 68]).is_err());

@@ -65,9 +65,17 @@ impl Projections {
     /// `silu(gate) · up` of the two parts (one fused pass over the fused product's rows on
     /// the CPU backend).
     pub(super) fn swiglu(&self, x: Tensor<2>) -> Tensor<2> {
-        if let Projections::Fused(l, _) = self
+        if let Projections::Fused(l, widths) = self
             && on_host(&x.device())
         {
+            // Gate and up of equal widths, no bias: one pass through the integer kernels.
+            if l.bias.is_none()
+                && widths.len() == 2
+                && widths[0].0 == widths[1].0
+                && let Some(y) = l.weight.apply_swiglu(&x)
+            {
+                return y;
+            }
             return host_ops::swiglu(l.forward(x));
         }
         let [gate, up]: [Tensor<2>; 2] = self.forward(x).try_into().expect("gate, up");

@@ -333,12 +333,30 @@ impl Interleaved {
 
     /// `x · Wᵀ` for quantized activation rows: row-major `[x.rows, rows]`.
     pub fn matmul_t<T: Acts>(&self, x: &QRows<T>) -> Vec<f32> {
+        self.product(x, false)
+    }
+
+    /// `silu(x · Gᵀ) · (x · Uᵀ)` where this matrix is `[G; U]`, two halves of whole groups
+    /// (SwiGLU's gate and up projections side by side): `[x.rows, rows / 2]`, the gate and up
+    /// columns of each task combined before its part is stored. `None` if the halves are not
+    /// whole groups.
+    pub fn matmul_t_swiglu<T: Acts>(&self, x: &QRows<T>) -> Option<Vec<f32>> {
+        let half = self.rows / 2;
+        (self.rows.is_multiple_of(2) && half.is_multiple_of(self.kernel.lanes()))
+            .then(|| self.product(x, true))
+    }
+
+    /// [`Self::matmul_t`], or with `swiglu` [`Self::matmul_t_swiglu`]'s product.
+    fn product<T: Acts>(&self, x: &QRows<T>, swiglu: bool) -> Vec<f32> {
         assert_eq!(x.cols, self.cols, "int8 product: activation width");
-        let (m, n, g) = (x.rows, self.rows, self.kernel.lanes());
+        let (m, g) = (x.rows, self.kernel.lanes());
+        // Output columns, and the groups that make them (gate groups; the up group of gate
+        // group i is i + groups).
+        let n = if swiglu { self.rows / 2 } else { self.rows };
         let groups = n.div_ceil(g);
         // About 32 tasks per product, whole groups each, but at least ~128K multiply-adds per
         // task: below that, waking the pool's threads costs more than it saves.
-        let per_group = m * g * self.cols;
+        let per_group = m * g * self.cols * if swiglu { 2 } else { 1 };
         let per_task = groups
             .div_ceil(32)
             .max((1 << 17) / per_group)
@@ -352,6 +370,14 @@ impl Interleaved {
             for group in g0..g1 {
                 self.kernel
                     .group(self, group, x, &mut part[(group - g0) * g..], width);
+            }
+            if swiglu {
+                let mut up = vec![0f32; m * width];
+                for group in g0..g1 {
+                    self.kernel
+                        .group(self, group + groups, x, &mut up[(group - g0) * g..], width);
+                }
+                crate::model::host_ops::swiglu_in_place(&mut part, &up);
             }
             part
         });
