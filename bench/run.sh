@@ -114,7 +114,7 @@ log "start $DATE_START, loadavg $LOAD_START, N=$N D=$D runs=$RUNS threads=$THREA
 
 last_json() { grep -E '^\{' "$1" | tail -n 1; }
 
-CMD_TASKVEC="RAYON_NUM_THREADS=$THREADS $BIN bench --device cpu --model $MODEL --prefill $N --decode $D --runs $RUNS --json   # (16-bit integer activations, the default) then --activations int8, --activations f32, --weights q8_0 (int16, f32) and --weights f32"
+CMD_TASKVEC="RAYON_NUM_THREADS=$THREADS $BIN bench --device cpu --model $MODEL --prefill $N --decode $D --runs $RUNS --json   # (12-bit levels in 16-bit integer activations, the default) then --activations int8, --activations f32, --weights q8_0 (int16, f32) and --weights f32"
 log "taskvec: $CMD_TASKVEC"
 for w in auto:int16 auto:int8 auto:f32 q8_0:int16 q8_0:f32 f32:f32; do
   weights="${w%%:*}"; acts="${w##*:}"
@@ -226,10 +226,10 @@ const f1 = (x) => (x == null ? "-" : x.toFixed(1));
 const f2 = (x) => (x == null ? "-" : x.toFixed(2));
 const ratio = (x) => (x == null || !isFinite(x) ? "-" : `${x.toFixed(2)}×`);
 const rows = [
-  ["taskvec (native)", `burn ${tv.backend}: the file's Q4_1/Q8_0 blocks, 16-bit integer activations (the default), RAYON_NUM_THREADS=${e.THREADS}`, tv],
+  ["taskvec (native)", `burn ${tv.backend}: the file's Q4_1/Q8_0 blocks, 12-bit activation levels in 16-bit integers (the default), RAYON_NUM_THREADS=${e.THREADS}`, tv],
   ["taskvec (native, --activations int8)", `burn ${tvi8.backend}: the file's blocks, 8-bit activations as llama.cpp (not the default: cosine 0.9985 to the reference at the last layer), RAYON_NUM_THREADS=${e.THREADS}`, tvi8],
   ["taskvec (native, --activations f32)", `burn ${tv32.backend}: the file's blocks, f32 activations (the reference path), RAYON_NUM_THREADS=${e.THREADS}`, tv32],
-  ["taskvec (native, --weights q8_0)", `burn ${tvq8i.backend}: requantized to Q8_0 on load, 16-bit integer activations, RAYON_NUM_THREADS=${e.THREADS}`, tvq8i],
+  ["taskvec (native, --weights q8_0)", `burn ${tvq8i.backend}: requantized to Q8_0 on load, 12-bit activation levels in 16-bit integers, RAYON_NUM_THREADS=${e.THREADS}`, tvq8i],
   ["taskvec (native, --weights q8_0 --activations f32)", `burn ${tvq8.backend}: requantized to Q8_0 on load, f32 activations, RAYON_NUM_THREADS=${e.THREADS}`, tvq8],
   ["taskvec (native, --weights f32)", `burn ${tvf.backend}, f32 weights dequantized from Q4_1, RAYON_NUM_THREADS=${e.THREADS}`, tvf],
   ["llama.cpp", `node-llama-cpp ${ll.node_llama_cpp_version} prebuilt CPU binary, Q4_1 kernels, ${ll.threads} threads`, ll],
