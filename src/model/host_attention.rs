@@ -1,5 +1,6 @@
-//! Unmasked multi-head attention on host rows, a block of query rows at a time: the vision
-//! encoder's attention on the CPU backends.
+//! Attention on host rows, a block of query rows at a time, on the CPU backends: unmasked
+//! multi-head attention for the vision encoder ([`attention_rows`]), and grouped-query attention
+//! with a causal or branch mask for the text decoder ([`attention_grouped`]).
 //!
 //! Each task takes a block of query rows and, head by head, computes its `[rows, T]` scores (in
 //! cache, never the whole `[H, S, T]` tensor), their softmax and the product with the values,
