@@ -252,7 +252,30 @@ pub fn attention_grouped(
 mod tests {
     use super::*;
 
-    /// The same attention in f64, one head and query at a time.
+    /// One query's attention in f64 over `t` keys of `d` values: `q(e)`, `k(j, e)`, `v(j, e)`
+    /// its query, the keys and the values; keys `sees(j)` rejects get no weight.
+    fn attend_f64(
+        q: impl Fn(usize) -> f64,
+        k: impl Fn(usize, usize) -> f64,
+        v: impl Fn(usize, usize) -> f64,
+        [t, d]: [usize; 2],
+        sees: impl Fn(usize) -> bool,
+    ) -> Vec<f64> {
+        let sc: Vec<f64> = (0..t)
+            .map(|j| match sees(j) {
+                true => (0..d).map(|e| q(e) * k(j, e)).sum::<f64>() / (d as f64).sqrt(),
+                false => f64::NEG_INFINITY,
+            })
+            .collect();
+        let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = sc.iter().map(|x| (x - m).exp()).collect();
+        let z: f64 = e.iter().sum();
+        (0..d)
+            .map(|c| (0..t).map(|j| e[j] / z * v(j, c)).sum())
+            .collect()
+    }
+
+    /// The same attention in f64, one head and query at a time (heads side by side).
     fn reference(
         q: &[f32],
         k: &[f32],
@@ -266,22 +289,14 @@ mod tests {
         let mut out = vec![0f64; s * w];
         for hh in 0..h {
             for i in 0..s {
-                let sc: Vec<f64> = (0..t)
-                    .map(|j| {
-                        (0..d)
-                            .map(|e| q[i * w + hh * d + e] as f64 * k[j * w + hh * d + e] as f64)
-                            .sum::<f64>()
-                            / (d as f64).sqrt()
-                    })
-                    .collect();
-                let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let e: Vec<f64> = sc.iter().map(|x| (x - m).exp()).collect();
-                let z: f64 = e.iter().sum();
-                for c in 0..d {
-                    out[i * w + hh * d + c] = (0..t)
-                        .map(|j| e[j] / z * v[j * w + hh * d + c] as f64)
-                        .sum();
-                }
+                let o = attend_f64(
+                    |e| q[i * w + hh * d + e] as f64,
+                    |j, e| k[j * w + hh * d + e] as f64,
+                    |j, e| v[j * w + hh * d + e] as f64,
+                    [t, d],
+                    |_| true,
+                );
+                out[i * w + hh * d..][..d].copy_from_slice(&o);
             }
         }
         out
@@ -374,26 +389,14 @@ mod tests {
             for h in 0..heads {
                 let kh = h / (heads / kv);
                 for i in 0..s {
-                    let sc: Vec<f64> = (0..t)
-                        .map(|j| {
-                            if !sees(i, j) {
-                                return f64::NEG_INFINITY;
-                            }
-                            (0..d)
-                                .map(|e| {
-                                    q[(h * s + i) * d + e] as f64 * k[(kh * t + j) * d + e] as f64
-                                })
-                                .sum::<f64>()
-                                / (d as f64).sqrt()
-                        })
-                        .collect();
-                    let m = sc.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                    let e: Vec<f64> = sc.iter().map(|x| (x - m).exp()).collect();
-                    let z: f64 = e.iter().sum();
-                    for c in 0..d {
-                        let want: f64 = (0..t)
-                            .map(|j| e[j] / z * v[(kh * t + j) * d + c] as f64)
-                            .sum();
+                    let want = attend_f64(
+                        |e| q[(h * s + i) * d + e] as f64,
+                        |j, e| k[(kh * t + j) * d + e] as f64,
+                        |j, e| v[(kh * t + j) * d + e] as f64,
+                        [t, d],
+                        |j| sees(i, j),
+                    );
+                    for (c, want) in want.iter().enumerate() {
                         err = err.max((got[i * heads * d + h * d + c] as f64 - want).abs());
                     }
                 }

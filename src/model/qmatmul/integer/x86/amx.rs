@@ -236,65 +236,40 @@ pub(super) unsafe fn rows<T: BlockDot>(
                         };
                         let at = a.add(m0 * ld + b * (ld / nb));
                         let (shi, slo) = (sums[h].0.as_mut_ptr(), sums[o].0.as_mut_ptr());
+                        // One set of sum, B tiles and signedness per block parity and type.
+                        macro_rules! go {
+                            ($hi:literal, $lo:literal, $b:literal, $oh:literal, $ol:literal) => {
+                                block_ops!(
+                                    $hi,
+                                    $lo,
+                                    $b,
+                                    $oh,
+                                    $ol,
+                                    two,
+                                    bt,
+                                    at,
+                                    at.wrapping_add(BLOCK),
+                                    ld,
+                                    shi,
+                                    slo
+                                )
+                            };
+                        }
                         match (split, l.bits == 4, b % 2 == 0) {
                             (true, _, true) => split_block!("tmm0", bt, at, ld, shi),
                             (true, _, false) => split_block!("tmm5", bt, at, ld, shi),
-                            (false, true, true) => block_ops!(
-                                "tmm0",
-                                "tmm1",
-                                "tmm4",
-                                "tdpbsud",
-                                "tdpbuud",
-                                two,
-                                bt,
-                                at,
-                                at.wrapping_add(BLOCK),
-                                ld,
-                                shi,
-                                slo
-                            ),
-                            (false, true, false) => block_ops!(
-                                "tmm5",
-                                "tmm6",
-                                "tmm7",
-                                "tdpbsud",
-                                "tdpbuud",
-                                two,
-                                bt,
-                                at,
-                                at.wrapping_add(BLOCK),
-                                ld,
-                                shi,
-                                slo
-                            ),
-                            (false, false, true) => block_ops!(
-                                "tmm0",
-                                "tmm1",
-                                "tmm4",
-                                "tdpbssd",
-                                "tdpbusd",
-                                two,
-                                bt,
-                                at,
-                                at.wrapping_add(BLOCK),
-                                ld,
-                                shi,
-                                slo
-                            ),
-                            (false, false, false) => block_ops!(
-                                "tmm5",
-                                "tmm6",
-                                "tmm7",
-                                "tdpbssd",
-                                "tdpbusd",
-                                two,
-                                bt,
-                                at,
-                                at.wrapping_add(BLOCK),
-                                ld,
-                                shi,
-                                slo
-                            ),
+                            (false, true, true) => {
+                                go!("tmm0", "tmm1", "tmm4", "tdpbsud", "tdpbuud")
+                            }
+                            (false, true, false) => {
+                                go!("tmm5", "tmm6", "tmm7", "tdpbsud", "tdpbuud")
+                            }
+                            (false, false, true) => {
+                                go!("tmm0", "tmm1", "tmm4", "tdpbssd", "tdpbusd")
+                            }
+                            (false, false, false) => {
+                                go!("tmm5", "tmm6", "tmm7", "tdpbssd", "tdpbusd")
+                            }
                         }
                     }
                     let Some(p) = b.checked_sub(1) else {
