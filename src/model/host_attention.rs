@@ -151,6 +151,27 @@ pub enum Visible {
     Branches,
 }
 
+impl Visible {
+    /// The same as an additive mask `[s, t]` (0 where a query sees a key, −∞ elsewhere), for
+    /// attention through tensor operations; `None` when every key is seen.
+    pub fn additive(self, s: usize, t: usize) -> Option<Vec<f32>> {
+        let start = t - s;
+        let sees = |i: usize, j: usize| match self {
+            Visible::All => true,
+            Visible::Causal => j <= start + i,
+            Visible::Branches => j < start || j == start + i,
+        };
+        (self != Visible::All).then(|| {
+            (0..s * t)
+                .map(|k| match sees(k / t, k % t) {
+                    true => 0.0,
+                    false => f32::NEG_INFINITY,
+                })
+                .collect()
+        })
+    }
+}
+
 /// Query rows per task of [`attention_grouped`]: enough to amortize a head's key and value
 /// loads, few enough that a short prompt's heads still split between threads.
 const GROUPED_ROWS: usize = 32;

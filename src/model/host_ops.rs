@@ -152,41 +152,24 @@ pub fn swiglu(x: Tensor<2>) -> Tensor<2> {
             for (i, o) in chunk.chunks_mut(n).enumerate() {
                 let r = task * ROWS_PER_TASK + i;
                 let (g, u) = v[r * cols..(r + 1) * cols].split_at(n);
-                swiglu_row(o, g, u);
+                o.copy_from_slice(g);
+                swiglu_in_place(o, u);
             }
         });
     }
     Tensor::from_data(TensorData::new(out, [rows, n]), &device)
 }
 
-/// `g = silu(g) · u` elementwise (SwiGLU of side-by-side products, in place).
-pub fn swiglu_in_place(g: &mut [f32], u: &[f32]) {
-    swiglu_same(g, u)
-}
-
 widest! {
-    /// [`swiglu_in_place`]'s loop.
-    fn swiglu_same(g: &mut [f32], u: &[f32]) => swiglu_same_any
+    /// `g = silu(g) · u` elementwise, in place (SwiGLU of side-by-side products).
+    pub fn swiglu_in_place(g: &mut [f32], u: &[f32]) => swiglu_in_place_any
 }
 
-/// [`swiglu_same`]'s body: the same arithmetic as [`swiglu_row_any`].
+/// [`swiglu_in_place`]'s body.
 #[inline(always)]
-fn swiglu_same_any(g: &mut [f32], u: &[f32]) {
+fn swiglu_in_place_any(g: &mut [f32], u: &[f32]) {
     for (g, &u) in g.iter_mut().zip(u) {
         *g = *g / (1.0 + exp(-*g)) * u;
-    }
-}
-
-widest! {
-    /// [`swiglu`] on one row: `o = silu(g) · u`.
-    fn swiglu_row(o: &mut [f32], g: &[f32], u: &[f32]) => swiglu_row_any
-}
-
-/// [`swiglu_row`]'s body.
-#[inline(always)]
-fn swiglu_row_any(o: &mut [f32], g: &[f32], u: &[f32]) {
-    for ((o, &g), &u) in o.iter_mut().zip(g).zip(u) {
-        *o = g / (1.0 + exp(-g)) * u;
     }
 }
 

@@ -146,9 +146,7 @@ impl Matrix {
             Matrix::Packed(p) => p.matmul_t(x),
         }
     }
-}
 
-impl Matrix {
     /// `silu(x · G) · (x · U)` for this matrix `[G | U]` (gate and up side by side) in one
     /// pass where the matrix's kernel takes it: the integer products on the host. `None`
     /// otherwise (`x` is not consumed: callers fall back to [`Self::apply`]).

@@ -346,26 +346,12 @@ impl TextModel {
     /// there are several, the causal mask against the cache's `start` earlier positions.
     fn chunk(&self, start: usize, len: usize, causal: bool) -> Chunk {
         let rope = self.rope_tables(start, len);
-        let total = start + len;
-        let mask = (causal && len > 1).then(|| {
-            let mut m = vec![0f32; len * total];
-            for i in 0..len {
-                for j in start + i + 1..total {
-                    m[i * total + j] = f32::NEG_INFINITY;
-                }
-            }
-            Tensor::<2>::from_data(TensorData::new(m, [len, total]), &self.device)
-        });
-        let visible = if mask.is_some() {
+        let visible = if causal && len > 1 {
             Visible::Causal
         } else {
             Visible::All
         };
-        Chunk {
-            rope,
-            mask,
-            visible,
-        }
+        Chunk { rope, visible }
     }
 
     /// Q, K, V of rows `x` at layer `l`, RoPE applied: [heads, rows, d] and [kv, rows, d] ×2.
@@ -437,12 +423,13 @@ impl TextModel {
         let (q, k, v) = self.qkv(l, &x, chunk);
         let (k, v) = cache.extend(l, k, v, mode == CacheMode::Store);
         let group = c.num_heads / c.num_kv_heads;
-        let a = attention(
-            q,
-            repeat_kv(k, group),
-            repeat_kv(v, group),
-            chunk.mask.clone(),
-        );
+        // The mask as a tensor, built only here (the host attention above takes `visible`).
+        let (s, total) = (x.dims()[0], k.dims()[1]);
+        let mask = chunk
+            .visible
+            .additive(s, total)
+            .map(|m| Tensor::<2>::from_data(TensorData::new(m, [s, total]), &self.device));
+        let a = attention(q, repeat_kv(k, group), repeat_kv(v, group), mask);
         self.finish(l, x, a)
     }
 

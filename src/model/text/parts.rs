@@ -101,8 +101,8 @@ impl Projections {
 /// The positions one pass runs: RoPE tables `[1, len, head_dim]` and the causal mask.
 pub(super) struct Chunk {
     pub(super) rope: RopeTables,
-    pub(super) mask: Option<Tensor<2>>,
-    /// The same mask for the CPU backend's attention.
+    /// Which keys each position sees (causal for a prompt, all for one row, branches in the
+    /// sweep).
     pub(super) visible: crate::model::host_attention::Visible,
 }
 

@@ -1,6 +1,6 @@
 //! The layer sweep's batched pass: every patch layer's branch of the next position at once.
 
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::Tensor;
 
 use super::{CacheMode, Replace, TextModel};
 use crate::error::{Error, Result};
@@ -57,7 +57,7 @@ impl TextModel {
         let mut chunk = self.chunk(start, 1, false);
         for l in 0..=last.layer {
             let n = rows.dims()[0];
-            (chunk.mask, chunk.visible) = self.branch_mask(start, n);
+            chunk.visible = branches(n);
             rows = self.block(l, rows, &chunk, &mut cache, CacheMode::ReadOnly);
             let Some(p) = patches.get(next).filter(|p| p.layer == l) else {
                 continue;
@@ -76,30 +76,20 @@ impl TextModel {
             rows = Tensor::cat(parts, 0);
         }
         // Branches patched before the last layer continue through the remaining layers.
-        (chunk.mask, chunk.visible) = self.branch_mask(start, rows.dims()[0]);
+        chunk.visible = branches(rows.dims()[0]);
         for l in last.layer + 1..c.num_layers {
             rows = self.block(l, rows, &chunk, &mut cache, CacheMode::ReadOnly);
         }
         Ok(rows)
     }
+}
 
-    /// The mask of `n` rows all at position `start`: each sees the `start` cached positions and
-    /// itself (none needed for one row), and the same for the CPU backend's attention.
-    fn branch_mask(&self, start: usize, n: usize) -> (Option<Tensor<2>>, Visible) {
-        let visible = if n > 1 {
-            Visible::Branches
-        } else {
-            Visible::All
-        };
-        let mask = (n > 1).then(|| {
-            let total = start + n;
-            let mut m = vec![f32::NEG_INFINITY; n * total];
-            for i in 0..n {
-                m[i * total..i * total + start].fill(0.0);
-                m[i * total + start + i] = 0.0;
-            }
-            Tensor::from_data(TensorData::new(m, [n, total]), &self.device)
-        });
-        (mask, visible)
+/// What `n` rows all at one position see: the cached positions and each itself (plain for
+/// one row).
+fn branches(n: usize) -> Visible {
+    if n > 1 {
+        Visible::Branches
+    } else {
+        Visible::All
     }
 }

@@ -108,8 +108,6 @@ impl<T: Acts> QRows<T> {
             let fast = super::has_avx2_fma();
             (fast, fast && T::PLANES && rows >= 16 && x86::amx_ready())
         };
-        #[cfg(not(target_arch = "x86_64"))]
-        let fast = false;
         let mut out = QRows {
             q: vec![T::default(); rows * cols],
             d: vec![0.0; nb],
@@ -126,14 +124,13 @@ impl<T: Acts> QRows<T> {
         let planes = &mut out.planes[..];
         #[cfg(not(target_arch = "x86_64"))]
         let planes: &mut [u8] = &mut [];
-        let tasks = rows.div_ceil(per_task);
         let mut tasks: Vec<(&[f32], RowBlocks<T>)> = x
             .chunks(bq)
             .zip(out.q.chunks_mut(bq))
             .zip(out.d.chunks_mut(bb))
             .zip(out.s.chunks_mut(bb))
             .zip(out.sum.chunks_mut(bb))
-            .zip(plane_chunks(planes, 2 * bq, tasks))
+            .zip(plane_chunks(planes, 2 * bq))
             .map(|(((((x, q), d), s), sum), planes)| {
                 (
                     x,
@@ -155,7 +152,6 @@ impl<T: Acts> QRows<T> {
                 unsafe { x86::quantize(x, blocks) };
                 return;
             }
-            let _ = fast;
             quantize_blocks(x, blocks);
         });
         out
@@ -183,16 +179,11 @@ impl<T: Acts> QRows<T> {
     }
 }
 
-/// Split levels in `n` pieces of `len` bytes (empty pieces when there are none).
-fn plane_chunks(p: &mut [u8], len: usize, n: usize) -> impl Iterator<Item = &mut [u8]> {
-    let pieces = if p.is_empty() {
-        n
-    } else {
-        p.len().div_ceil(len)
-    };
+/// Split levels in pieces of `len` bytes, then empty pieces (all empty when there are none;
+/// zipped with the other parts' pieces, which end it).
+fn plane_chunks(p: &mut [u8], len: usize) -> impl Iterator<Item = &mut [u8]> {
     p.chunks_mut(len)
         .chain(std::iter::repeat_with(<&mut [u8]>::default))
-        .take(pieces)
 }
 
 /// The portable quantizer (the reference for the x86 one); fills the byte planes too when

@@ -334,7 +334,7 @@ fn quantize_i8(x: &[f32], out: &mut RowBlocks<i8>) {
         // SAFETY: `xb` holds 32 floats; the 32 stored bytes are block b's (q has one byte
         // per value of x).
         unsafe {
-            let (q, sum, d) = block_levels(xb.as_ptr(), 127.0);
+            let (q, sum, d) = block_levels(xb.as_ptr(), <i8 as Level>::MAX);
             let bytes = pack_bytes(q, false);
             _mm256_storeu_si256(out.q.as_mut_ptr().add(b * BLOCK) as *mut __m256i, bytes);
             out.d[b] = d;
